@@ -1,0 +1,27 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Each creates the virtual environment in .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.strandcap-installed
+
+.PHONY: demo test venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade "pip>=23"
+	$(PY) -m pip install "torch==2.13.0"
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install --no-deps "mediapipe==0.10.21"
+	$(PY) -m pip install --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/strandcap demo
+
+# Tests run inside a virtual X server when one is available (the vispy view needs a real window).
+test: $(STAMP)
+	if command -v xvfb-run >/dev/null 2>&1; then xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q; \
+	else $(PY) -m pytest -q; fi

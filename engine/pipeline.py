@@ -1,0 +1,706 @@
+"""The stage graph: typed configs, content-addressed caching, resume, cancellation, events.
+
+A *stage* is a frozen config dataclass plus a generator function
+``run(config, inputs, ctx) -> Iterator[Event]`` that writes its outputs into ``ctx.out_dir``.
+Outputs live in the capture project folder under ``cache/<stage>/<key>/`` where ``key`` hashes
+
+* the stage name and its version number (bump it when the algorithm changes),
+* the config fields that affect the output (fields whose metadata says
+  ``affects_output=False``, such as the device, are left out),
+* the keys of the input artifacts (so a change upstream re-runs everything downstream),
+* the stage's *fingerprint* of project inputs it reads directly (the source video's content
+  hash, user-edited masks, excluded frames).
+
+A stage writes into ``cache/<stage>/.tmp-<key>-<nonce>/``, which is renamed into place when the
+generator finishes; ``done.json`` is written last (atomically). A folder without ``done.json`` is
+never taken as finished, so a crash or a kill leaves nothing that looks complete and the next
+run redoes that stage only. Status is always read from disk (:func:`stage_status`).
+
+Events (:class:`Progress`, :class:`Loss`, :class:`Preview`, ...) are yielded to the caller, the
+CLI's progress bar and the app's worker consume the same stream. Cancellation is cooperative:
+the runner checks the :class:`CancelToken` after every event a stage yields, and stages call
+``ctx.check()`` inside long loops that yield rarely.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import types
+import typing
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from engine.errors import Cancelled, ConfigError, ProjectError
+
+SCHEMA_VERSION = 1
+MANIFEST = "project.json"
+DONE = "done.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of everything a run yields. ``stage`` is the stage name ('' for pipeline-level)."""
+
+    stage: str
+
+
+@dataclass(frozen=True)
+class StageStarted(Event):
+    """A stage begins (``cached=False``) or is found finished on disk (``cached=True``)."""
+
+    index: int
+    count: int
+    cached: bool
+    key: str
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """``done`` of ``total`` units of work; ``eta_s`` estimated seconds left in this stage."""
+
+    done: int
+    total: int
+    message: str = ""
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Loss(Event):
+    """Loss terms at an optimisation step, e.g. ``{"total": 0.3, "eikonal": 0.01}``."""
+
+    step: int
+    values: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Preview(Event):
+    """A detached CPU snapshot for display.
+
+    ``kind`` names the payload: ``"image"`` (RGB uint8 (H, W, 3) numpy array), ``"strands"``
+    (float32 (N, L, 3) numpy array, metres, head frame), ``"mesh"`` (dict with ``vertices``
+    (V, 3) float32 and ``faces`` (F, 3) int32). Payloads are never tensors that a stage keeps
+    mutating.
+    """
+
+    kind: str
+    data: Any
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Log(Event):
+    """A line for the user: a warning about input quality, a note about what was skipped."""
+
+    message: str
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class StageFinished(Event):
+    """A stage's output is on disk at ``path`` (``cached=True``: it was already there)."""
+
+    key: str
+    path: Path
+    cached: bool
+    wall_s: float
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Cancellation
+# --------------------------------------------------------------------------------------------
+
+
+class CancelToken:
+    """Cooperative cancel and pause, shared between the thread that runs and the one that asks.
+
+    ``cancel()`` makes the next :meth:`check` raise :class:`Cancelled`; ``pause()`` makes
+    :meth:`check` block until ``resume()`` or ``cancel()``.
+    """
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if cancelled; block while paused."""
+        while not self._running.wait(0.1):
+            pass
+        if self._cancel.is_set():
+            raise Cancelled("cancelled by the user; finished stages are kept and a re-run resumes")
+
+
+# --------------------------------------------------------------------------------------------
+# Configs
+# --------------------------------------------------------------------------------------------
+
+
+def option(default: Any, help: str, *, unit: str = "", range: tuple | None = None,
+           choices: tuple | None = None, affects_output: bool = True) -> Any:
+    """A documented config field: ``help`` (what it does), ``unit``, allowed ``range`` or
+    ``choices``, and whether it changes the stage's output (and so its cache key)."""
+    return field(default=default, metadata={
+        "help": help, "unit": unit, "range": range, "choices": choices,
+        "affects_output": affects_output})
+
+
+def _check_value(cls: type, f: dataclasses.Field, value: Any) -> Any:
+    hint = typing.get_type_hints(cls)[f.name]
+    origin = typing.get_origin(hint)
+    allowed = typing.get_args(hint) if origin in (typing.Union, types.UnionType) else (hint,)
+    name = f"{cls.__name__}.{f.name}"
+    if value is None and type(None) in allowed:
+        return None
+    ok = False
+    for t in allowed:
+        base = typing.get_origin(t) or t
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value, ok = float(value), True
+        elif base is tuple and isinstance(value, (list, tuple)):
+            value, ok = tuple(value), True
+        elif isinstance(base, type) and isinstance(value, base) and not (
+                base is int and isinstance(value, bool)):
+            ok = True
+        if ok:
+            break
+    if not ok:
+        raise ConfigError(f"{name} must be {hint}, got {value!r}")
+    rng = f.metadata.get("range")
+    if rng is not None and isinstance(value, (int, float)):
+        lo, hi = rng
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{name} = {value!r} is outside its range [{lo}, {hi}]")
+    choices = f.metadata.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{name} = {value!r} is not one of {list(choices)}")
+    return value
+
+
+def config_from_dict(cls: type, values: Mapping[str, Any] | None = None, base: Any = None) -> Any:
+    """Build a frozen config of type ``cls`` from ``base`` (or defaults) updated with ``values``.
+
+    Raises:
+        ConfigError: on an unknown field, a value of the wrong type or out of range.
+    """
+    values = dict(values or {})
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}; "
+                          f"known: {', '.join(known)}")
+    start = base if base is not None else cls()
+    checked = {k: _check_value(cls, known[k], v) for k, v in values.items()}
+    cfg = dataclasses.replace(start, **checked)
+    for f in dataclasses.fields(cfg):  # defaults are validated too
+        _check_value(cls, f, getattr(cfg, f.name))
+    return cfg
+
+
+def config_to_dict(cfg: Any, output_only: bool = False) -> dict[str, Any]:
+    """Plain JSON-able dict of a config (``output_only``: only fields that affect the output)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if output_only and not f.metadata.get("affects_output", True):
+            continue
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished stage output: ``path`` is ``cache/<stage>/<key>/``; ``done`` is its done.json."""
+
+    stage: str
+    key: str
+    path: Path
+    done: Mapping[str, Any]
+
+
+class StageContext:
+    """What a running stage gets besides its config and inputs.
+
+    Attributes:
+        project: the capture project.
+        out_dir: the temporary folder the stage writes into (renamed into place when it ends).
+        stage: the stage name.
+        device: torch device string chosen for the run ("cpu", "cuda", "mps").
+    """
+
+    def __init__(self, project: "Project", stage: str, out_dir: Path, cancel: CancelToken,
+                 device: str = "cpu") -> None:
+        self.project = project
+        self.stage = stage
+        self.out_dir = out_dir
+        self.device = device
+        self._cancel = cancel
+        self._t0 = time.monotonic()
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the user cancelled; block while paused."""
+        self._cancel.check()
+
+    def progress(self, done: int, total: int, message: str = "") -> Progress:
+        """A :class:`Progress` event with an ETA extrapolated from this stage's elapsed time."""
+        elapsed = time.monotonic() - self._t0
+        eta = elapsed * (total - done) / done if 0 < done <= total else None
+        return Progress(self.stage, done, total, message, eta)
+
+    def loss(self, step: int, values: Mapping[str, float]) -> Loss:
+        return Loss(self.stage, step, {k: float(v) for k, v in values.items()})
+
+    def preview(self, kind: str, data: Any, label: str = "") -> Preview:
+        return Preview(self.stage, kind, data, label)
+
+    def log(self, message: str, level: str = "info") -> Log:
+        return Log(self.stage, message, level)
+
+
+RunFn = Callable[[Any, Mapping[str, Artifact], StageContext], Iterator[Event]]
+FingerprintFn = Callable[["Project", Any], Any]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A node of the stage graph.
+
+    Attributes:
+        name: folder name under ``cache/`` and the key in configs ("keyframes", "masks", ...).
+        version: bumped whenever the algorithm changes its output.
+        config_type: frozen dataclass of the stage's options (fields made with :func:`option`).
+        inputs: names of the upstream stages whose artifacts ``run`` reads.
+        run: generator ``run(config, inputs, ctx)`` yielding events; it may ``return`` a small
+            JSON-able summary dict that is stored in ``done.json``.
+        fingerprint: JSON-able description of project inputs the stage reads directly (source
+            video hash, user mask edits); part of the cache key.
+        title: human name for progress bars and the app's stage list.
+        presets: per preset name ("preview", "standard", "high"), the config values that differ
+            from the dataclass defaults (the defaults are the standard preset).
+    """
+
+    name: str
+    version: int
+    config_type: type
+    inputs: tuple[str, ...]
+    run: RunFn
+    fingerprint: FingerprintFn | None = None
+    title: str = ""
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stage_key(stage: Stage, config: Any, input_keys: Mapping[str, str], fingerprint: Any) -> str:
+    """Cache key of a stage: 16 hex digits of sha256 over name, version, config, inputs."""
+    return _hash({"stage": stage.name, "version": stage.version,
+                  "config": config_to_dict(config, output_only=True),
+                  "inputs": dict(sorted(input_keys.items())), "fingerprint": fingerprint})
+
+
+# --------------------------------------------------------------------------------------------
+# Project folder
+# --------------------------------------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Project:
+    """A capture project folder.
+
+    Layout::
+
+        project.json          manifest: schema_version, source, pipeline config, user choices
+        input/                the imported video or image folder (copied, so the project stands alone)
+        edits/masks/          user-corrected hair masks, <frame name>.png (uint8, 255 = hair)
+        cache/<stage>/<key>/  stage outputs, finished when done.json exists
+
+    Raises:
+        ProjectError: when ``root`` is not a project (``open``), or its schema is newer.
+    """
+
+    def __init__(self, root: Path, manifest: dict) -> None:
+        self.root = Path(root).resolve()
+        self.manifest = manifest
+
+    # -- creation and loading ---------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path | str) -> "Project":
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise ProjectError(f"{root}: not a Strandcap project (no {MANIFEST}); "
+                               "create one with `strandcap preprocess VIDEO --project DIR`")
+        try:
+            manifest = read_json(path)
+        except (OSError, ValueError) as exc:
+            raise ProjectError(f"{path}: unreadable project manifest ({exc})") from exc
+        version = manifest.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ProjectError(f"{path}: schema_version {version!r} is newer than this Strandcap "
+                               f"understands ({SCHEMA_VERSION}); update Strandcap")
+        return cls(root, manifest)
+
+    @classmethod
+    def open_or_create(cls, root: Path | str) -> "Project":
+        """Open the project at ``root``, or create it when ``root`` is missing or empty.
+
+        Raises:
+            ProjectError: ``root`` is a file, or a non-empty folder that is not a project.
+        """
+        root = Path(root)
+        if (root / MANIFEST).is_file():
+            return cls.open(root)
+        if root.exists() and not root.is_dir():
+            raise ProjectError(f"{root}: is a file, not a project folder")
+        if root.is_dir() and any(root.iterdir()):
+            raise ProjectError(f"{root}: folder is not empty and is not a Strandcap project; "
+                               "choose a new or empty folder")
+        root.mkdir(parents=True, exist_ok=True)
+        project = cls(root, {"schema_version": SCHEMA_VERSION, "created": time.time(),
+                             "source": None, "config": {}, "excluded_frames": []})
+        project.save()
+        return project
+
+    def save(self) -> None:
+        write_json_atomic(self.root / MANIFEST, self.manifest)
+
+    # -- folders --------------------------------------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "input"
+
+    @property
+    def mask_edits_dir(self) -> Path:
+        return self.root / "edits" / "masks"
+
+    # -- source ---------------------------------------------------------------------------------
+    def import_source(self, source: Path | str) -> Path:
+        """Copy a video file or an image folder into ``input/`` and record its content hash.
+
+        Re-importing identical content is a no-op; a different source is copied beside the
+        old one (old cached results stay on disk and are reused if the old source comes back).
+
+        Returns: the path of the copy inside the project.
+        Raises:
+            InputError: ``source`` does not exist.
+        """
+        from engine.errors import InputError
+        from engine.io.media import IMAGE_SUFFIXES
+
+        src = Path(source)
+        if not src.exists():
+            raise InputError(f"{src}: no such file or folder")
+        if src.is_dir():
+            files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(f"{src}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+            digest = _hash([(p.name, file_sha256(p)) for p in files])
+        else:
+            files = [src]
+            digest = file_sha256(src)
+        current = self.manifest.get("source") or {}
+        if current.get("sha256") == digest and (self.root / current["path"]).exists():
+            return self.root / current["path"]
+        self.input_dir.mkdir(parents=True, exist_ok=True)
+        dest = self.input_dir / f"{digest[:8]}-{src.name}"
+        if not dest.exists():
+            tmp = self.input_dir / f".tmp-{uuid.uuid4().hex[:8]}"
+            try:
+                if src.is_dir():
+                    tmp.mkdir()
+                    for p in files:
+                        shutil.copy2(p, tmp / p.name)
+                else:
+                    shutil.copy2(src, tmp)
+                os.replace(tmp, dest)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        self.manifest["source"] = {"path": dest.relative_to(self.root).as_posix(),
+                                   "original": str(src.resolve()), "sha256": digest,
+                                   "kind": "images" if src.is_dir() else "video"}
+        self.save()
+        return dest
+
+    @property
+    def source_path(self) -> Path:
+        from engine.errors import InputError
+        src = self.manifest.get("source")
+        if not src:
+            raise InputError(f"{self.root}: project has no input video or images yet")
+        return self.root / src["path"]
+
+    def source_fingerprint(self) -> str:
+        src = self.manifest.get("source") or {}
+        return src.get("sha256", "")
+
+    def mask_edits_fingerprint(self) -> str:
+        d = self.mask_edits_dir
+        files = sorted(d.glob("*.png")) if d.is_dir() else []
+        return _hash([(p.name, file_sha256(p)) for p in files])
+
+    # -- artifacts ------------------------------------------------------------------------------
+    def artifact(self, stage: str, key: str) -> Artifact | None:
+        """The finished artifact ``cache/<stage>/<key>``, or None if it is not finished."""
+        path = self.cache_dir / stage / key
+        done = path / DONE
+        if not done.is_file():
+            return None
+        try:
+            return Artifact(stage, key, path, read_json(done))
+        except (OSError, ValueError):
+            return None
+
+
+# --------------------------------------------------------------------------------------------
+# The pipeline config (one config system for CLI, app and benchmarks)
+# --------------------------------------------------------------------------------------------
+
+
+class PipelineConfig:
+    """Per-stage configs of a graph, built from defaults, a preset and overrides.
+
+    ``overrides`` maps stage name to a dict of field values, e.g.
+    ``{"keyframes": {"max_keyframes": 12}}``. A preset's values come from each stage's
+    ``presets``; overrides win over the preset.
+    """
+
+    def __init__(self, stages: list[Stage], preset: str = "standard",
+                 overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                 device: str = "auto") -> None:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        self.preset = preset
+        self.device = resolve_device(device)
+        self.overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+        names = {s.name for s in stages}
+        unknown = sorted(set(self.overrides) - names)
+        if unknown:
+            raise ConfigError(f"config for unknown stage(s): {', '.join(unknown)}")
+        self.configs = {}
+        for s in stages:
+            merged = dict(s.presets.get(preset, {}))
+            merged.update(self.overrides.get(s.name, {}))
+            self.configs[s.name] = config_from_dict(s.config_type, merged)
+
+    def __getitem__(self, stage: str) -> Any:
+        return self.configs[stage]
+
+    def to_dict(self) -> dict:
+        return {"preset": self.preset, "overrides": self.overrides}
+
+
+PRESETS = ("preview", "standard", "high")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` picks CUDA when present, then Apple MPS, else CPU.
+
+    Raises:
+        ConfigError: an explicitly requested device that this machine lacks.
+    """
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available to this torch build")
+    if device not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {device!r}; choose auto, cpu, cuda or mps")
+    return device
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    name: str
+    title: str
+    key: str
+    finished: bool
+
+
+def _plan(project: Project, stages: list[Stage], config: PipelineConfig) -> list[tuple[Stage, str]]:
+    keys: dict[str, str] = {}
+    plan = []
+    for s in stages:
+        missing = [i for i in s.inputs if i not in keys]
+        if missing:
+            raise ConfigError(f"stage {s.name} needs {', '.join(missing)} earlier in the graph")
+        cfg = config[s.name]
+        fp = s.fingerprint(project, cfg) if s.fingerprint else None
+        keys[s.name] = stage_key(s, cfg, {i: keys[i] for i in s.inputs}, fp)
+        plan.append((s, keys[s.name]))
+    return plan
+
+
+def stage_status(project: Project, stages: list[Stage], config: PipelineConfig) -> list[StageStatus]:
+    """Which stages of the graph are finished for this config, read from disk."""
+    return [StageStatus(s.name, s.title or s.name, key, project.artifact(s.name, key) is not None)
+            for s, key in _plan(project, stages, config)]
+
+
+def resolve_artifact(project: Project, stages: list[Stage], config: PipelineConfig,
+                     name: str) -> Artifact | None:
+    """The finished artifact of stage ``name`` for this config, or None."""
+    for s, key in _plan(project, stages, config):
+        if s.name == name:
+            return project.artifact(name, key)
+    raise ConfigError(f"no stage named {name!r}")
+
+
+def run_pipeline(project: Project, stages: list[Stage], config: PipelineConfig,
+                 cancel: CancelToken | None = None) -> Iterator[Event]:
+    """Run ``stages`` in order, reusing finished outputs; yield every event.
+
+    Each stage that is not finished on disk runs in a temporary folder that is renamed into
+    place when it ends; ``done.json`` (stage, version, key, config, input keys, wall time,
+    summary) is written last. On an exception or cancellation the temporary folder is removed
+    and the exception propagates; earlier stages stay finished.
+
+    Raises:
+        Cancelled: when ``cancel`` was cancelled.
+        StrandcapError: whatever a stage raises for bad input.
+    """
+    cancel = cancel or CancelToken()
+    plan = _plan(project, stages, config)
+    project.manifest["config"] = config.to_dict()
+    project.save()
+    artifacts: dict[str, Artifact] = {}
+    for index, (stage, key) in enumerate(plan):
+        cancel.check()
+        stage_dir = project.cache_dir / stage.name
+        final = stage_dir / key
+        found = project.artifact(stage.name, key)
+        if found is not None:
+            artifacts[stage.name] = found
+            yield StageStarted(stage.name, index, len(plan), True, key)
+            yield StageFinished(stage.name, key, final, True, 0.0, found.done.get("summary", {}))
+            continue
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        for stale in stage_dir.glob(f".tmp-{key}-*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+        if final.exists():  # renamed but done.json never written: not finished
+            shutil.rmtree(final)
+        tmp = stage_dir / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        yield StageStarted(stage.name, index, len(plan), False, key)
+        t0 = time.monotonic()
+        ctx = StageContext(project, stage.name, tmp, cancel, config.device)
+        gen = stage.run(config[stage.name], {i: artifacts[i] for i in stage.inputs}, ctx)
+        summary: Any = None
+        try:
+            while True:
+                try:
+                    event = next(gen)
+                except StopIteration as stop:
+                    summary = stop.value
+                    break
+                yield event
+                cancel.check()
+        except BaseException:
+            gen.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        os.replace(tmp, final)
+        wall = time.monotonic() - t0
+        done = {"stage": stage.name, "version": stage.version, "key": key,
+                "config": config_to_dict(config[stage.name]),
+                "inputs": {i: artifacts[i].key for i in stage.inputs},
+                "finished_at": time.time(), "wall_s": wall, "device": config.device,
+                "summary": summary or {}}
+        write_json_atomic(final / DONE, done)
+        artifacts[stage.name] = Artifact(stage.name, key, final, done)
+        yield StageFinished(stage.name, key, final, False, wall, summary or {})
+
+
+def default_stages(until: str | None = None) -> list[Stage]:
+    """The stage graph of a reconstruction, in run order, optionally cut after ``until``.
+
+    Raises:
+        ConfigError: ``until`` names no stage.
+    """
+    from engine.preprocess.stages import STAGES as preprocess
+
+    stages = [*preprocess]
+    if until is None:
+        return stages
+    names = [s.name for s in stages]
+    if until not in names:
+        raise ConfigError(f"no stage named {until!r}; stages: {', '.join(names)}")
+    return stages[: names.index(until) + 1]
