@@ -1,0 +1,225 @@
+"""The ``strandcap`` command: the same stage graph as the app, run headless.
+
+Every command prints one readable ``strandcap: error: ...`` line and exits non-zero on bad
+input (exit 2), a cancelled run (Ctrl-C, exit 130) or an OS error such as a full disk (exit 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from engine import __version__
+from engine.errors import Cancelled, ConfigError, StrandcapError
+from engine.pipeline import (PRESETS, CancelToken, Event, Log, Loss, PipelineConfig, Progress,
+                             Project, StageFinished, StageStarted, default_stages, run_pipeline,
+                             stage_status)
+
+PREPROCESS_UNTIL = "orientation"
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["keyframes.max_keyframes=12", ...]`` -> ``{"keyframes": {"max_keyframes": 12}}``.
+
+    Values are parsed as JSON when they can be (numbers, true/false, lists), else kept as text.
+
+    Raises:
+        ConfigError: an item without ``stage.field=value`` form.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        stage, dot, fld = name.partition(".")
+        if not sep or not dot or not stage or not fld:
+            raise ConfigError(f"--set {item!r}: expected STAGE.FIELD=VALUE, e.g. keyframes.max_keyframes=12")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(stage, {})[fld] = value
+    return out
+
+
+class ProgressPrinter:
+    """Consumes pipeline events and draws one tqdm bar per stage (with ETA) on stderr."""
+
+    def __init__(self, stream=None, quiet: bool = False) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.bar = None
+        self.finished: list[StageFinished] = []
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StageStarted):
+            self._close()
+            if self.quiet:
+                return
+            state = "cached" if event.cached else "running"
+            self.bar = self._tqdm(total=1, desc=f"[{event.index + 1}/{event.count}] {event.stage}",
+                                  file=self.stream, leave=True, dynamic_ncols=True,
+                                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                             "[{elapsed}<{remaining}{postfix}]",
+                                  postfix=state if event.cached else None)
+        elif isinstance(event, Progress) and self.bar is not None:
+            self.bar.total = max(event.total, 1)
+            self.bar.n = event.done
+            if event.message:
+                self.bar.set_postfix_str(event.message, refresh=False)
+            self.bar.refresh()
+        elif isinstance(event, Loss) and self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.3g}" for k, v in list(event.values.items())[:4]})
+        elif isinstance(event, Log) and not self.quiet:
+            (self.bar.write if self.bar is not None else print)(
+                f"{event.stage}: {event.message}", file=self.stream)
+        elif isinstance(event, StageFinished):
+            self.finished.append(event)
+            if self.bar is not None:
+                self.bar.n = self.bar.total
+                self.bar.set_postfix_str("cached" if event.cached else f"{event.wall_s:.1f}s")
+            self._close()
+
+
+def consume(events: Iterator[Event], printer: ProgressPrinter) -> list[StageFinished]:
+    try:
+        for event in events:
+            printer(event)
+    finally:
+        printer._close()
+    return printer.finished
+
+
+def _run(project: Project, until: str | None, args: argparse.Namespace) -> list[StageFinished]:
+    stages = default_stages(until)
+    config = PipelineConfig(stages, preset=args.preset, overrides=parse_overrides(args.set),
+                            device=args.device)
+    printer = ProgressPrinter(quiet=args.quiet)
+    return consume(run_pipeline(project, stages, config, CancelToken()), printer)
+
+
+def _print_summary(finished: list[StageFinished], project: Project) -> None:
+    for ev in finished:
+        rel = ev.path.relative_to(project.root).as_posix()
+        extra = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in ev.summary.items() if not isinstance(v, (dict, list)))
+        print(f"{ev.stage:12s} {'cached ' if ev.cached else f'{ev.wall_s:6.1f}s'}  {rel}"
+              + (f"  ({extra})" if extra else ""))
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    source = Path(args.video)
+    from engine.io.media import probe_source
+
+    probe_source(source)  # fail on a bad input before a project folder is created or touched
+    project = Project.open_or_create(args.project)
+    project.import_source(source)
+    finished = _run(project, PREPROCESS_UNTIL, args)
+    _print_summary(finished, project)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    project = Project.open(args.project)
+    finished = _run(project, args.until, args)
+    _print_summary(finished, project)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    project = Project.open(args.project)
+    saved = project.manifest.get("config") or {}
+    stages = default_stages()
+    config = PipelineConfig(stages, preset=args.preset or saved.get("preset", "standard"),
+                            overrides=saved.get("overrides"), device="cpu")
+    for st in stage_status(project, stages, config):
+        print(f"{st.name:12s} {'finished' if st.finished else 'to do':9s} {st.key}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from engine.resources import sample_dir
+
+    sample = sample_dir()
+    out = Path(args.project)
+    project = Project.open_or_create(out)
+    project.import_source(sample / "frames")
+    t0 = time.monotonic()
+    finished = _run(project, None, args)
+    _print_summary(finished, project)
+    print(f"demo finished in {time.monotonic() - t0:.1f}s; project: {project.root}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strandcap", description="Monocular head video to 3D hair strands.")
+    parser.add_argument("--version", action="version", version=f"strandcap {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def run_options(p: argparse.ArgumentParser, preset: str = "standard") -> None:
+        p.add_argument("--preset", choices=PRESETS, default=preset,
+                       help=f"quality/speed preset (default {preset})")
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                       help="torch device (default: CUDA when present, else CPU)")
+        p.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                       help="override one config field, e.g. keyframes.max_keyframes=12 (repeatable)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("preprocess", help="keyframes, landmarks, hair/bust masks, orientation maps")
+    p.add_argument("video", help="a video file (any format OpenCV reads) or a folder of images")
+    p.add_argument("--project", required=True, help="project folder (created when missing)")
+    run_options(p)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("run", help="run (or resume) the stage graph of an existing project")
+    p.add_argument("--project", required=True)
+    p.add_argument("--until", help="stop after this stage")
+    run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="which stages of a project are finished")
+    p.add_argument("--project", required=True)
+    p.add_argument("--preset", choices=PRESETS, help="default: the preset of the last run")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="run the pipeline on the embedded sample capture")
+    p.add_argument("--project", default="out/demo", help="project folder (default out/demo)")
+    run_options(p, preset="preview")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("strandcap: cancelled; finished stages are kept, run the command again to resume",
+              file=sys.stderr)
+        return Cancelled.exit_code
+    except StrandcapError as exc:
+        print(f"strandcap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"strandcap: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
