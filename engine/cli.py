@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from engine import __version__
-from engine.errors import Cancelled, ConfigError, StrandcapError
-from engine.pipeline import (PRESETS, CancelToken, Event, Log, Loss, PipelineConfig, Progress,
+from engine.errors import Cancelled, ConfigError, InputError, StrandcapError
+from engine.pipeline import (MANIFEST, PRESETS, CancelToken, Event, Log, Loss, PipelineConfig, Progress,
                              Project, StageFinished, StageStarted, default_stages, run_pipeline,
                              stage_status)
 
@@ -100,10 +101,15 @@ def consume(events: Iterator[Event], printer: ProgressPrinter) -> list[StageFini
     return printer.finished
 
 
-def _run(project: Project, until: str | None, args: argparse.Namespace) -> list[StageFinished]:
+def _config(args: argparse.Namespace, until: str | None) -> tuple[list, PipelineConfig]:
     stages = default_stages(until)
-    config = PipelineConfig(stages, preset=args.preset, overrides=parse_overrides(args.set),
-                            device=args.device)
+    return stages, PipelineConfig(stages, preset=args.preset, overrides=parse_overrides(args.set),
+                                  device=args.device)
+
+
+def _run(project: Project, plan: tuple[list, PipelineConfig], args: argparse.Namespace
+         ) -> list[StageFinished]:
+    stages, config = plan
     printer = ProgressPrinter(quiet=args.quiet)
     return consume(run_pipeline(project, stages, config, CancelToken()), printer)
 
@@ -124,17 +130,26 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     source = Path(args.video)
     from engine.io.media import probe_source
 
-    probe_source(source)  # fail on a bad input before a project folder is created or touched
-    project = Project.open_or_create(args.project)
-    project.import_source(source)
-    finished = _run(project, PREPROCESS_UNTIL, args)
+    plan = _config(args, PREPROCESS_UNTIL)  # bad options fail before anything is touched
+    probe_source(source)  # so does a bad input
+    root = Path(args.project)
+    created = not (root / MANIFEST).is_file()
+    project = Project.open_or_create(root)
+    try:
+        with project.trying_source(source):
+            finished = _run(project, plan, args)
+    except InputError:
+        if created:  # a project this command made for a bad input is removed again
+            shutil.rmtree(project.root, ignore_errors=True)
+        raise
     _print_summary(finished, project)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    plan = _config(args, args.until)
     project = Project.open(args.project)
-    finished = _run(project, args.until, args)
+    finished = _run(project, plan, args)
     _print_summary(finished, project)
     return 0
 
@@ -153,12 +168,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from engine.resources import sample_dir
 
-    sample = sample_dir()
-    out = Path(args.project)
-    project = Project.open_or_create(out)
-    project.import_source(sample / "frames")
+    plan = _config(args, None)
+    project = Project.open_or_create(Path(args.project))
+    project.import_source(sample_dir() / "frames")
     t0 = time.monotonic()
-    finished = _run(project, None, args)
+    finished = _run(project, plan, args)
     _print_summary(finished, project)
     print(f"demo finished in {time.monotonic() - t0:.1f}s; project: {project.root}")
     return 0

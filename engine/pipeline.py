@@ -24,6 +24,8 @@ the runner checks the :class:`CancelToken` after every event a stage yields, and
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -490,6 +492,26 @@ class Project:
                                    "kind": "images" if src.is_dir() else "video"}
         self.save()
         return dest
+
+    @contextlib.contextmanager
+    def trying_source(self, source: Path | str) -> Iterator[Path]:
+        """Import ``source`` for a run; if the run raises :class:`InputError` (no face, too
+        short, unreadable), put the previous source back and delete the new copy, so a bad
+        input leaves the project exactly as it was. Cancellation and other errors keep the new
+        source (a re-run resumes with it)."""
+        from engine.errors import InputError
+
+        previous = copy.deepcopy(self.manifest.get("source"))
+        existed = {p.name for p in self.input_dir.iterdir()} if self.input_dir.is_dir() else set()
+        dest = self.import_source(source)
+        try:
+            yield dest
+        except InputError:
+            self.manifest["source"] = previous
+            self.save()
+            if dest.name not in existed and dest.exists():
+                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+            raise
 
     @property
     def source_path(self) -> Path:
