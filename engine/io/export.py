@@ -1,0 +1,211 @@
+"""Public entry points for groom files: :func:`export_groom` and :func:`load_groom`.
+
+Formats (by suffix): Alembic ``.abc``, USD ``.usd/.usda/.usdc``, OBJ ``.obj``, PLY ``.ply``,
+Cem Yuksel ``.hair`` (all read and written), USC-HairSalon ``.data`` and TressFX ``.tfx`` (read
+only).
+
+Exporters are pure functions of (groom, options): the groom (head-frame metres) is converted to
+the file's units and up axis by :func:`engine.io.formats._common.to_file_frame` (scale by 1, 100 or
+1000 for m, cm, mm; for ``up="z"`` the rotation ``(x, y, z) -> (x, -z, y)``), optionally reduced
+to K guide strands, then written *atomically*: into a temporary file in the destination folder
+which is renamed over the destination with :func:`os.replace` only once complete. On any error
+the temporary file is removed and an existing destination is left untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from engine.errors import InputError, StrandcapError
+from engine.io.formats import abc as _abc
+from engine.io.formats import hair as _hair
+from engine.io.formats import obj as _obj
+from engine.io.formats import ply as _ply
+from engine.io.formats import tfx as _tfx
+from engine.io.formats import usc_data as _usc
+from engine.io.formats import usd as _usd
+from engine.io.formats._common import (
+    UNIT_SCALE,
+    ExportError,
+    ExportOptions,
+    ReadResult,
+    check_units_up,
+    from_file_frame,
+    to_file_frame,
+)
+from engine.io.groom import Groom, farthest_root_sample
+
+__all__ = [
+    "export_groom",
+    "load_groom",
+    "prepare_for_export",
+    "atomic_write",
+    "ExportOptions",
+    "ExportError",
+    "WRITE_FORMATS",
+    "READ_FORMATS",
+    "format_from_path",
+]
+
+_MODULES = {"abc": _abc, "usd": _usd, "obj": _obj, "ply": _ply, "hair": _hair,
+            "data": _usc, "tfx": _tfx}
+WRITE_FORMATS = ("abc", "usd", "obj", "ply", "hair")
+READ_FORMATS = tuple(_MODULES)
+
+# Units and up axis assumed when a file does not say (and the caller does not either).
+_DEFAULT_READ = {"abc": ("cm", "y"), "usd": ("cm", "y"), "obj": ("cm", "y"), "ply": ("cm", "y"),
+                 "hair": ("cm", "y"), "data": ("m", "y"), "tfx": ("cm", "y")}
+
+
+def format_from_path(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format name for ``path``: ``fmt`` if given (checked), else from the suffix.
+    Raises InputError for an unknown format."""
+    if fmt is not None:
+        f = fmt.lower().lstrip(".")
+        f = {"alembic": "abc", "usda": "usd", "usdc": "usd"}.get(f, f)
+        if f not in _MODULES:
+            raise InputError(f"{path}: unknown groom format {fmt!r} "
+                             f"(use one of {', '.join(READ_FORMATS)})")
+        return f
+    suffix = Path(path).suffix.lower()
+    for name, mod in _MODULES.items():
+        if suffix in mod.SUFFIXES:
+            return name
+    raise InputError(f"{path}: cannot tell the groom format from the suffix {suffix!r} "
+                     f"(use .abc, .usd, .obj, .ply, .hair, .data or .tfx)")
+
+
+def prepare_for_export(groom: Groom, options: ExportOptions) -> Groom:
+    """The groom as the file will hold it: guide subsampling (if ``options.guides``), colours
+    dropped unless ``options.colors``, head dropped unless ``options.head``, then points, widths
+    and head vertices converted to file units and axes. Pure; the input is not changed."""
+    g = groom
+    if options.guides is not None and options.guides < g.num_strands:
+        idx = farthest_root_sample(g.strands[:, 0], int(options.guides))
+        g = g.subset(idx).replace(guide=np.ones(len(idx), bool))
+    elif options.guides is not None:
+        g = g.replace(guide=np.ones(g.num_strands, bool))
+    s = options.scale
+    return g.replace(
+        strands=to_file_frame(g.strands, options.units, options.up),
+        widths=None if g.widths is None else (g.widths.astype(np.float64) * s).astype(np.float32),
+        colors=g.colors if options.colors else None,
+        head_vertices=(to_file_frame(g.head_vertices, options.units, options.up)
+                       if (g.has_head and options.head) else None),
+        head_faces=g.head_faces if (g.has_head and options.head) else None,
+    )
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a fresh temporary path in ``path``'s folder (same suffix), then
+    rename it over ``path`` with :func:`os.replace`. On any error the temporary file is removed,
+    an existing ``path`` is untouched, and OS errors become :class:`ExportError` naming the file.
+    Returns the destination path."""
+    dest = Path(path)
+    folder = dest.parent
+    if not folder.exists():
+        raise ExportError(f"{dest}: the folder {folder} does not exist")
+    if not folder.is_dir():
+        raise ExportError(f"{dest}: {folder} is not a folder")
+    if dest.is_dir():
+        raise ExportError(f"{dest}: is a folder, not a file name")
+    tmp = folder / f".{dest.stem}.{uuid.uuid4().hex[:12]}.tmp{dest.suffix}"
+    try:
+        write(tmp)
+        os.replace(tmp, dest)
+    except StrandcapError:
+        raise
+    except PermissionError as e:
+        raise ExportError(f"{dest}: permission denied, cannot write here ({e.strerror or e})") \
+            from None
+    except OSError as e:
+        raise ExportError(f"{dest}: cannot write the file ({e.strerror or e})") from None
+    finally:
+        # Only still there if something failed before or during the rename.
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
+    return dest
+
+
+def export_groom(
+    groom: Groom,
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    *,
+    units: str = "cm",
+    up: str = "y",
+    guides: int | None = None,
+    basis: str = "linear",
+    colors: bool = True,
+    head: bool = True,
+    options: ExportOptions | None = None,
+) -> Path:
+    """Write ``groom`` to ``path`` atomically.
+
+    ``groom``: :class:`Groom` in head-frame metres. ``fmt``: "abc", "usd", "obj", "ply", "hair"
+    or None (from the suffix). ``units``: "m", "cm" (default) or "mm". ``up``: "y" (default) or
+    "z" (Blender; ``(x, y, z) -> (x, -z, y)``). ``guides``: keep K evenly spread strands flagged
+    as guides. ``basis``: "linear" or "catmull_rom" (Alembic, USD). ``colors`` / ``head``: write
+    per-strand colours / the head mesh when present. ``options`` overrides the keyword options.
+
+    Returns the written path. Raises :class:`ExportError` (missing folder, not writable, disk
+    full), :class:`engine.errors.InputError` (unknown or read-only format),
+    :class:`engine.errors.ConfigError` (bad option values).
+    """
+    if not isinstance(groom, Groom):
+        raise InputError(f"{path}: export_groom needs a Groom, got {type(groom).__name__}")
+    name = format_from_path(path, fmt)
+    if name not in WRITE_FORMATS:
+        raise InputError(f"{path}: the {name!r} format can be read but not written "
+                         f"(write one of {', '.join(WRITE_FORMATS)})")
+    opts = options or ExportOptions(units=units, up=up, guides=guides, basis=basis,
+                                    colors=colors, head=head)
+    file_groom = prepare_for_export(groom, opts)
+    mod = _MODULES[name]
+    return atomic_write(path, lambda tmp: mod.write(file_groom, tmp, opts))
+
+
+def load_groom(
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    *,
+    units: str | None = None,
+    up: str | None = None,
+) -> Groom:
+    """Read a groom file into head-frame metres.
+
+    ``fmt``: format name or None (from the suffix). ``units`` / ``up``: the file's units and up
+    axis; None means: what the file declares (USD stage metadata, or the ``strandcap units=..
+    up=..`` tag our exporters write into Alembic archive info, OBJ/PLY comments and the ``.hair``
+    info field), else the format's default (cm and Y-up; metres for USC-HairSalon ``.data``).
+    The inverse of the export conversion is applied. Strands with varying point counts are
+    resampled uniformly by arc length to the largest count (:meth:`Groom.from_polylines`).
+
+    Raises :class:`engine.errors.InputError` naming the file for a missing, unreadable or
+    malformed file.
+    """
+    p = Path(path)
+    name = format_from_path(p, fmt)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    res: ReadResult = _MODULES[name].read(p)
+    du, dup = _DEFAULT_READ[name]
+    u = units or res.units or du
+    a = up or res.up or dup
+    check_units_up(u, a, p)
+    g: Groom = res.groom
+    s = UNIT_SCALE[u]
+    return g.replace(
+        strands=from_file_frame(g.strands, u, a),
+        widths=None if g.widths is None else (g.widths.astype(np.float64) / s).astype(np.float32),
+        head_vertices=None if g.head_vertices is None else from_file_frame(g.head_vertices, u, a),
+    )
