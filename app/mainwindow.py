@@ -1,0 +1,161 @@
+"""The main window: a sidebar of pages (Capture, Review, Reconstruct, Export), the File menu
+with recent projects, the settings dialog and the About box."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.dialogs import AboutDialog, show_error
+from app.pages.capture import CapturePage
+from app.pages.export import ExportPage
+from app.pages.reconstruct import ReconstructPage
+from app.pages.review import ReviewPage
+from app.settings import SettingsDialog
+from app.state import AppState
+
+PAGES = ("Capture", "Review", "Reconstruct", "Export")
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, state: AppState) -> None:
+        super().__init__()
+        self.state = state
+        self.resize(1280, 820)
+        self.sidebar = QtWidgets.QListWidget()
+        self.sidebar.setFixedWidth(150)
+        self.sidebar.setIconSize(QtCore.QSize(22, 22))
+        self.sidebar.setStyleSheet("QListWidget { font-size: 15px; } "
+                                   "QListWidget::item { padding: 10px 8px; }")
+        self.stack = QtWidgets.QStackedWidget()
+        self.capture = CapturePage(state)
+        self.review = ReviewPage(state)
+        self.reconstruct = ReconstructPage(state)
+        self.export = ExportPage(state)
+        icons = (QtWidgets.QStyle.StandardPixmap.SP_MediaPlay,
+                 QtWidgets.QStyle.StandardPixmap.SP_FileDialogContentsView,
+                 QtWidgets.QStyle.StandardPixmap.SP_BrowserReload,
+                 QtWidgets.QStyle.StandardPixmap.SP_DialogSaveButton)
+        for name, page, icon in zip(PAGES, self.pages, icons):
+            self.sidebar.addItem(QtWidgets.QListWidgetItem(self.style().standardIcon(icon), name))
+            self.stack.addWidget(page)
+        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        self.sidebar.setCurrentRow(0)
+        central = QtWidgets.QWidget()
+        lay = QtWidgets.QHBoxLayout(central)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.sidebar)
+        lay.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
+        self.project_label = QtWidgets.QLabel()
+        self.statusBar().addPermanentWidget(self.project_label)
+        self._build_menus()
+        state.projectChanged.connect(self.on_project_changed)
+        self.on_project_changed(state.project)
+
+    @property
+    def pages(self) -> tuple[QtWidgets.QWidget, ...]:
+        return (self.capture, self.review, self.reconstruct, self.export)
+
+    def show_page(self, name: str) -> None:
+        self.sidebar.setCurrentRow(PAGES.index(name))
+
+    # -- menus -----------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        self._action(m, "&New project…", self.new_project, QtGui.QKeySequence.StandardKey.New)
+        self._action(m, "&Open project…", self.open_project_dialog,
+                     QtGui.QKeySequence.StandardKey.Open)
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        self._action(m, "Import &video…", self.capture.open_video)
+        self._action(m, "Import &image folder…", self.capture.open_folder)
+        m.addSeparator()
+        self._action(m, "&Settings…", self.open_settings, QtGui.QKeySequence.StandardKey.Preferences)
+        m.addSeparator()
+        self._action(m, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        h = self.menuBar().addMenu("&Help")
+        self._action(h, "&About Strandcap Studio", self.show_about)
+
+    def _action(self, menu: QtWidgets.QMenu, text: str, slot, shortcut=None) -> QtGui.QAction:
+        a = menu.addAction(text)
+        a.triggered.connect(slot)
+        if shortcut is not None:
+            a.setShortcut(shortcut)
+        return a
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.state.settings.recent_projects()
+        for path in recent:
+            a = self.recent_menu.addAction(path)
+            a.setData(path)
+            a.triggered.connect(self._open_recent)
+            a.setEnabled(Path(path, "project.json").is_file())
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear list").triggered.connect(self._clear_recent)
+
+    @QtCore.Slot()
+    def _open_recent(self) -> None:
+        action = self.sender()
+        if isinstance(action, QtGui.QAction):
+            self.open_project(action.data())
+
+    @QtCore.Slot()
+    def _clear_recent(self) -> None:
+        self.state.settings.clear_recent_projects()
+
+    # -- projects --------------------------------------------------------------------------
+    def new_project(self) -> bool:
+        base = Path(self.state.prefs.projects_dir)
+        d = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "New project: choose an empty folder", str(base if base.is_dir() else Path.home()))
+        return bool(d) and self.open_project(d)
+
+    def open_project_dialog(self) -> bool:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a Strandcap project")
+        return bool(d) and self.open_project(d)
+
+    def open_project(self, path: str | Path) -> bool:
+        if self.state.busy:
+            show_error(self, "Busy", "A run is in progress; cancel it before switching projects.")
+            return False
+        try:
+            self.state.open_project(path)
+        except Exception as exc:  # noqa: BLE001
+            show_error(self, "Cannot open project", str(exc))
+            return False
+        return True
+
+    @QtCore.Slot(object)
+    def on_project_changed(self, project) -> None:
+        if project is None:
+            self.setWindowTitle("Strandcap Studio")
+            self.project_label.setText("No project")
+            return
+        self.setWindowTitle(f"Strandcap Studio — {project.root.name}")
+        src = project.manifest.get("source") or {}
+        self.project_label.setText(f"{project.root}  ·  input: "
+                                   f"{Path(src['path']).name if src else 'none yet'}")
+
+    # -- dialogs ---------------------------------------------------------------------------
+    def open_settings(self) -> None:
+        dlg = SettingsDialog(self.state.prefs, self)
+        if dlg.exec() == QtWidgets.QDialog.DialogCode.Accepted:
+            prefs = dlg.preferences()
+            self.state.settings.set_preferences(prefs)
+            self.reconstruct.strand_view.max_strands = prefs.max_display_strands
+
+    def show_about(self) -> None:
+        AboutDialog(self).exec()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        self.capture.stop_source()
+        self.reconstruct.shutdown()
+        if self.export.worker is not None:
+            self.export.worker.wait(10000)
+        super().closeEvent(event)

@@ -1,0 +1,1 @@
+"""The app's pages: Capture, Review, Reconstruct, Export."""

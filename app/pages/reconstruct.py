@@ -1,0 +1,369 @@
+"""Reconstruct page: preset and device; start, pause, cancel, resume from the project's cache;
+the stage list with status read from disk; progress with ETA; live loss curves; a live 3D view
+of the head mesh and the current strands.
+
+The run goes through the one worker (:class:`app.worker.JobWorker`) running
+:func:`engine.pipeline.run_pipeline` on the stage graph of :class:`app.state.AppState`
+(``engine.pipeline.default_stages`` in the app)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+
+from PySide6 import QtCore, QtWidgets
+
+from engine.pipeline import (Log, Loss, Preview, Progress, StageFinished, StageStarted,
+                             run_pipeline, stage_status)
+from app.dialogs import show_error
+from app.settings import cuda_available
+from app.state import AppState
+from app.views.loss_plot import LossPlot
+from app.views.strand_view import StrandView
+from app.worker import JobWorker
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = int(round(max(seconds, 0.0)))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class ReconstructPage(QtWidgets.QWidget):
+    """See module docstring. :attr:`counts` counts the events received per type (tests and the
+    status line read it); :attr:`cached` lists stages the last run found finished on disk."""
+
+    runFinished = QtCore.Signal(str)  # "succeeded" | "cancelled" | "failed"
+
+    def __init__(self, state: AppState, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.worker: JobWorker | None = None
+        self.counts: Counter[str] = Counter()
+        self.cached: list[str] = []
+        self.ran: list[str] = []
+        self.last_outcome: str | None = None
+        self._last_run: dict[str, tuple[str, str]] = {}  # stage -> (status, time) of last run
+        self._t_start = 0.0
+        self._shown = None  # the project the stage list was last filled for
+        self._stage_index = 0
+        self._stage_count = 0
+        self._stage_names: list[str] = []
+
+        self.preset = QtWidgets.QComboBox()
+        self.preset.addItems(["preview", "standard", "high"])
+        self.preset.setCurrentText(state.prefs.preset)
+        self.preset.currentTextChanged.connect(self.refresh_status)
+        self.device = QtWidgets.QComboBox()
+        self.device.addItem("CPU", "cpu")
+        if cuda_available():
+            self.device.addItem("CUDA", "cuda")
+            if state.prefs.device in ("auto", "cuda"):
+                self.device.setCurrentIndex(1)
+        self.until = QtWidgets.QComboBox()
+        self.until.currentIndexChanged.connect(self.refresh_status)
+        self.start_button = QtWidgets.QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.pause_button = QtWidgets.QPushButton("Pause")
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        top = QtWidgets.QHBoxLayout()
+        for label, w in (("Preset", self.preset), ("Device", self.device), ("Run up to", self.until)):
+            top.addWidget(QtWidgets.QLabel(label))
+            top.addWidget(w)
+        top.addStretch(1)
+        for b in (self.start_button, self.pause_button, self.cancel_button):
+            top.addWidget(b)
+
+        self.stage_list = QtWidgets.QTreeWidget()
+        self.stage_list.setHeaderLabels(["Stage", "Status", "Time"])
+        self.stage_list.setRootIsDecorated(False)
+        self.stage_list.setColumnWidth(0, 170)
+        self.stage_list.setColumnWidth(1, 120)
+        self.progress_bar = QtWidgets.QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_label = QtWidgets.QLabel("Idle.")
+        self.progress_label.setWordWrap(True)
+        self.log_view = QtWidgets.QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(2000)
+        left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.stage_list, 2)
+        left.addWidget(self.progress_bar)
+        left.addWidget(self.progress_label)
+        left.addWidget(QtWidgets.QLabel("Log"))
+        left.addWidget(self.log_view, 1)
+        left_w = QtWidgets.QWidget()
+        left_w.setLayout(left)
+
+        self.loss_plot = LossPlot()
+        self.strand_view = StrandView(max_strands=state.prefs.max_display_strands)
+        right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        right.addWidget(self._titled("Losses (log scale)", self.loss_plot))
+        right.addWidget(self._titled("Head and strands (drag to turn)", self.strand_view))
+        right.setSizes([300, 420])
+        split = QtWidgets.QSplitter()
+        split.addWidget(left_w)
+        split.addWidget(right)
+        split.setSizes([380, 700])
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        state.projectChanged.connect(self.refresh_status)
+        self._fill_until()
+        self._set_running(False)
+        self.refresh_status()
+
+    @staticmethod
+    def _titled(title: str, w: QtWidgets.QWidget) -> QtWidgets.QWidget:
+        box = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(box)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lab = QtWidgets.QLabel(f"<b>{title}</b>")
+        lay.addWidget(lab)
+        lay.addWidget(w, 1)
+        return box
+
+    def _fill_until(self) -> None:
+        self.until.blockSignals(True)
+        self.until.clear()
+        self.until.addItem("all stages", None)
+        for s in self.state.stages():
+            self.until.addItem(s.title or s.name, s.name)
+        self.until.blockSignals(False)
+
+    # -- status from disk ------------------------------------------------------------------
+    def current_stages(self) -> list:
+        return self.state.stages(self.until.currentData())
+
+    def current_config(self, stages: list):
+        return self.state.config(stages, self.preset.currentText(), self.device.currentData())
+
+    @QtCore.Slot()
+    def refresh_status(self, *_args: object) -> None:
+        """Fill the stage list from disk (finished or not, for the chosen preset); a finished
+        stage shows how the last run got it ("cached" or "finished" with its time)."""
+        if self.running:
+            return
+        if self.sender() in (self.preset, self.until) or self.state.project is not self._shown:
+            self._last_run = {}
+        self._shown = self.state.project
+        stages = self.current_stages()
+        self.stage_list.clear()
+        self._stage_names = [s.name for s in stages]
+        if not stages:
+            self.progress_label.setText("No reconstruction stages are available in this build "
+                                        "yet; the list fills as stages land.")
+            self.start_button.setEnabled(False)
+            return
+        project = self.state.project
+        statuses = None
+        reason = ""
+        if project is None:
+            reason = "open a project"
+        else:
+            try:
+                statuses = stage_status(project, stages, self.current_config(stages))
+            except Exception as exc:  # noqa: BLE001 - e.g. the project has no input yet
+                reason = str(exc)
+        done = 0
+        for i, s in enumerate(stages):
+            st = statuses[i] if statuses else None
+            text = "finished" if st and st.finished else ("not run" if st else "—")
+            took = ""
+            if st and st.finished and s.name in self._last_run:
+                text, took = self._last_run[s.name]
+            done += bool(st and st.finished)
+            item = QtWidgets.QTreeWidgetItem([s.title or s.name, text, took])
+            item.setData(0, QtCore.Qt.ItemDataRole.UserRole, s.name)
+            self.stage_list.addTopLevelItem(item)
+        self.start_button.setEnabled(project is not None and statuses is not None)
+        if statuses is None:
+            self.progress_label.setText(f"Cannot run yet: {reason}.")
+        elif 0 < done < len(stages):
+            self.start_button.setText(f"Resume ({done} of {len(stages)} cached)")
+            self.progress_label.setText("Finished stages are reused from the project's cache.")
+        elif done == len(stages):
+            self.start_button.setText("Run again (all cached)")
+            self.progress_label.setText("Every stage is finished for this preset.")
+        else:
+            self.start_button.setText("Start")
+            self.progress_label.setText("Idle.")
+
+    def _item(self, name: str) -> QtWidgets.QTreeWidgetItem | None:
+        for i in range(self.stage_list.topLevelItemCount()):
+            it = self.stage_list.topLevelItem(i)
+            if it.data(0, QtCore.Qt.ItemDataRole.UserRole) == name:
+                return it
+        return None
+
+    # -- control ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def start(self) -> None:
+        """Run the chosen stages through the worker (finished ones come from the cache)."""
+        if self.running:
+            return
+        project = self.state.project
+        if project is None:
+            show_error(self, "No project", "Open or create a project first.")
+            return
+        stages = self.current_stages()
+        try:
+            config = self.current_config(stages)
+        except Exception as exc:  # noqa: BLE001
+            show_error(self, "Cannot start", str(exc))
+            return
+        self.refresh_status()
+        self.counts.clear()
+        self.cached, self.ran = [], []
+        self._last_run = {}
+        self.last_outcome = None
+        self.loss_plot.clear()
+        self.strand_view.clear()
+        self.log_view.clear()
+        self._t_start = time.monotonic()
+        self.worker = JobWorker(functools.partial(run_pipeline, project, stages, config),
+                                preview_rate=self.state.prefs.preview_rate, parent=self)
+        w = self.worker
+        w.stageStarted.connect(self.on_stage_started)
+        w.progress.connect(self.on_progress)
+        w.loss.connect(self.on_loss)
+        w.preview.connect(self.on_preview)
+        w.log.connect(self.on_log)
+        w.stageFinished.connect(self.on_stage_finished)
+        w.succeeded.connect(self.on_succeeded)
+        w.cancelled.connect(self.on_cancelled)
+        w.failed.connect(self.on_failed)
+        w.finished.connect(self.on_thread_finished)
+        self._set_running(True)
+        self.state.set_busy(True)
+        self.progress_label.setText(f"Starting ({config.preset} preset on {config.device})…")
+        w.start()
+
+    def toggle_pause(self) -> None:
+        if self.worker is None:
+            return
+        if self.worker.paused:
+            self.worker.resume()
+            self.pause_button.setText("Pause")
+            self.progress_label.setText("Resumed.")
+        else:
+            self.worker.pause()
+            self.pause_button.setText("Continue")
+            self.progress_label.setText("Paused: the run waits at its next step.")
+
+    def cancel(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.progress_label.setText("Cancelling: stopping at the next step…")
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.pause_button.setText("Pause")
+        self.cancel_button.setEnabled(running)
+        for w in (self.preset, self.device, self.until):
+            w.setEnabled(not running)
+
+    # -- slots (GUI thread) ----------------------------------------------------------------
+    @QtCore.Slot(object)
+    def on_stage_started(self, ev: StageStarted) -> None:
+        self.counts["stage_started"] += 1
+        self._stage_index, self._stage_count = ev.index, ev.count
+        it = self._item(ev.stage)
+        if it is not None:
+            it.setText(1, "cached" if ev.cached else "running")
+        self.progress_bar.setValue(0)
+        self.progress_label.setText(f"Stage {ev.index + 1}/{ev.count}: {ev.stage}"
+                                    + (" (from cache)" if ev.cached else ""))
+
+    @QtCore.Slot(object)
+    def on_progress(self, ev: Progress) -> None:
+        self.counts["progress"] += 1
+        frac = ev.done / ev.total if ev.total else 0.0
+        self.progress_bar.setValue(int(1000 * min(max(frac, 0.0), 1.0)))
+        it = self._item(ev.stage)
+        if it is not None:
+            it.setText(1, f"running {100 * frac:.0f}%")
+        msg = f" · {ev.message}" if ev.message else ""
+        self.progress_label.setText(
+            f"Stage {self._stage_index + 1}/{self._stage_count}: {ev.stage} · {ev.done}/{ev.total}"
+            f"{msg} · ETA {fmt_duration(ev.eta_s)} · elapsed "
+            f"{fmt_duration(time.monotonic() - self._t_start)}")
+
+    @QtCore.Slot(object)
+    def on_loss(self, ev: Loss) -> None:
+        self.counts["loss"] += 1
+        self.loss_plot.add(ev.stage, ev.step, dict(ev.values))
+
+    @QtCore.Slot(object)
+    def on_preview(self, ev: Preview) -> None:
+        self.counts["preview"] += 1
+        self.counts[f"preview:{ev.kind}"] += 1
+        if ev.kind == "strands":
+            self.strand_view.set_strands(ev.data)
+        elif ev.kind == "mesh":
+            self.strand_view.set_mesh(ev.data["vertices"], ev.data["faces"])
+
+    @QtCore.Slot(object)
+    def on_log(self, ev: Log) -> None:
+        self.counts["log"] += 1
+        self.log_view.appendPlainText(f"[{ev.stage or 'pipeline'}] {ev.level}: {ev.message}")
+
+    @QtCore.Slot(object)
+    def on_stage_finished(self, ev: StageFinished) -> None:
+        self.counts["stage_finished"] += 1
+        (self.cached if ev.cached else self.ran).append(ev.stage)
+        self._last_run[ev.stage] = (("cached", "") if ev.cached
+                                    else ("finished", fmt_duration(ev.wall_s)))
+        it = self._item(ev.stage)
+        if it is not None:
+            it.setText(1, self._last_run[ev.stage][0])
+            it.setText(2, self._last_run[ev.stage][1])
+        self.progress_bar.setValue(1000)
+
+    @QtCore.Slot()
+    def on_succeeded(self) -> None:
+        self.last_outcome = "succeeded"
+        self.log_view.appendPlainText(f"Run finished in {fmt_duration(time.monotonic() - self._t_start)}.")
+
+    @QtCore.Slot(str)
+    def on_cancelled(self, message: str) -> None:
+        self.last_outcome = "cancelled"
+        self.log_view.appendPlainText(f"Cancelled: {message}")
+
+    @QtCore.Slot(str, str)
+    def on_failed(self, message: str, details: str) -> None:
+        self.last_outcome = "failed"
+        self.log_view.appendPlainText(f"Failed: {message}")
+        show_error(self, "Reconstruction failed", message, details)
+
+    @QtCore.Slot()
+    def on_thread_finished(self) -> None:
+        if self.sender() is not self.worker:
+            return
+        self.worker = None
+        self._set_running(False)
+        self.state.set_busy(False)
+        outcome = self.last_outcome or "failed"
+        self.loss_plot.redraw()
+        self.strand_view.apply_pending()
+        self.refresh_status()
+        self.progress_label.setText({"succeeded": "Finished.",
+                                     "cancelled": "Cancelled; finished stages are kept and the "
+                                                  "next start resumes from them.",
+                                     "failed": "Failed; see the log."}[outcome])
+        self.state.notify_changed()
+        self.runFinished.emit(outcome)
+
+    def shutdown(self, wait_ms: int = 10000) -> None:
+        """Cancel a running job and wait for its thread (window closing)."""
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker.wait(wait_ms)

@@ -1,0 +1,414 @@
+"""Review page: the keyframe strip; for the selected frame, layers (image, hair and bust masks,
+landmarks, orientation map); a brush that adds or removes hair-mask pixels, saved into the
+project and used by the next run; excluding a frame.
+
+Works with whatever preprocessing stages exist: a layer whose stage is not in this build, or
+has not run yet for the project's config, is disabled and the banner says which. Without a
+keyframes result the strip shows evenly spaced frames of the project's input (excluding works;
+masks and the brush need the keyframes stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app import artifacts as art
+from app.dialogs import show_error
+from app.state import AppState
+from app.views.image_view import ImageView, to_qimage
+
+LAYER_STAGES = {"hair": "masks", "bust": "masks", "landmarks": "landmarks",
+                "orientation": "orientation"}
+HAIR_TINT = np.array([255, 60, 170], np.float32)
+BUST_TINT = np.array([60, 140, 255], np.float32)
+
+
+@dataclass
+class FrameEntry:
+    name: str                 # keyframe name ("000"), or "src-<index>" in source mode
+    source_index: int
+    image: np.ndarray | None  # filled in source mode; keyframes load on demand
+
+
+class BrushCanvas(ImageView):
+    """An :class:`ImageView` that paints into an edit mask (uint8, image size) with the mouse.
+
+    ``value`` is the value painted (255 add hair, 0 remove, 128 restore computed; None = off).
+    Emits :attr:`stroked` while painting and :attr:`strokeFinished` on release.
+    """
+
+    stroked = QtCore.Signal()
+    strokeFinished = QtCore.Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent, placeholder="No frame selected.")
+        self.edit: np.ndarray | None = None
+        self.value: int | None = None
+        self.radius = 12
+        self._last: tuple[int, int] | None = None
+        self.setMouseTracking(True)
+
+    def paint_at(self, x: float, y: float, connect: bool = False) -> None:
+        """Paint a disc of :attr:`radius` at image pixel (x, y) (a line from the previous
+        point when ``connect``)."""
+        if self.edit is None or self.value is None:
+            return
+        p = (int(round(x)), int(round(y)))
+        if connect and self._last is not None:
+            cv2.line(self.edit, self._last, p, int(self.value), thickness=2 * self.radius)
+        cv2.circle(self.edit, p, self.radius, int(self.value), -1)
+        self._last = p
+        self.stroked.emit()
+
+    def end_stroke(self) -> None:
+        if self._last is not None:
+            self._last = None
+            self.strokeFinished.emit()
+
+    def mousePressEvent(self, e: QtGui.QMouseEvent) -> None:  # noqa: N802
+        pos = self.widget_to_image(e.position())
+        if pos and e.button() == QtCore.Qt.MouseButton.LeftButton:
+            self._last = None
+            self.paint_at(*pos)
+
+    def mouseMoveEvent(self, e: QtGui.QMouseEvent) -> None:  # noqa: N802
+        pos = self.widget_to_image(e.position())
+        if pos and e.buttons() & QtCore.Qt.MouseButton.LeftButton:
+            self.paint_at(*pos, connect=True)
+
+    def mouseReleaseEvent(self, e: QtGui.QMouseEvent) -> None:  # noqa: N802
+        self.end_stroke()
+
+
+class ReviewPage(QtWidgets.QWidget):
+    """See module docstring."""
+
+    def __init__(self, state: AppState, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.mode = "none"          # "keyframes" | "source" | "none"
+        self.entries: list[FrameEntry] = []
+        self.paths: dict[str, Path | None] = {}
+        self.current: FrameEntry | None = None
+        self._frame: np.ndarray | None = None
+        self._hair: np.ndarray | None = None
+        self._bust: np.ndarray | None = None
+        self._orient: np.ndarray | None = None
+        self._points: np.ndarray | None = None
+        self._landmarks: dict[str, np.ndarray] | None = None
+
+        self.banner = QtWidgets.QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background:#2a2d33; color:#e6c86e; padding:6px;")
+        self.strip = QtWidgets.QListWidget()
+        self.strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
+        self.strip.setFlow(QtWidgets.QListView.Flow.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setIconSize(QtCore.QSize(96, 96))
+        self.strip.setFixedHeight(140)
+        self.strip.setMovement(QtWidgets.QListView.Movement.Static)
+        self.strip.currentRowChanged.connect(self.select_frame)
+        self.canvas = BrushCanvas()
+        self.canvas.stroked.connect(self.redraw)
+        self.canvas.strokeFinished.connect(self.save_edit)
+
+        self.layer_boxes: dict[str, QtWidgets.QCheckBox] = {}
+        layers = QtWidgets.QGroupBox("Show")
+        ll = QtWidgets.QVBoxLayout(layers)
+        for key, text in (("image", "Image"), ("hair", "Hair mask"), ("bust", "Bust mask"),
+                          ("landmarks", "Face landmarks"), ("orientation", "Orientation map")):
+            box = QtWidgets.QCheckBox(text)
+            box.setChecked(key in ("image", "hair"))
+            box.toggled.connect(self.redraw)
+            self.layer_boxes[key] = box
+            ll.addWidget(box)
+        brush = QtWidgets.QGroupBox("Hair-mask brush")
+        bl = QtWidgets.QVBoxLayout(brush)
+        self.brush_size = QtWidgets.QSpinBox()
+        self.brush_size.setRange(1, 200)
+        self.brush_size.setValue(12)
+        self.brush_size.setSuffix(" px radius")
+        self.brush_size.valueChanged.connect(self._brush_changed)
+        self.brush_buttons: dict[str, QtWidgets.QRadioButton] = {}
+        group = QtWidgets.QButtonGroup(self)
+        for key, text in (("off", "Off"), ("add", "Add hair"), ("remove", "Remove hair"),
+                          ("restore", "Restore computed")):
+            b = QtWidgets.QRadioButton(text)
+            b.toggled.connect(self._brush_changed)
+            group.addButton(b)
+            self.brush_buttons[key] = b
+            bl.addWidget(b)
+        self.brush_buttons["off"].setChecked(True)
+        bl.addWidget(self.brush_size)
+        self.clear_edit_button = QtWidgets.QPushButton("Clear edits of this frame")
+        self.clear_edit_button.clicked.connect(self.clear_edit)
+        bl.addWidget(self.clear_edit_button)
+        self.brush_note = QtWidgets.QLabel("Edits are saved into the project when you release "
+                                           "the mouse and used by the next run.")
+        self.brush_note.setWordWrap(True)
+        bl.addWidget(self.brush_note)
+        self.brush_group = brush
+        frame_box = QtWidgets.QGroupBox("Frame")
+        fl = QtWidgets.QVBoxLayout(frame_box)
+        self.exclude_box = QtWidgets.QCheckBox("Exclude this frame from reconstruction")
+        self.exclude_box.toggled.connect(self.set_excluded)
+        self.frame_info = QtWidgets.QLabel()
+        self.frame_info.setWordWrap(True)
+        fl.addWidget(self.exclude_box)
+        fl.addWidget(self.frame_info)
+        side = QtWidgets.QVBoxLayout()
+        for w in (layers, brush, frame_box):
+            side.addWidget(w)
+        side.addStretch(1)
+        side_w = QtWidgets.QWidget()
+        side_w.setLayout(side)
+        side_w.setFixedWidth(280)
+        middle = QtWidgets.QHBoxLayout()
+        middle.addWidget(self.canvas, 1)
+        middle.addWidget(side_w)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addLayout(middle, 1)
+        layout.addWidget(self.strip)
+        state.projectChanged.connect(self.refresh)
+        self.refresh()
+
+    # -- loading ---------------------------------------------------------------------------
+    @QtCore.Slot()
+    def refresh(self, *_args: object) -> None:
+        """Re-read the project's artifacts and rebuild the strip."""
+        project = self.state.project
+        self.entries, self.paths, self.current = [], {}, None
+        self._landmarks = None
+        self.strip.blockSignals(True)
+        self.strip.clear()
+        self.strip.blockSignals(False)
+        self.canvas.edit = None
+        self.canvas.set_image(None)
+        notes: list[str] = []
+        if project is None:
+            self.mode = "none"
+            self.banner.setText("No project open. Create one (File ▸ New project) or record on "
+                                "the Capture page.")
+            self._update_controls()
+            return
+        stages = self.state.stages()
+        names = [s.name for s in stages]
+        try:
+            config = self.state.config(stages)
+            for stage in ("keyframes", "landmarks", "masks", "orientation"):
+                if stage not in names:
+                    self.paths[stage] = None
+                    notes.append(f"{stage}: not available in this build yet")
+                    continue
+                from engine.pipeline import resolve_artifact
+                a = resolve_artifact(project, stages, config, stage)
+                self.paths[stage] = a.path if a is not None else None
+                if a is None:
+                    notes.append(f"{stage}: not run yet (run it on the Reconstruct page)")
+        except Exception as exc:  # noqa: BLE001 - e.g. no source yet
+            self.paths = {k: None for k in ("keyframes", "landmarks", "masks", "orientation")}
+            notes = [str(exc)]
+        if self.paths.get("keyframes") is not None:
+            try:
+                meta, frame_names = art.load_keyframes(self.paths["keyframes"])
+                by_name = {str(f["name"]): f for f in meta.get("frames", [])}
+                self.entries = [FrameEntry(n, int(by_name.get(n, {}).get("source_index", i)),
+                                           None) for i, n in enumerate(frame_names)]
+                self.mode = "keyframes"
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"keyframes unreadable: {exc}")
+        if self.mode != "keyframes" or not self.entries:
+            self.mode = "source"
+            try:
+                frames = art.sample_source_frames(project.source_path)
+                self.entries = [FrameEntry(f"src-{i}", i, img) for i, img in frames]
+                notes.insert(0, "Showing evenly spaced frames of the input until keyframes are "
+                             "computed; masks and the brush need the preprocessing stages.")
+            except Exception as exc:  # noqa: BLE001
+                self.mode = "none"
+                notes.insert(0, str(exc))
+        else:
+            self.mode = "keyframes"
+        self.banner.setText(" · ".join(notes) if notes else
+                            "All preprocessing results are available.")
+        self.banner.setVisible(True)
+        self._fill_strip()
+        self._update_controls()
+        if self.entries:
+            self.strip.setCurrentRow(0)
+
+    def _fill_strip(self) -> None:
+        excluded = set(self._excluded())
+        self.strip.blockSignals(True)
+        for e in self.entries:
+            img = e.image
+            if img is None:
+                try:
+                    img = art.load_frame(self.paths["keyframes"], e.name)
+                except Exception:  # noqa: BLE001
+                    img = np.zeros((96, 96, 3), np.uint8)
+            h, w = img.shape[:2]
+            s = 96 / max(h, w)
+            thumb = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))))
+            if e.source_index in excluded:
+                thumb = (thumb * 0.35).astype(np.uint8)
+            item = QtWidgets.QListWidgetItem(
+                QtGui.QIcon(QtGui.QPixmap.fromImage(to_qimage(thumb))),
+                f"#{e.source_index}" + (" ✕" if e.source_index in excluded else ""))
+            self.strip.addItem(item)
+        self.strip.blockSignals(False)
+
+    def _excluded(self) -> list[int]:
+        p = self.state.project
+        return list(p.manifest.get("excluded_frames", [])) if p is not None else []
+
+    @QtCore.Slot(int)
+    def select_frame(self, row: int) -> None:
+        if row < 0 or row >= len(self.entries):
+            return
+        e = self.current = self.entries[row]
+        self._hair = self._bust = self._orient = self._points = None
+        if self.mode == "keyframes":
+            kf = self.paths["keyframes"]
+            self._frame = art.load_frame(kf, e.name)
+            shape = self._frame.shape[:2]
+            if self.paths.get("masks") is not None:
+                try:
+                    self._hair = art.load_mask(self.paths["masks"], "hair", e.name)
+                    self._bust = art.load_mask(self.paths["masks"], "bust", e.name)
+                except Exception as exc:  # noqa: BLE001
+                    self.frame_info.setText(f"masks unreadable: {exc}")
+            if self.paths.get("orientation") is not None:
+                try:
+                    self._orient = art.orientation_rgb(
+                        *art.load_orientation(self.paths["orientation"], e.name))
+                except Exception:  # noqa: BLE001
+                    self._orient = None
+            if self.paths.get("landmarks") is not None:
+                try:
+                    if self._landmarks is None:
+                        self._landmarks = art.load_landmarks(self.paths["landmarks"])
+                    lm = self._landmarks
+                    idx = [str(n) for n in lm["names"]].index(e.name)
+                    if bool(lm["found"][idx]):
+                        self._points = lm["points"][idx, :, :2]
+                except Exception:  # noqa: BLE001
+                    self._points = None
+            try:
+                self.canvas.edit = art.load_mask_edit(self.state.project.mask_edits_dir,
+                                                      e.name, shape)
+            except Exception as exc:  # noqa: BLE001
+                show_error(self, "Mask edit ignored", str(exc))
+                self.canvas.edit = np.full(shape, art.EDIT_KEEP, np.uint8)
+        else:
+            self._frame = e.image
+            self.canvas.edit = None
+        self.exclude_box.blockSignals(True)
+        self.exclude_box.setChecked(e.source_index in self._excluded())
+        self.exclude_box.blockSignals(False)
+        h, w = self._frame.shape[:2]
+        self.frame_info.setText(f"source frame {e.source_index} · {w}x{h}"
+                                + (f" · keyframe {e.name}" if self.mode == "keyframes" else ""))
+        self._update_controls()
+        self.redraw()
+
+    # -- drawing ---------------------------------------------------------------------------
+    def composite(self) -> np.ndarray | None:
+        """The frame as shown now (RGB uint8) with the enabled layers."""
+        if self._frame is None:
+            return None
+        on = {k: b.isChecked() and b.isEnabled() for k, b in self.layer_boxes.items()}
+        out = (self._frame.astype(np.float32) if on["image"]
+               else np.full(self._frame.shape, 40.0, np.float32))
+        if on["orientation"] and self._orient is not None:
+            o = self._orient.astype(np.float32)
+            lit = o.max(axis=2, keepdims=True) > 0
+            out = np.where(lit, 0.25 * out + 0.75 * o, out)
+        if on["bust"] and self._bust is not None:
+            a = 0.45 * self._bust[..., None]
+            out = out * (1 - a) + BUST_TINT * a
+        if on["hair"] and (self._hair is not None or self.canvas.edit is not None):
+            mask = (art.apply_edit(self._hair, self.canvas.edit) if self.canvas.edit is not None
+                    else self._hair)
+            a = 0.5 * mask[..., None]
+            out = out * (1 - a) + HAIR_TINT * a
+        img = out.clip(0, 255).astype(np.uint8)
+        if on["landmarks"] and self._points is not None:
+            r = max(1, round(max(img.shape[:2]) / 350))
+            for x, y in self._points:
+                if np.isfinite(x) and np.isfinite(y):
+                    cv2.circle(img, (int(x), int(y)), r, (255, 230, 60), -1)
+        return img
+
+    @QtCore.Slot()
+    def redraw(self, *_args: object) -> None:
+        self.canvas.set_image(self.composite())
+
+    # -- edits -----------------------------------------------------------------------------
+    @QtCore.Slot()
+    def _brush_changed(self, *_args: object) -> None:
+        values = {"off": None, "add": art.EDIT_HAIR, "remove": art.EDIT_NOT_HAIR,
+                  "restore": art.EDIT_KEEP}
+        for key, b in self.brush_buttons.items():
+            if b.isChecked():
+                self.canvas.value = values[key]
+        self.canvas.radius = int(self.brush_size.value())
+        cursor = (QtCore.Qt.CursorShape.CrossCursor if self.canvas.value is not None
+                  else QtCore.Qt.CursorShape.ArrowCursor)
+        self.canvas.setCursor(cursor)
+
+    @QtCore.Slot()
+    def save_edit(self) -> Path | None:
+        """Save the current frame's edit into ``project.mask_edits_dir/<name>.png``."""
+        if self.current is None or self.canvas.edit is None or self.state.project is None:
+            return None
+        try:
+            return art.save_mask_edit(self.state.project.mask_edits_dir, self.current.name,
+                                      self.canvas.edit)
+        except Exception as exc:  # noqa: BLE001
+            show_error(self, "Mask edit not saved", str(exc))
+            return None
+
+    def clear_edit(self) -> None:
+        if self.canvas.edit is not None:
+            self.canvas.edit[:] = art.EDIT_KEEP
+            self.save_edit()
+            self.redraw()
+
+    @QtCore.Slot(bool)
+    def set_excluded(self, excluded: bool) -> None:
+        """Add or remove the current frame's source index in ``excluded_frames`` and save."""
+        project, e = self.state.project, self.current
+        if project is None or e is None:
+            return
+        frames = set(int(i) for i in project.manifest.get("excluded_frames", []))
+        frames.add(e.source_index) if excluded else frames.discard(e.source_index)
+        project.manifest["excluded_frames"] = sorted(frames)
+        project.save()
+        row = self.entries.index(e)
+        item = self.strip.item(row)
+        if item is not None:
+            item.setText(f"#{e.source_index}" + (" ✕" if excluded else ""))
+
+    def _update_controls(self) -> None:
+        have_kf = self.mode == "keyframes"
+        for key, box in self.layer_boxes.items():
+            if key == "image":
+                box.setEnabled(self.mode != "none")
+                continue
+            stage = LAYER_STAGES[key]
+            ok = have_kf and (key == "hair" or self.paths.get(stage) is not None)
+            box.setEnabled(ok)
+            box.setToolTip("" if ok else f"needs the {stage} stage"
+                           + (" (not in this build yet)" if stage not in
+                              {s.name for s in self.state.stages()} else " (not run yet)"))
+        brush_ok = have_kf
+        self.brush_group.setEnabled(brush_ok)
+        self.brush_group.setToolTip("" if brush_ok else "the brush edits keyframe masks: run "
+                                    "the keyframes stage first")
+        self.exclude_box.setEnabled(self.current is not None)

@@ -1,0 +1,192 @@
+"""Reconstruct page and the worker: a preview-preset run with a toy stage graph emits progress,
+loss and preview signals, the loss plot gains points, the vispy view draws; cancel stops the run
+quickly and the next run resumes from the cache; worker errors reach a dialog."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6 import QtWidgets
+
+from engine.pipeline import Project, stage_status
+from tests.app import toy_stages
+from tests.app.conftest import vispy_can_draw
+
+
+@pytest.fixture
+def page(qtbot, settings, project):
+    from app.pages.reconstruct import ReconstructPage
+    from app.state import AppState
+
+    state = AppState(settings, stages=toy_stages.factory(toy_stages.run_stages))
+    state.set_project(project)
+    page = ReconstructPage(state)
+    qtbot.addWidget(page)
+    page.resize(1100, 700)
+    page.show()
+    qtbot.waitExposed(page)
+    page.preset.setCurrentText("preview")
+    yield page
+    page.shutdown()
+
+
+def set_overrides(project: Project, **values) -> None:
+    project.manifest["config"] = {"preset": "preview", "overrides": {"toy_strands": values}}
+    project.save()
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    """Capture QMessageBox.exec instead of showing a modal dialog."""
+    shown: list[dict] = []
+
+    def fake_exec(box):
+        shown.append({"title": box.windowTitle(), "text": box.text(),
+                      "details": box.detailedText()})
+        return 0
+
+    monkeypatch.setattr(QtWidgets.QMessageBox, "exec", fake_exec)
+    return shown
+
+
+def test_preview_run_emits_events_plots_and_draws(qtbot, page, dialogs):
+    assert [page.stage_list.topLevelItem(i).text(1) for i in range(2)] == ["not run", "not run"]
+    with qtbot.waitSignal(page.runFinished, timeout=20000) as blocker:
+        page.start()
+    assert blocker.args == ["succeeded"], dialogs
+    c = page.counts
+    assert c["progress"] >= 40 and c["loss"] == 40       # preview preset: 40 steps
+    assert c["preview:strands"] >= 1 and c["preview:mesh"] == 1
+    assert c["stage_started"] == 2 and c["stage_finished"] == 2
+    # the loss plot holds one curve per term with every step
+    page.loss_plot.redraw()
+    assert set(page.loss_plot.curves) == {"toy_strands: total", "toy_strands: smoothness"}
+    assert page.loss_plot.point_count("toy_strands: total") == 40
+    assert page.loss_plot.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    # status is read back from disk: both finished
+    assert [page.stage_list.topLevelItem(i).text(1) for i in range(2)] == ["finished"] * 2
+    # one line visual with a connect array holding every segment of the last preview
+    view = page.strand_view
+    assert view.strand_count == 300 and view.segment_count == 300 * 15
+    ok, why = vispy_can_draw()
+    if not ok:
+        pytest.skip(why)
+    img = view.render_image()
+    bg = np.array([0.11, 0.12, 0.14]) * 255
+    differs = np.abs(img[..., :3].astype(float) - bg).max(axis=2) > 30
+    assert differs.mean() > 0.01, "the strand view rendered (almost) nothing"
+    # strands are coloured by direction: several distinct hues
+    colours = img[differs][:, :3]
+    assert len(np.unique(colours // 32, axis=0)) >= 3
+    assert not dialogs
+
+
+def test_previews_are_throttled(qtbot, page, project):
+    set_overrides(project, step_s=0.01)  # 40 steps ~ 0.5 s, 8 strand previews yielded
+    page.state.settings.qs.setValue("prefs/preview_rate", 2.0)
+    with qtbot.waitSignal(page.runFinished, timeout=20000):
+        page.start()
+    n = page.counts["preview:strands"]
+    assert 1 <= n < 8, n  # at 2 per second most of the 8 are dropped, the last always arrives
+
+
+def test_cancel_then_resume_from_cache(qtbot, page, project, dialogs):
+    set_overrides(project, step_s=0.05)  # 40 steps would take 2 s
+    page.start()
+    qtbot.waitUntil(lambda: page.counts["progress"] >= 5, timeout=10000)
+    t0 = time.monotonic()
+    with qtbot.waitSignal(page.runFinished, timeout=5000) as blocker:
+        page.cancel()
+    assert time.monotonic() - t0 < 3.0
+    assert blocker.args == ["cancelled"]
+    assert not dialogs  # cancelling is not an error
+    config = page.current_config(page.current_stages())
+    status = {s.name: s.finished for s in stage_status(project, page.current_stages(), config)}
+    assert status == {"toy_quick": True, "toy_strands": False}
+    assert not list((project.cache_dir / "toy_strands").glob(".tmp-*"))  # nothing half-written
+    assert page.start_button.text().startswith("Resume")
+    set_overrides(project, step_s=0.0)  # pacing does not affect the cache key
+    with qtbot.waitSignal(page.runFinished, timeout=20000) as blocker:
+        page.start()
+    assert blocker.args == ["succeeded"]
+    assert page.cached == ["toy_quick"] and page.ran == ["toy_strands"]
+    assert page.stage_list.topLevelItem(0).text(1) == "cached"
+
+
+def test_pause_blocks_and_resume_continues(qtbot, page, project):
+    set_overrides(project, step_s=0.02)
+    page.start()
+    qtbot.waitUntil(lambda: page.counts["progress"] >= 3, timeout=10000)
+    page.toggle_pause()
+    qtbot.wait(300)
+    before = page.counts["progress"]
+    qtbot.wait(500)
+    assert page.counts["progress"] - before <= 1  # at most one event already in flight
+    with qtbot.waitSignal(page.runFinished, timeout=20000) as blocker:
+        page.toggle_pause()
+    assert blocker.args == ["succeeded"]
+
+
+@pytest.mark.parametrize("kind,expect_details", [("runtime", True), ("input", False)])
+def test_worker_error_reaches_dialog(qtbot, page, project, dialogs, kind, expect_details):
+    set_overrides(project, fail_at=3, fail_kind=kind)
+    with qtbot.waitSignal(page.runFinished, timeout=20000) as blocker:
+        page.start()
+    assert blocker.args == ["failed"]
+    assert len(dialogs) == 1
+    d = dialogs[0]
+    if expect_details:
+        assert d["text"] == "RuntimeError: boom at step 3"
+        assert "Traceback" in d["details"] and "_strands" in d["details"]
+    else:
+        assert d["text"] == "toy.mp4: the toy stage rejects this input"
+        assert d["details"] == ""
+    assert not page.running and page.start_button.isEnabled()
+
+
+def test_worker_runs_any_generator_and_delivers_in_gui_thread(qtbot):
+    from PySide6 import QtCore
+
+    from app.worker import JobWorker
+
+    seen = []
+
+    class Receiver(QtCore.QObject):
+        @QtCore.Slot(object)
+        def on_item(self, item):
+            seen.append((item, QtCore.QThread.currentThread()))
+
+    def job(token):
+        for i in range(5):
+            token.check()
+            yield {"i": i}
+
+    recv = Receiver()
+    worker = JobWorker(job)
+    worker.item.connect(recv.on_item)
+    with qtbot.waitSignal(worker.succeeded, timeout=5000):
+        worker.start()
+    worker.wait(2000)
+    qtbot.waitUntil(lambda: len(seen) == 5, timeout=2000)
+    gui = QtWidgets.QApplication.instance().thread()
+    assert [s[0]["i"] for s in seen] == list(range(5))
+    assert all(t is gui for _, t in seen)
+
+
+def test_real_default_stages_are_listed(qtbot, settings, project):
+    """The app's default graph is engine.pipeline.default_stages(); the page lists whatever
+    exists and says so when nothing does."""
+    from app.pages.reconstruct import ReconstructPage
+    from app.state import AppState, installed_stages
+
+    state = AppState(settings)
+    state.set_project(project)
+    page = ReconstructPage(state)
+    qtbot.addWidget(page)
+    names = [s.name for s in installed_stages()]
+    assert page.stage_list.topLevelItemCount() == len(names)
+    if not names:
+        assert "No reconstruction stages" in page.progress_label.text()
+        assert not page.start_button.isEnabled()
