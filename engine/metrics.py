@@ -20,9 +20,10 @@ Shapes and units: strands ``(N, L, 3)`` (or a sequence of ``(L_i, 3)`` arrays, o
 The default thresholds are (2 mm, 20 deg), (3 mm, 30 deg) and (4 mm, 40 deg).
 
 Exactness and speed: the ground-truth points go into a :class:`scipy.spatial.cKDTree`; each
-predicted point first checks its ``k`` nearest neighbours (then ``8k``) within ``d``; only points
-whose nearest neighbours all lie within ``d`` but all fail the angle test get a full ball query
-(queries run in chunks). The result is exactly "ANY neighbour within d with angle < a", not an approximation.
+predicted point's ``k`` nearest neighbours within the largest ``d`` are found once and decide
+most points at every threshold; points whose ``k`` nearest all lie within ``d`` but all fail the
+angle test are retried with ``8k`` neighbours, then with a full ball query (queries run in
+chunks). The result is exactly "ANY neighbour within d with angle < a", not an approximation.
 """
 
 from __future__ import annotations
@@ -104,11 +105,13 @@ def matched_fraction(
     ref_tree: cKDTree | None = None,
     k: int = 8,
     chunk: int = 65536,
+    workers: int = 1,
 ) -> list[float]:
     """For each ``(d, a)``: the fraction (0..1) of query points that have a reference point
     within distance ``d`` (``<= d``) whose unsigned direction differs by less than ``a``
     degrees (``|cos| > cos a``). Points ``(Q, 3)`` / ``(R, 3)``, unit tangents alike, metres.
-    Exact; see the module docstring for the search strategy."""
+    Exact; see the module docstring for the search strategy. ``workers``: threads for the
+    KD-tree queries (-1: all cores)."""
     thr = [(float(d), float(a)) for d, a in thresholds]
     q = np.asarray(query_points, np.float64)
     qt = np.asarray(query_tangents, np.float64)
@@ -119,46 +122,55 @@ def matched_fraction(
     if len(r) == 0:
         return [0.0 for _ in thr]
     tree = ref_tree if ref_tree is not None else cKDTree(r)
-    hits = []
-    for d, a in thr:
-        ca = np.cos(np.radians(a))
-        ok = np.zeros(len(q), bool)
-        for s in range(0, len(q), chunk):
-            ok[s:s + chunk] = _match_chunk(tree, rt, q[s:s + chunk], qt[s:s + chunk], d, ca, k)
-        hits.append(ok)
+    cos_a = np.cos(np.radians([a for _, a in thr]))
+    dist_t = np.array([d for d, _ in thr])
+    hits = np.zeros((len(thr), len(q)), bool)
+    for s in range(0, len(q), chunk):
+        hits[:, s:s + chunk] = _match_chunk(tree, rt, q[s:s + chunk], qt[s:s + chunk], dist_t,
+                                            cos_a, k, workers)
     return [float(h.mean()) for h in hits]
 
 
-def _match_chunk(tree: cKDTree, rt: np.ndarray, qs: np.ndarray, qts: np.ndarray, d: float,
-                 cos_a: float, k: int) -> np.ndarray:
-    """Exact match test for one chunk of query points: k-NN first (k, then 8k), then a full
-    ball query for the points whose nearest neighbours all lie within ``d`` yet all fail."""
+def _match_chunk(tree: cKDTree, rt: np.ndarray, qs: np.ndarray, qts: np.ndarray,
+                 dist_t: np.ndarray, cos_t: np.ndarray, k: int, workers: int) -> np.ndarray:
+    """Exact match test of one chunk of query points at every threshold, ``(T, Q)`` bool.
+
+    One k-NN query up to the largest distance decides most points; for each threshold, the
+    points whose k nearest all lie within ``d`` yet all fail the angle test are retried with
+    8k neighbours, then with a full ball query."""
     n_ref = len(rt)
-    ok = np.zeros(len(qs), bool)
-    todo = np.arange(len(qs))
-    for kk in (min(k, n_ref), min(8 * k, n_ref)):
-        if len(todo) == 0:
-            return ok
-        dist, idx = tree.query(qs[todo], k=kk, distance_upper_bound=d * (1 + 1e-9))
-        dist = dist.reshape(len(todo), kk)
-        idx = idx.reshape(len(todo), kk)
+    out = np.zeros((len(dist_t), len(qs)), bool)
+    kk = min(k, n_ref)
+    dist, idx = tree.query(qs, k=kk, distance_upper_bound=dist_t.max() * (1 + 1e-9),
+                           workers=workers)
+    dist, idx = dist.reshape(len(qs), kk), idx.reshape(len(qs), kk)
+    cos = np.abs(np.einsum("qkc,qc->qk", rt[np.where(np.isfinite(dist), idx, 0)], qts))
+    for t, (d, ca) in enumerate(zip(dist_t, cos_t)):
         inside = dist <= d
-        cos = np.abs(np.einsum("qkc,qc->qk", rt[np.where(inside, idx, 0)], qts[todo]))
-        ok[todo] = (inside & (cos > cos_a)).any(axis=1)
-        # Undecided: all kk nearest lie within d and none passes -> more neighbours may exist.
-        todo = todo[~ok[todo] & inside[:, -1]]
-        if kk == n_ref:
-            return ok
-    for j, nb in zip(todo, tree.query_ball_point(qs[todo], d)):
-        if nb and (np.abs(rt[nb] @ qts[j]) > cos_a).any():
-            ok[j] = True
-    return ok
+        ok = (inside & (cos > ca)).any(axis=1)
+        todo = np.flatnonzero(~ok & inside[:, -1]) if kk < n_ref else np.zeros(0, np.int64)
+        if len(todo):
+            k2 = min(8 * k, n_ref)
+            d2, i2 = tree.query(qs[todo], k=k2, distance_upper_bound=d * (1 + 1e-9),
+                                workers=workers)
+            d2, i2 = d2.reshape(len(todo), k2), i2.reshape(len(todo), k2)
+            in2 = d2 <= d
+            c2 = np.abs(np.einsum("qkc,qc->qk", rt[np.where(in2, i2, 0)], qts[todo]))
+            ok[todo] = (in2 & (c2 > ca)).any(axis=1)
+            todo = todo[~ok[todo] & in2[:, -1]] if k2 < n_ref else todo[:0]
+            for j, nb in zip(todo, tree.query_ball_point(qs[todo], d, workers=workers)):
+                if nb and (np.abs(rt[nb] @ qts[j]) > ca).any():
+                    ok[j] = True
+        out[t] = ok
+    return out
 
 
 def strand_scores(
     predicted,
     ground_truth,
     thresholds: Sequence[tuple[float, float]] = DEFAULT_THRESHOLDS,
+    *,
+    workers: int = 1,
 ) -> list[StrandScore]:
     """Strand precision / recall / F-score (percent) of ``predicted`` against ``ground_truth``
     at each ``(distance metres, angle degrees)`` threshold.
@@ -166,11 +178,13 @@ def strand_scores(
     Both grooms: ``(N, L, 3)`` arrays, sequences of ``(L_i, 3)`` arrays or Grooms, metres, in
     the same frame. Strand order, point order within a strand and the number of points per
     strand do not matter beyond the point sampling itself (compare grooms resampled alike).
+    ``workers``: threads for the KD-tree queries (-1: all cores). Returns one
+    :class:`StrandScore` per threshold, in the given order.
     """
     pp, pt = strand_points_and_tangents(predicted)
     gp, gt = strand_points_and_tangents(ground_truth)
-    prec = matched_fraction(pp, pt, gp, gt, thresholds)
-    rec = matched_fraction(gp, gt, pp, pt, thresholds)
+    prec = matched_fraction(pp, pt, gp, gt, thresholds, workers=workers)
+    rec = matched_fraction(gp, gt, pp, pt, thresholds, workers=workers)
     out = []
     for (d, a), p, r in zip(thresholds, prec, rec):
         p, r = 100.0 * p, 100.0 * r

@@ -89,6 +89,40 @@ def _parse_rows(rows: list[str]) -> np.ndarray:
     return np.array([v[:k] for v in vals], np.float64)
 
 
+def _parse_l_records(recs: list[tuple[str, int, int, int]]) -> list[tuple[np.ndarray, int | None, int]]:
+    """``l`` records -> [(0-based vertex ids, 0-based root texture id or None, group)]. Parses
+    all records at once when they share one token form (``v``, ``v/t``, ``v/t/n``, ``v//n``),
+    else record by record. Negative (relative) indices are resolved."""
+    body = " ".join(r[0][2:] for r in recs)
+    counts = np.array([r[0].count(" ") for r in recs])
+    first = body.split(None, 1)[0] if body.strip() else ""
+    comps = first.count("/") + 1
+    nums = None
+    if all(r[0][-1:] != " " and "  " not in r[0] for r in recs):
+        flat = body.replace("//", "/0/").replace("/", " ").split()
+        if len(flat) == counts.sum() * comps:
+            nums = np.array(flat, np.int64).reshape(-1, comps)
+    if nums is None:  # mixed forms or odd spacing: one record at a time
+        rows, counts = [], []
+        for r in recs:
+            toks = [t.split("/") for t in r[0].split()[1:]]
+            counts.append(len(toks))
+            rows += [[int(t[0]), int(t[1]) if len(t) > 1 and t[1] else 0] for t in toks]
+        nums, counts = np.array(rows, np.int64).reshape(-1, 2), np.array(counts)
+    nv = np.repeat([r[1] for r in recs], counts)
+    ids = nums[:, 0]
+    ids = np.where(ids > 0, ids - 1, nv + ids)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = []
+    for k, (r, s, c) in enumerate(zip(recs, starts, counts)):
+        tid = None
+        if nums.shape[1] > 1 and c > 0 and nums[s, 1] != 0:
+            t = int(nums[s, 1])
+            tid = t - 1 if t > 0 else r[2] + t
+        out.append((ids[s:s + c], tid, r[3]))
+    return out
+
+
 _GROUP_RE = re.compile(r"hair_group_(\d+)")
 
 
@@ -100,7 +134,7 @@ def read(path: Path) -> ReadResult:
         raise InputError(f"{path}: cannot read the file ({e.strerror})") from None
     verts: list[str] = []
     texs: list[str] = []
-    lines: list[tuple[list[int], int | None, int]] = []  # (vertex ids, root vt id, group)
+    lrecs: list[tuple[str, int, int, int]] = []  # (record, #v before, #vt before, group)
     faces: list[list[int]] = []
     group = 0
     obj_index = -1
@@ -117,16 +151,7 @@ def read(path: Path) -> ReadResult:
                 texs.append(raw)
             continue
         if c == "l" and raw.startswith("l "):
-            ids, tid = [], None
-            nv, nt = len(verts), len(texs)
-            for k, tok in enumerate(raw.split()[1:]):
-                parts = tok.split("/")
-                i = int(parts[0])
-                ids.append(i - 1 if i > 0 else nv + i)
-                if k == 0 and len(parts) > 1 and parts[1]:
-                    t = int(parts[1])
-                    tid = t - 1 if t > 0 else nt + t
-            lines.append((ids, tid, group))
+            lrecs.append((raw, len(verts), len(texs), group))
         elif c == "f" and raw.startswith("f "):
             nv = len(verts)
             ids = [int(t.split("/")[0]) for t in raw.split()[1:]]
@@ -139,8 +164,12 @@ def read(path: Path) -> ReadResult:
                 head_first_vertex = len(verts)
         elif c == "#" and tag is None:
             tag = parse_tag(raw)
-    if not lines:
+    if not lrecs:
         raise InputError(f"{path}: the OBJ file has no 'l' (polyline) records")
+    try:
+        lines = _parse_l_records(lrecs)
+    except ValueError:
+        raise InputError(f"{path}: malformed 'l' record") from None
     try:
         V = _parse_rows(verts)
         ncol = V.shape[1]
