@@ -1,0 +1,148 @@
+"""Capture page: a video file stands in for the camera (the source is an interface), the
+coverage guide fills as the input turns, live warnings, recording into the project."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from app.capture.analysis import (WARN_BLUR, WARN_DARK, WARN_FACE, WARN_FAST, FrameAnalyzer,
+                                  estimate_yaw)
+from app.capture.coverage import YawCoverage
+from app.capture.sources import SourceFrame, VideoFileSource
+from tests.app.conftest import PORTRAIT, make_video, portrait
+
+
+class TurningSource(VideoFileSource):
+    """A video file whose frames carry a known head yaw (as a tracked or synthetic source
+    would), sweeping ``yaws`` in order."""
+
+    def __init__(self, path, yaws):
+        super().__init__(path, realtime=False)
+        self.yaws = list(yaws)
+        self.name = "turning test clip"
+
+    def read(self):
+        frame = super().read()
+        if frame is not None and self.yaws:
+            frame.yaw_deg = self.yaws.pop(0)
+        return frame
+
+
+@pytest.fixture
+def capture(qtbot, settings):
+    from app.pages.capture import CapturePage
+    from app.state import AppState
+
+    state = AppState(settings, stages=lambda until=None: [])
+    page = CapturePage(state)
+    qtbot.addWidget(page)
+    page.resize(1000, 700)
+    page.show()
+    yield page
+    page.stop_source()
+
+
+def run_source(qtbot, page, source, segment=True):
+    page.start_source(source, analysis_hz=0, segment=segment)
+    worker = page.worker
+    with qtbot.waitSignal(worker.finished, timeout=30000):
+        pass
+    qtbot.waitUntil(lambda: page.worker is None, timeout=5000)
+
+
+def test_video_file_as_camera_fills_coverage(qtbot, capture, tmp_path):
+    video = make_video(tmp_path / "turn.mp4", frames=24, size=192)
+    yaws = np.linspace(-85, 85, 24)
+    capture.coverage.min_frames = 2
+    assert capture.coverage.fraction() == 0.0
+    run_source(qtbot, capture, TurningSource(video, yaws))
+    assert capture.frames_seen == 24
+    assert capture.coverage.counts.sum() == 24
+    assert capture.coverage.fraction() == 1.0
+    assert capture.missing_label.text() == "All head-turn ranges captured."
+    frame = capture.last_frame
+    assert frame.display.shape == (192, 192, 3)
+    assert frame.analysis.person_mask is not None and frame.analysis.person_mask.shape == (192, 192)
+    if PORTRAIT.is_file():
+        assert frame.analysis.landmarks is not None and frame.analysis.landmarks.shape == (478, 2)
+        assert WARN_FACE not in frame.analysis.warnings
+
+
+def test_half_turn_leaves_the_other_side_missing(qtbot, capture, tmp_path):
+    video = make_video(tmp_path / "half.mp4", frames=12, size=128)
+    capture.coverage.min_frames = 1
+    run_source(qtbot, capture, TurningSource(video, np.linspace(-89, -1, 12)), segment=False)
+    assert capture.coverage.missing_ranges() == [(0.0, 90.0)]
+    assert "+0° to +90°" in capture.missing_label.text()
+
+
+def test_coverage_model_bins():
+    cov = YawCoverage(bin_deg=30, limit_deg=90, min_frames=2)
+    assert cov.bins == 6
+    for y in (-80, -75, 10, 12, 100, 100):  # beyond the limit falls into the last bin
+        cov.add(y)
+    cov.add(None)
+    assert cov.covered().tolist() == [True, False, False, True, False, True]
+    assert cov.missing_ranges() == [(-60.0, 0.0), (30.0, 60.0)]
+
+
+@pytest.mark.skipif(not PORTRAIT.is_file(), reason="needs ../shared/data/portraits/astronaut.png")
+def test_analyzer_warnings_on_real_portrait():
+    img = cv2.resize(portrait(), (256, 256))
+    az = FrameAnalyzer(segment=False)
+    try:
+        good = az.analyze(SourceFrame(img, 0.0))
+        assert good.landmarks is not None and good.warnings == []
+        fast = az.analyze(SourceFrame(img, 0.1, yaw_deg=good.yaw_deg + 30))  # 300 deg/s
+        assert WARN_FAST in fast.warnings
+        dark = az.analyze(SourceFrame((img * 0.12).astype(np.uint8), 0.2))
+        assert WARN_DARK in dark.warnings
+        blurred = az.analyze(SourceFrame(cv2.GaussianBlur(img, (0, 0), 6), 1.0))
+        assert WARN_BLUR in blurred.warnings
+        noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+        az2 = FrameAnalyzer(segment=False)
+        assert WARN_FACE in az2.analyze(SourceFrame(noise, 0.0)).warnings
+        az2.close()
+        # yaw from landmarks: mirroring the face mirrors its yaw
+        mirrored = FrameAnalyzer(segment=False)
+        m = mirrored.analyze(SourceFrame(np.ascontiguousarray(img[:, ::-1]), 0.0))
+        mirrored.close()
+        assert abs(m.yaw_deg + good.yaw_deg) < 4.0
+    finally:
+        az.close()
+
+
+def test_estimate_yaw_sign():
+    pts = np.zeros((478, 3))
+    pts[234] = (0, 0, 0)
+    pts[454] = (np.cos(np.radians(30)), 0, np.sin(np.radians(30)))  # image-right cheek farther
+    assert estimate_yaw(pts) == pytest.approx(30.0)
+    pts[454, 2] *= -1
+    assert estimate_yaw(pts) == pytest.approx(-30.0)
+
+
+def test_record_into_project(qtbot, capture, tmp_path, project):
+    capture.state.set_project(project)
+    old_source = project.source_path
+    capture.toggle_record()
+    assert capture.recorder.target is not None
+    video = make_video(tmp_path / "rec.mp4", frames=15, size=128)
+    run_source(qtbot, capture, VideoFileSource(video, realtime=False), segment=False)
+    assert capture.last_recording is not None and capture.last_recording.is_file()
+    assert capture.last_recording.parent == project.root / "recordings"
+    assert project.source_path != old_source  # the recording became the project's input
+    cap = cv2.VideoCapture(str(project.source_path))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
+    cap.release()
+
+
+def test_missing_video_reaches_dialog(qtbot, capture, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+
+    shown = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "exec", lambda box: shown.append(box.text()))
+    capture.start_source(VideoFileSource(tmp_path / "nope.mp4"))
+    qtbot.waitUntil(lambda: capture.worker is None, timeout=10000)
+    assert shown == [f"{tmp_path / 'nope.mp4'}: no such video file"]
