@@ -1,8 +1,8 @@
 """Public entry points for groom files: :func:`export_groom` and :func:`load_groom`.
 
 Formats (by suffix): Alembic ``.abc``, USD ``.usd/.usda/.usdc``, OBJ ``.obj``, PLY ``.ply``,
-Cem Yuksel ``.hair`` (all read and written), USC-HairSalon ``.data`` and TressFX ``.tfx`` (read
-only).
+Cem Yuksel ``.hair``, Strandcap's own ``.npz`` (all read and written), USC-HairSalon ``.data``
+and TressFX ``.tfx`` (read only).
 
 Exporters are pure functions of (groom, options): the groom (head-frame metres) is converted to
 the file's units and up axis by :func:`engine.io.formats._common.to_file_frame` (scale by 1, 100 or
@@ -24,6 +24,7 @@ import numpy as np
 from engine.errors import InputError, StrandcapError
 from engine.io.formats import abc as _abc
 from engine.io.formats import hair as _hair
+from engine.io.formats import npz as _npz
 from engine.io.formats import obj as _obj
 from engine.io.formats import ply as _ply
 from engine.io.formats import tfx as _tfx
@@ -53,13 +54,13 @@ __all__ = [
 ]
 
 _MODULES = {"abc": _abc, "usd": _usd, "obj": _obj, "ply": _ply, "hair": _hair,
-            "data": _usc, "tfx": _tfx}
-WRITE_FORMATS = ("abc", "usd", "obj", "ply", "hair")
+            "npz": _npz, "data": _usc, "tfx": _tfx}
+WRITE_FORMATS = ("abc", "usd", "obj", "ply", "hair", "npz")
 READ_FORMATS = tuple(_MODULES)
 
 # Units and up axis assumed when a file does not say (and the caller does not either).
 _DEFAULT_READ = {"abc": ("cm", "y"), "usd": ("cm", "y"), "obj": ("cm", "y"), "ply": ("cm", "y"),
-                 "hair": ("cm", "y"), "data": ("m", "y"), "tfx": ("cm", "y")}
+                 "hair": ("cm", "y"), "npz": ("m", "y"), "data": ("m", "y"), "tfx": ("cm", "y")}
 
 
 def format_from_path(path: str | os.PathLike, fmt: str | None = None) -> str:
@@ -77,7 +78,7 @@ def format_from_path(path: str | os.PathLike, fmt: str | None = None) -> str:
         if suffix in mod.SUFFIXES:
             return name
     raise InputError(f"{path}: cannot tell the groom format from the suffix {suffix!r} "
-                     f"(use .abc, .usd, .obj, .ply, .hair, .data or .tfx)")
+                     f"(use .abc, .usd, .obj, .ply, .hair, .npz, .data or .tfx)")
 
 
 def prepare_for_export(groom: Groom, options: ExportOptions) -> Groom:
@@ -151,10 +152,11 @@ def export_groom(
 ) -> Path:
     """Write ``groom`` to ``path`` atomically.
 
-    ``groom``: :class:`Groom` in head-frame metres. ``fmt``: "abc", "usd", "obj", "ply", "hair"
-    or None (from the suffix). ``units``: "m", "cm" (default) or "mm". ``up``: "y" (default) or
-    "z" (Blender; ``(x, y, z) -> (x, -z, y)``). ``guides``: keep K evenly spread strands flagged
-    as guides. ``basis``: "linear" or "catmull_rom" (Alembic, USD). ``colors`` / ``head``: write
+    ``groom``: :class:`Groom` in head-frame metres. ``fmt``: "abc", "usd", "obj", "ply",
+    "hair", "npz" or None (from the suffix). ``units``: "m", "cm" (default) or "mm". ``up``:
+    "y" (default) or "z" (Blender; ``(x, y, z) -> (x, -z, y)``). ``guides``: keep K evenly
+    spread strands (farthest-point sampling of the roots, deterministic) flagged as guides.
+    ``basis``: "linear" or "catmull_rom" (Alembic, USD). ``colors`` / ``head``: write
     per-strand colours / the head mesh when present. ``options`` overrides the keyword options.
 
     Returns the written path. Raises :class:`ExportError` (missing folder, not writable, disk
@@ -180,13 +182,17 @@ def load_groom(
     *,
     units: str | None = None,
     up: str | None = None,
+    points_per_strand: int | None = None,
 ) -> Groom:
     """Read a groom file into head-frame metres.
 
     ``fmt``: format name or None (from the suffix). ``units`` / ``up``: the file's units and up
     axis; None means: what the file declares (USD stage metadata, or the ``strandcap units=..
     up=..`` tag our exporters write into Alembic archive info, OBJ/PLY comments and the ``.hair``
-    info field), else the format's default (cm and Y-up; metres for USC-HairSalon ``.data``).
+    info field, the ``units``/``up`` arrays of ``.npz``), else the format's default (cm and
+    Y-up; metres for ``.npz`` and USC-HairSalon ``.data``). ``points_per_strand``: only for a
+    PLY point cloud without strand ids or edges (Neural Haircut's raw output): the number of
+    consecutive points that make one strand.
     The inverse of the export conversion is applied. Strands with varying point counts are
     resampled uniformly by arc length to the largest count (:meth:`Groom.from_polylines`).
 
@@ -197,7 +203,10 @@ def load_groom(
     name = format_from_path(p, fmt)
     if not p.is_file():
         raise InputError(f"{p}: no such file")
-    res: ReadResult = _MODULES[name].read(p)
+    if name == "ply":
+        res: ReadResult = _ply.read(p, points_per_strand=points_per_strand)
+    else:
+        res = _MODULES[name].read(p)
     du, dup = _DEFAULT_READ[name]
     u = units or res.units or du
     a = up or res.up or dup

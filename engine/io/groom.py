@@ -256,7 +256,9 @@ def resample_polyline(points: np.ndarray, count: int, n_coords: int = 3) -> np.n
     return out.astype(np.float32)
 
 
-def resample_polylines(polylines: Sequence[np.ndarray], count: int, n_coords: int = 3) -> np.ndarray:
+def resample_polylines(
+    polylines: Sequence[np.ndarray], count: int, n_coords: int = 3
+) -> np.ndarray:
     """Resample each polyline of a ragged list with :func:`resample_polyline`; returns
     ``(N, count, C)`` float32. This is the one place where strands of varying point counts are
     brought to a common count (importers call it through :meth:`Groom.from_polylines`)."""

@@ -360,7 +360,7 @@ def test_guides_subsampling_is_deterministic_and_spread(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["abc", "usd", "obj", "ply", "hair"])
+@pytest.mark.parametrize("fmt", ["abc", "usd", "obj", "ply", "hair", "npz"])
 def test_failure_mid_write_leaves_existing_file_untouched(tmp_path, monkeypatch, fmt):
     dest = tmp_path / f"groom.{fmt}"
     dest.write_bytes(b"the user's old groom")
@@ -497,7 +497,35 @@ def test_resample_polyline_keeps_ends_and_spacing():
                                atol=1e-6)
 
 
-def test_ragged_ply_from_edges_and_obj_with_varying_counts(tmp_path):
+def test_npz_round_trip_is_exact_in_metres(tmp_path):
+    g = make_groom()
+    back = load_groom(export_groom(g, tmp_path / "g.npz", units="m"))
+    for f in ("strands", "widths", "root_uv", "colors", "guide", "group_id", "head_vertices",
+              "head_faces"):
+        np.testing.assert_array_equal(getattr(back, f), getattr(g, f), err_msg=f)
+    with np.load(tmp_path / "g.npz", allow_pickle=False) as z:
+        assert str(z["units"]) == "m" and str(z["up"]) == "y"
+
+
+def test_ply_point_cloud_and_edge_chains(tmp_path):
+    """A bare point cloud (Neural Haircut's raw output) needs points_per_strand; a PLY with
+    only edges gives its strands from the edge chains."""
+    pts = np.arange(2 * 4 * 3, dtype="<f4").reshape(8, 3)
+    head = f"ply\nformat binary_little_endian 1.0\nelement vertex 8\nproperty float x\n" \
+           f"property float y\nproperty float z\n"
+    (tmp_path / "cloud.ply").write_bytes((head + "end_header\n").encode() + pts.tobytes())
+    with pytest.raises(InputError, match="cannot be told apart"):
+        load_groom(tmp_path / "cloud.ply")
+    g = load_groom(tmp_path / "cloud.ply", units="m", points_per_strand=4)
+    np.testing.assert_array_equal(g.strands, pts.reshape(2, 4, 3))
+    edges = np.array([[4, 5], [0, 1], [5, 6], [1, 2], [2, 3], [6, 7]], "<i4")
+    body = head + "element edge 6\nproperty int vertex1\nproperty int vertex2\nend_header\n"
+    (tmp_path / "edges.ply").write_bytes(body.encode() + pts.tobytes() + edges.tobytes())
+    g = load_groom(tmp_path / "edges.ply", units="m")
+    np.testing.assert_array_equal(g.strands, pts.reshape(2, 4, 3))
+
+
+def test_obj_with_varying_point_counts_is_resampled(tmp_path):
     (tmp_path / "r.obj").write_text(
         "v 0 0 0\nv 0 -1 0\nv 0 -2 0\nv 1 0 0\nv 1 -4 0\nl 1 2 3\nl 4 5\n")
     g = load_groom(tmp_path / "r.obj", units="m")
@@ -520,14 +548,18 @@ def test_sintel_guides_round_trip_all_formats(tmp_path):
               head_vertices=d["head_vertices"] * 0.01, head_faces=d["head_faces"])
     extent = np.ptp(g.strands.reshape(-1, 3), axis=0).max()
     assert 0.05 < extent < 1.0  # a human head's hair, in metres
-    for name in ("g.abc", "g.usd", "g.obj", "g.ply", "g.hair"):
+    # The shared file itself reads as a groom (its keys match Groom's fields; no units stored).
+    direct = load_groom(src, units="cm")
+    np.testing.assert_allclose(direct.strands, g.strands, rtol=1e-6)
+    assert direct.head_faces.shape == g.head_faces.shape
+    for name in ("g.abc", "g.usd", "g.obj", "g.ply", "g.hair", "g.npz"):
         for up in ("y", "z"):
             back = load_groom(export_groom(g, tmp_path / name, up=up))
             np.testing.assert_allclose(back.strands, g.strands, rtol=1e-5, atol=1e-7,
                                        err_msg=name)
-            if name in ("g.abc", "g.usd", "g.ply", "g.hair"):
+            if name in ("g.abc", "g.usd", "g.ply", "g.hair", "g.npz"):
                 np.testing.assert_allclose(back.widths, g.widths, rtol=1e-6, err_msg=name)
-            if name in ("g.abc", "g.usd", "g.obj"):
+            if name in ("g.abc", "g.usd", "g.obj", "g.npz"):
                 np.testing.assert_allclose(back.head_vertices, g.head_vertices, rtol=1e-5,
                                            atol=1e-7)
                 np.testing.assert_array_equal(back.head_faces, g.head_faces)

@@ -69,7 +69,8 @@ def test_rotated_directions_fail_the_angle_test():
     a = np.radians(35)
     d = np.array([np.cos(a), np.sin(a), 0])
     u = np.arange(0, 0.015, 0.0005)
-    pred = np.stack([np.array([0.01, y0, 0]) + u[:, None] * d for y0 in np.arange(0.01, 0.02, 0.001)])
+    pred = np.stack([np.array([0.01, y0, 0]) + u[:, None] * d
+                     for y0 in np.arange(0.01, 0.02, 0.001)])
     s20, s30, s40 = strand_scores(pred, gt)
     assert s20.precision == 0 and s30.precision == 0  # 35 deg > 20, 30
     assert s40.precision == 100  # 35 deg < 40, every point within 0.5 mm of a gt point

@@ -89,7 +89,9 @@ def _parse_rows(rows: list[str]) -> np.ndarray:
     return np.array([v[:k] for v in vals], np.float64)
 
 
-def _parse_l_records(recs: list[tuple[str, int, int, int]]) -> list[tuple[np.ndarray, int | None, int]]:
+def _parse_l_records(
+    recs: list[tuple[str, int, int, int]],
+) -> list[tuple[np.ndarray, int | None, int]]:
     """``l`` records -> [(0-based vertex ids, 0-based root texture id or None, group)]. Parses
     all records at once when they share one token form (``v``, ``v/t``, ``v/t/n``, ``v//n``),
     else record by record. Negative (relative) indices are resolved."""
@@ -192,7 +194,8 @@ def read(path: Path) -> ReadResult:
     if all(t is not None for _, t, _ in lines) and len(T):
         tids = np.array([t for _, t, _ in lines])
         if tids.max() >= len(T):
-            raise InputError(f"{path}: an 'l' record refers to a texture vertex that does not exist")
+            raise InputError(
+                f"{path}: an 'l' record refers to a texture vertex that does not exist")
         root_uv = T[tids]
     group_id = np.array([g for _, _, g in lines], np.int32)
     head_v = head_f = None
