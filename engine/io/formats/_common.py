@@ -47,7 +47,7 @@ class ExportOptions:
     * ``basis``: "linear" (polyline) or "catmull_rom" (cubic curve through the points); only
       Alembic and USD record it, the other formats are always polylines.
     * ``colors``: write per-strand colour when the groom has it.
-    * ``head``: write the head mesh when the groom has it (Alembic, USD, OBJ).
+    * ``head``: write the head mesh when the groom has it (Alembic, USD, OBJ, npz).
     """
 
     units: Literal["m", "cm", "mm"] = "cm"

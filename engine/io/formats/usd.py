@@ -60,7 +60,8 @@ def write(groom: Groom, path: Path, options: ExportOptions) -> None:
             c.CreateCurveVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(n, L, np.int32)))
             pts = np.ascontiguousarray(groom.strands[idx].reshape(-1, 3), np.float32)
             c.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(pts))
-            lo, hi = pts.min(0), pts.max(0)
+            pad = 0.0 if groom.widths is None else float(groom.widths[idx].max()) / 2
+            lo, hi = pts.min(0) - pad, pts.max(0) + pad
             c.CreateExtentAttr(Vt.Vec3fArray.FromNumpy(np.stack([lo, hi]).astype(np.float32)))
             if groom.widths is not None:
                 w = np.ascontiguousarray(groom.widths[idx].reshape(-1), np.float32)
