@@ -17,8 +17,8 @@ from typing import Any, Iterator, Sequence
 from engine import __version__
 from engine.errors import Cancelled, ConfigError, InputError, StrandcapError
 from engine.pipeline import (MANIFEST, PRESETS, CancelToken, Event, Log, Loss, PipelineConfig, Progress,
-                             Project, StageFinished, StageStarted, default_stages, run_pipeline,
-                             stage_status)
+                             Project, StageFinished, StageStarted, default_stages, resolve_artifact,
+                             run_pipeline, stage_status)
 
 PREPROCESS_UNTIL = "orientation"
 
@@ -178,6 +178,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+GROOM_STAGE = "strands"  # the stage whose folder holds the project's final groom.npz
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.io.export import export_groom, load_groom
+
+    if args.groom:
+        groom = load_groom(args.groom)
+    else:
+        project = Project.open(args.project)
+        saved = project.manifest.get("config") or {}
+        stages = default_stages()
+        if GROOM_STAGE not in {s.name for s in stages}:
+            raise InputError(f"{project.root}: this version cannot make grooms yet (no strand "
+                             "stage); export a groom file with --groom FILE instead")
+        config = PipelineConfig(stages, preset=saved.get("preset", "standard"),
+                                overrides=saved.get("overrides"), device="cpu")
+        art = resolve_artifact(project, stages, config, GROOM_STAGE)
+        if art is None:
+            raise InputError(f"{project.root}: no finished groom yet; run `strandcap run "
+                             f"--project {args.project}` first")
+        groom = load_groom(art.path / "groom.npz")
+    t0 = time.monotonic()
+    out = export_groom(groom, args.output, fmt=args.format, units=args.units, up=args.up,
+                       guides=args.guides, basis=args.basis)
+    print(f"wrote {out} ({groom.strands.shape[0] if not args.guides else args.guides} strands, "
+          f"{out.stat().st_size / 1e6:.1f} MB, {time.monotonic() - t0:.1f}s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strandcap", description="Monocular head video to 3D hair strands.")
@@ -209,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True)
     p.add_argument("--preset", choices=PRESETS, help="default: the preset of the last run")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("export", help="write a groom as Alembic, USD, OBJ, PLY or .hair")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--project", help="export the project's finished groom")
+    src.add_argument("--groom", help="convert a groom file (abc, usd, obj, ply, hair, npz, data, tfx)")
+    p.add_argument("--format", choices=("abc", "usd", "obj", "ply", "hair", "npz"),
+                   help="default: from the suffix of -o")
+    p.add_argument("--units", choices=("m", "cm", "mm"), default="cm",
+                   help="file units (default cm, what DCC tools expect)")
+    p.add_argument("--up", choices=("y", "z"), default="y",
+                   help="up axis: y (Maya, Houdini, Unreal import) or z (Blender)")
+    p.add_argument("--guides", type=int, help="write only K guide strands (farthest-root sampling)")
+    p.add_argument("--basis", choices=("linear", "catmull_rom"), default="linear",
+                   help="curve basis for Alembic and USD")
+    p.add_argument("-o", "--output", required=True, help="output file")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded sample capture")
     p.add_argument("--project", default="out/demo", help="project folder (default out/demo)")
