@@ -76,7 +76,9 @@ class AboutDialog(QtWidgets.QDialog):
         for i, (k, v) in enumerate(versions.items()):
             table.setItem(i, 0, QtWidgets.QTableWidgetItem(k))
             table.setItem(i, 1, QtWidgets.QTableWidgetItem(v))
+        table.resizeColumnsToContents()
         table.horizontalHeader().setStretchLastSection(True)
+        table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         table.verticalHeader().setVisible(False)
         tabs.addTab(table, "Versions")
         self.licences = bundled_licences(resources)

@@ -116,8 +116,8 @@ class SettingsDialog(QtWidgets.QDialog):
         self.camera.setValue(prefs.camera_index)
         self.resolution = QtWidgets.QComboBox()
         for w, h in ((640, 480), (1280, 720), (1920, 1080)):
-            self.resolution.addItem(f"{w} x {h}", (w, h))
-        idx = self.resolution.findData((prefs.capture_width, prefs.capture_height))
+            self.resolution.addItem(f"{w} x {h}", f"{w}x{h}")
+        idx = self.resolution.findData(f"{prefs.capture_width}x{prefs.capture_height}")
         self.resolution.setCurrentIndex(max(idx, 0))
         self.projects_dir = QtWidgets.QLineEdit(prefs.projects_dir)
         browse = QtWidgets.QPushButton("Browse…")
@@ -147,7 +147,7 @@ class SettingsDialog(QtWidgets.QDialog):
             self.projects_dir.setText(d)
 
     def preferences(self) -> Preferences:
-        w, h = self.resolution.currentData()
+        w, h = (int(v) for v in self.resolution.currentData().split("x"))
         return Preferences(preset=self.preset.currentText(), device=self.device.currentText(),
                            preview_rate=float(self.rate.value()),
                            max_display_strands=int(self.strands.value()),

@@ -32,6 +32,8 @@ WARNINGS = {WARN_FACE: "Face lost: look towards the camera",
             WARN_BLUR: "Blurry: hold still or add light",
             WARN_DARK: "Too dark: add light in front of you",
             WARN_FAST: "Turning too fast: turn slower"}
+OK_TEXT = {WARN_FACE: "Face found", WARN_BLUR: "Sharp", WARN_DARK: "Enough light",
+           WARN_FAST: "Turning speed fine"}
 
 
 class CapturePage(QtWidgets.QWidget):
@@ -56,10 +58,10 @@ class CapturePage(QtWidgets.QWidget):
         self.source.setCurrentIndex(min(self.state.prefs.camera_index, 3))
         self.resolution = QtWidgets.QComboBox()
         for w, h in ((640, 480), (1280, 720), (1920, 1080)):
-            self.resolution.addItem(f"{w} x {h}", (w, h))
+            self.resolution.addItem(f"{w} x {h}", f"{w}x{h}")
         prefs = self.state.prefs
         self.resolution.setCurrentIndex(max(0, self.resolution.findData(
-            (prefs.capture_width, prefs.capture_height))))
+            f"{prefs.capture_width}x{prefs.capture_height}")))
         self.start_button = QtWidgets.QPushButton("Start camera")
         self.start_button.clicked.connect(self.toggle_source)
         self.record_button = QtWidgets.QPushButton("● Record")
@@ -91,6 +93,9 @@ class CapturePage(QtWidgets.QWidget):
         form = QtWidgets.QFormLayout(src_box)
         form.addRow("Camera", self.source)
         form.addRow("Resolution", self.resolution)
+        self.source_label = QtWidgets.QLabel("No source running.")
+        self.source_label.setWordWrap(True)
+        form.addRow(self.source_label)
         form.addRow(self.start_button)
         form.addRow(self.record_button)
         form.addRow(self.record_label)
@@ -138,7 +143,7 @@ class CapturePage(QtWidgets.QWidget):
                 return
             self.start_source(VideoFileSource(path, realtime=True, loop=True))
         else:
-            w, h = self.resolution.currentData()
+            w, h = (int(v) for v in self.resolution.currentData().split("x"))
             self.start_source(CameraSource(int(data), w, h))
 
     def start_source(self, source: FrameSource, analysis_hz: float = 10.0,
@@ -156,6 +161,7 @@ class CapturePage(QtWidgets.QWidget):
         self.start_button.setText("Stop")
         self.record_button.setEnabled(True)
         self.stats_label.setText(f"Starting {source.name}…")
+        self.source_label.setText(f"Showing: {source.name}")
 
     def stop_source(self, wait_ms: int = 5000) -> None:
         if self.worker is None:
@@ -168,6 +174,8 @@ class CapturePage(QtWidgets.QWidget):
         self.start_button.setText("Start camera")
         self.record_button.setEnabled(False)
         self.record_button.setText("● Record")
+        self.source_label.setText("No source running.")
+        self._set_warnings([], idle=True)
 
     # -- slots (GUI thread) ----------------------------------------------------------------
     @QtCore.Slot(object)
@@ -202,6 +210,7 @@ class CapturePage(QtWidgets.QWidget):
         self.start_button.setText("Start camera")
         self.record_button.setEnabled(False)
         self.record_button.setText("● Record")
+        self.source_label.setText("No source running.")
         self._set_warnings([], idle=True)
 
     def on_recording_done(self, done: RecordingDone) -> None:
@@ -274,11 +283,14 @@ class CapturePage(QtWidgets.QWidget):
     def _set_warnings(self, active: list[str], idle: bool = False) -> None:
         for key, lab in self.warning_labels.items():
             if idle:
+                lab.setText(f"–  {WARNINGS[key]}")
                 lab.setStyleSheet("color: #777;")
             elif key in active:
-                lab.setStyleSheet("color: #ff6b5b; font-weight: bold;")
+                lab.setText(f"⚠  {WARNINGS[key]}")
+                lab.setStyleSheet("color: #e0442f; font-weight: bold;")
             else:
-                lab.setStyleSheet("color: #5fbf77;")
+                lab.setText(f"✓  {OK_TEXT[key]}")
+                lab.setStyleSheet("color: #2f9e4f;")
             lab.setToolTip("active" if key in active else "ok")
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -154,8 +154,9 @@ class ReviewPage(QtWidgets.QWidget):
         self.brush_group = brush
         frame_box = QtWidgets.QGroupBox("Frame")
         fl = QtWidgets.QVBoxLayout(frame_box)
-        self.exclude_box = QtWidgets.QCheckBox("Exclude this frame from reconstruction")
+        self.exclude_box = QtWidgets.QCheckBox("Exclude this frame")
         self.exclude_box.toggled.connect(self.set_excluded)
+        self.exclude_box.setToolTip("Excluded frames are left out of the next reconstruction run")
         self.frame_info = QtWidgets.QLabel()
         self.frame_info.setWordWrap(True)
         fl.addWidget(self.exclude_box)

@@ -73,15 +73,15 @@ class CoverageWidget(QtWidgets.QWidget):
     def __init__(self, coverage: YawCoverage, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.coverage = coverage
-        self.setMinimumSize(220, 130)
+        self.setMinimumSize(240, 170)
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt override
         cov = self.coverage
         p = QtGui.QPainter(self)
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
         w, h = self.width(), self.height()
-        radius = min(w / 2 - 8, h - 28)
-        cx, cy = w / 2, h - 18
+        radius = min(w / 2 - 44, h - 44)
+        cx, cy = w / 2, h - 22
         rect = QtCore.QRectF(cx - radius, cy - radius, 2 * radius, 2 * radius)
         covered = cov.covered()
         peak = max(int(cov.counts.max()), 1)
@@ -100,19 +100,22 @@ class CoverageWidget(QtWidgets.QWidget):
             p.setBrush(colour)
             p.setPen(QtGui.QPen(QtGui.QColor("#16181c"), 2))
             p.drawPie(rect, int(start), int(span))
-        p.setBrush(QtGui.QColor("#16181c"))
+        p.setBrush(self.palette().window())
+        p.setPen(QtCore.Qt.PenStyle.NoPen)
         inner = radius * 0.45
-        p.drawEllipse(QtCore.QPointF(cx, cy), inner, inner)
+        p.drawPie(QtCore.QRectF(cx - inner, cy - inner, 2 * inner, 2 * inner), 0, 180 * 16)
         if cov.current is not None and math.isfinite(cov.current):
             a = math.radians(90 - max(-90.0, min(90.0, cov.current)))
             p.setPen(QtGui.QPen(QtGui.QColor("#ffffff"), 3))
             p.drawLine(QtCore.QPointF(cx, cy),
                        QtCore.QPointF(cx + radius * math.cos(a), cy - radius * math.sin(a)))
-        p.setPen(QtGui.QColor("#c8ccd2"))
-        p.drawText(QtCore.QRectF(0, h - 16, w, 16), QtCore.Qt.AlignmentFlag.AlignCenter,
+        p.setPen(self.palette().windowText().color())
+        p.drawText(QtCore.QRectF(0, h - 18, w, 18), QtCore.Qt.AlignmentFlag.AlignCenter,
                    f"head turn covered: {100 * cov.fraction():.0f}%")
-        p.drawText(QtCore.QRectF(2, h - 34, 60, 16), QtCore.Qt.AlignmentFlag.AlignLeft,
-                   f"{-cov.limit_deg:.0f}°")
-        p.drawText(QtCore.QRectF(w - 62, h - 34, 60, 16), QtCore.Qt.AlignmentFlag.AlignRight,
-                   f"+{cov.limit_deg:.0f}°")
+        p.drawText(QtCore.QRectF(cx - radius - 40, cy - 16, 40, 16),
+                   QtCore.Qt.AlignmentFlag.AlignRight, f"{-cov.limit_deg:.0f}°")
+        p.drawText(QtCore.QRectF(cx + radius + 2, cy - 16, 40, 16),
+                   QtCore.Qt.AlignmentFlag.AlignLeft, f"+{cov.limit_deg:.0f}°")
+        p.drawText(QtCore.QRectF(cx - 30, cy - radius - 18, 60, 16),
+                   QtCore.Qt.AlignmentFlag.AlignCenter, "0°")
         p.end()

@@ -68,6 +68,9 @@ def test_video_file_as_camera_fills_coverage(qtbot, capture, tmp_path):
     if PORTRAIT.is_file():
         assert frame.analysis.landmarks is not None and frame.analysis.landmarks.shape == (478, 2)
         assert WARN_FACE not in frame.analysis.warnings
+    # after the clip ends the checks go idle and the source is released
+    assert capture.source_label.text() == "No source running."
+    assert capture.warning_labels[WARN_FACE].text().startswith("–")
 
 
 def test_half_turn_leaves_the_other_side_missing(qtbot, capture, tmp_path):

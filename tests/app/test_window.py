@@ -64,7 +64,7 @@ def test_settings_round_trip(qtbot, settings):
     from app.settings import Preferences, SettingsDialog
 
     prefs = Preferences(preset="high", device="cpu", preview_rate=7.0, max_display_strands=5000,
-                        camera_index=2, capture_width=640, capture_height=480,
+                        camera_index=2, capture_width=1920, capture_height=1080,
                         projects_dir="/tmp/x")
     dlg = SettingsDialog(prefs)
     qtbot.addWidget(dlg)
@@ -73,6 +73,7 @@ def test_settings_round_trip(qtbot, settings):
     settings.set_preferences(dlg.preferences())
     again = settings.preferences()
     assert again.preset == "preview" and again.preview_rate == 7.0 and again.camera_index == 2
+    assert (again.capture_width, again.capture_height) == (1920, 1080)
 
 
 def test_about_lists_versions_and_licences(qtbot, tmp_path):

@@ -1,0 +1,193 @@
+"""Take screenshots of every page in a real X window (run by hand, under Xvfb on a server):
+
+    xvfb-run -a -s "-screen 0 1280x1024x24" python -m app.screenshots docs/screenshots
+
+The project is made from the shipped sample (``resources/sample/frames``, public-domain
+astronaut portrait); the Capture page plays a clip of those frames through the video-file
+camera source with the real live analysis. Review, Reconstruct and Export show the app with
+the engine's real stage graph, i.e. whatever stages exist in this build. One extra picture,
+``reconstruct-live-demo.png``, runs a *demo* stage (defined here, never used by the app) that
+streams losses and a procedural groom through the real worker, because the strand stages have
+not landed yet; its stage list says "demo".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pump(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def _demo_groom(n: int, step: int, steps: int) -> tuple[np.ndarray, dict | None]:
+    """A procedural groom (engine.prior.synth when present) growing with ``step``; the head
+    mesh from resources/prior/head_ict.npz when present."""
+    mesh = None
+    asset = REPO / "resources" / "prior" / "head_ict.npz"
+    if asset.is_file():
+        with np.load(asset) as z:
+            mesh = {"vertices": z["mesh_vertices"].astype(np.float32),
+                    "faces": z["mesh_faces"].astype(np.int32)}
+    strands = None
+    try:
+        from engine.prior.synth import sample_style, synth_groom
+        strands = np.asarray(synth_groom(sample_style(3, curl="wavy", length="medium"),
+                                         n_strands=n, n_points=32).strands, np.float32)
+    except Exception:  # noqa: BLE001 - the prior module may not be there
+        rng = np.random.default_rng(0)
+        d = rng.normal(size=(n, 3))
+        d[:, 1] = np.abs(d[:, 1]) + 0.3
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        roots = 0.1 * d
+        t = np.linspace(0, 0.2, 32)[None, :, None]
+        strands = (roots[:, None] + 0.3 * d[:, None] * t - np.array([0, 1.0, 0]) * t).astype(np.float32)
+    frac = 0.15 + 0.85 * step / steps
+    keep = max(2, int(round(strands.shape[1] * frac)))
+    return strands[:, :keep].copy(), mesh
+
+
+def demo_stages():
+    from engine.pipeline import Stage, option
+
+    @dataclass(frozen=True)
+    class DemoConfig:
+        steps: int = option(60, "demo steps", range=(1, None))
+
+    def run(cfg, inputs, ctx):
+        strands, mesh = _demo_groom(4000, cfg.steps, cfg.steps)
+        if mesh is not None:
+            yield ctx.preview("mesh", mesh, "head")
+        for step in range(1, cfg.steps + 1):
+            time.sleep(0.03)
+            s, _ = _demo_groom(4000, step, cfg.steps) if step % 10 == 0 else (None, None)
+            yield ctx.loss(step, {"total": 2.0 / step ** 0.7, "orientation": 0.5 * math.exp(-step / 25),
+                                  "silhouette": 0.3 / step ** 0.5 + 0.01})
+            yield ctx.progress(step, cfg.steps, f"step {step}")
+            if s is not None:
+                yield ctx.preview("strands", s, f"step {step}")
+        return {}
+
+    return [Stage("demo_strands", 1, DemoConfig, (), run, title="demo strands (screenshot only)")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default=str(REPO / "docs" / "screenshots"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("DISPLAY"):
+        print("needs an X display (run under xvfb-run -a)", file=sys.stderr)
+        return 2
+    os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+
+    from PySide6 import QtWidgets
+    import vispy
+    vispy.use("pyside6")
+
+    from app.capture.sources import VideoFileSource
+    from app.dialogs import AboutDialog
+    from app.mainwindow import MainWindow
+    from app.settings import AppSettings, SettingsDialog
+    from app.state import AppState, installed_stages
+
+    qt = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    tmp = Path(tempfile.mkdtemp(prefix="strandcap-shots-"))
+    state = AppState(AppSettings(tmp / "settings.ini"))
+    win = MainWindow(state)
+    win.resize(1280, 820)
+    win.show()
+    _pump(qt, 0.5)
+
+    frames = sorted((REPO / "resources" / "sample" / "frames").glob("*.jpg"))
+    project_dir = tmp / "astronaut-sample"
+    win.open_project(project_dir)
+    state.project.import_source(REPO / "resources" / "sample" / "frames")
+    state.notify_changed()
+
+    # Capture: the sample frames played as a camera, with the real live analysis
+    clip = tmp / "sample.mp4"
+    first = cv2.imread(str(frames[0]))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0,
+                             (first.shape[1], first.shape[0]))
+    for f in frames * 2:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
+    win.show_page("Capture")
+    win.capture.start_source(VideoFileSource(clip, realtime=True, loop=True), analysis_hz=8)
+    while win.capture.frames_seen < 12:
+        _pump(qt, 0.1)
+    win.grab().save(str(out / "capture.png"))
+    win.capture.stop_source()
+
+    win.show_page("Review")
+    if win.review.strip.count() > 2:
+        win.review.strip.setCurrentRow(2)
+    _pump(qt, 0.3)
+    win.grab().save(str(out / "review.png"))
+
+    win.show_page("Reconstruct")
+    win.reconstruct.preset.setCurrentText("preview")
+    _pump(qt, 0.3)
+    win.grab().save(str(out / "reconstruct.png"))
+
+    win.show_page("Export")
+    _pump(qt, 0.3)
+    win.grab().save(str(out / "export.png"))
+
+    about = AboutDialog(win)
+    about.show()
+    _pump(qt, 0.3)
+    about.grab().save(str(out / "about.png"))
+    about.close()
+    settings = SettingsDialog(state.prefs, win)
+    settings.show()
+    _pump(qt, 0.3)
+    settings.grab().save(str(out / "settings.png"))
+    settings.close()
+
+    # the live view during a run: a demo stage through the real worker and page
+    state.stages_factory = lambda until=None: demo_stages()
+    page = win.reconstruct
+    page._fill_until()
+    page.refresh_status()
+    win.show_page("Reconstruct")
+    page.start()
+    while page.running:
+        _pump(qt, 0.05)
+        if page.worker is not None and page.counts["progress"] >= 45 and not page.worker.paused:
+            page.toggle_pause()
+            _pump(qt, 0.6)
+            page.strand_view.view.camera.azimuth = 35
+            page.strand_view.view.camera.elevation = 15
+            page.loss_plot.redraw()
+            page.strand_view.apply_pending()
+            _pump(qt, 0.4)
+            win.grab().save(str(out / "reconstruct-live-demo.png"))
+            page.cancel()
+    _pump(qt, 0.3)
+    print("demo run:", page.last_outcome, page.log_view.toPlainText()[-300:])
+    state.stages_factory = installed_stages
+    win.close()
+    print("\n".join(str(p) for p in sorted(out.glob("*.png"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
