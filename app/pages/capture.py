@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtWidgets
 from app.capture.analysis import WARN_BLUR, WARN_DARK, WARN_FACE, WARN_FAST
 from app.capture.coverage import YawCoverage
 from app.capture.job import CaptureFrame, Recorder, RecordingDone, capture_job
-from app.capture.sources import CameraSource, FrameSource, VideoFileSource
+from app.capture.sources import CameraSource, FrameSource, VideoFileSource, list_cameras
 from app.dialogs import show_error
 from app.state import AppState
 from app.views.image_view import CoverageWidget, ImageView
@@ -91,7 +91,13 @@ class CapturePage(QtWidgets.QWidget):
 
         src_box = QtWidgets.QGroupBox("Source")
         form = QtWidgets.QFormLayout(src_box)
-        form.addRow("Camera", self.source)
+        self.find_button = QtWidgets.QPushButton("Find")
+        self.find_button.setToolTip("Probe which cameras are connected")
+        self.find_button.clicked.connect(self.find_cameras)
+        cam_row = QtWidgets.QHBoxLayout()
+        cam_row.addWidget(self.source, 1)
+        cam_row.addWidget(self.find_button)
+        form.addRow("Camera", cam_row)
         form.addRow("Resolution", self.resolution)
         self.source_label = QtWidgets.QLabel("No source running.")
         self.source_label.setWordWrap(True)
@@ -145,6 +151,23 @@ class CapturePage(QtWidgets.QWidget):
         else:
             w, h = (int(v) for v in self.resolution.currentData().split("x"))
             self.start_source(CameraSource(int(data), w, h))
+
+    def find_cameras(self) -> list[int]:
+        """Probe cameras 0..3 and list the ones that open (plus the video-file entry)."""
+        if self.running:
+            return []
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        try:
+            found = list_cameras(4)
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        self.source.clear()
+        for i in found:
+            self.source.addItem(f"Camera {i}", i)
+        self.source.addItem("Video file as camera…", "file")
+        self.source_label.setText(f"Found {len(found)} camera(s)." if found else
+                                  "No camera found: connect one, or play a video file.")
+        return found
 
     def start_source(self, source: FrameSource, analysis_hz: float = 10.0,
                      segment: bool = True) -> None:

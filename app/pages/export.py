@@ -1,9 +1,9 @@
 """Export page: format, units, up axis, strand count; writes through the engine's exporters
 (:func:`engine.io.export.export_groom`) in the app's worker; opens the folder.
 
-The groom comes from the project's newest finished stage output that holds one (a groom file
-our exporters can read, or ``strands.npz`` with ``strands`` (N, L, 3) float32 metres), or from a
-groom file the user opens (conversion between formats). When the engine has no exporters the
+The groom comes from the project's finished ``strands`` stage (``groom.npz``, as
+``strandcap export --project`` reads it), or from a groom file the user opens (conversion
+between formats). When the engine has no exporters the
 page says that export is not available yet."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.pipeline import CancelToken, Log
+from engine.pipeline import DONE, CancelToken, Log
 from app.dialogs import show_error
 from app.state import AppState
 from app.worker import JobWorker
@@ -26,7 +26,8 @@ FORMATS = (("abc", "Alembic (.abc) – Unreal, Maya, Houdini", ".abc"),
            ("usd", "USD BasisCurves (.usda)", ".usda"),
            ("obj", "OBJ lines (.obj)", ".obj"),
            ("ply", "PLY with edges (.ply)", ".ply"),
-           ("hair", "Cem Yuksel .hair", ".hair"))
+           ("hair", "Cem Yuksel .hair", ".hair"),
+           ("npz", "Strandcap groom (.npz)", ".npz"))
 
 
 def exporters_available() -> bool:
@@ -37,51 +38,57 @@ def exporters_available() -> bool:
         return False
 
 
-def find_project_groom(project) -> tuple[Path, str] | None:
-    """``(file, stage name)`` of the newest finished stage output holding a groom, or None.
+GROOM_STAGE = "strands"   # as the CLI: the stage whose folder holds the final groom.npz
+GROOM_FILE = "groom.npz"
 
-    Looks in ``cache/<stage>/<key>/`` folders that have ``done.json`` for ``strands.npz`` or a
-    ``groom.*`` file (abc, usd, usda, usdc, obj, ply, hair)."""
+
+def find_project_groom(state: AppState) -> tuple[Path, str] | None:
+    """``(groom file, stage name)`` of the project's finished groom, or None.
+
+    The groom is ``groom.npz`` (Strandcap's own groom file, read by
+    :func:`engine.io.export.load_groom`) in the finished artifact of the ``strands`` stage for
+    the project's saved config, as ``strandcap export --project`` reads it. When the graph has
+    no such stage, the newest finished stage folder holding a ``groom.npz`` is used."""
+    from engine.pipeline import resolve_artifact
+
+    project = state.project
+    if project is None:
+        return None
+    stages = state.stages()
+    if GROOM_STAGE in {s.name for s in stages}:
+        try:
+            art = resolve_artifact(project, stages, state.config(stages, device="cpu"),
+                                   GROOM_STAGE)
+        except Exception:  # noqa: BLE001 - e.g. no input yet: nothing to export
+            return None
+        if art is None or not (art.path / GROOM_FILE).is_file():
+            return None
+        return art.path / GROOM_FILE, GROOM_STAGE
     best: tuple[float, Path, str] | None = None
     cache = project.cache_dir
     if not cache.is_dir():
         return None
-    for done in cache.glob("*/*/done.json"):
-        folder = done.parent
-        candidates = [folder / "strands.npz"] + sorted(folder.glob("groom.*"))
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
+    for done in cache.glob(f"*/*/{DONE}"):
+        found = done.parent / GROOM_FILE
+        if not found.is_file():
             continue
         try:
             t = float(json.loads(done.read_text(encoding="utf-8")).get("finished_at", 0.0))
         except (OSError, ValueError):
             t = done.stat().st_mtime
         if best is None or t > best[0]:
-            best = (t, found, folder.parent.name)
+            best = (t, found, done.parent.parent.name)
     return None if best is None else (best[1], best[2])
 
 
 def load_any_groom(path: Path):
-    """A :class:`engine.io.groom.Groom` from ``strands.npz`` or any groom file the engine reads.
+    """A :class:`engine.io.groom.Groom` from any groom file the engine reads.
 
     Raises:
-        InputError: unreadable file or bad arrays.
+        InputError: unreadable or malformed file.
     """
-    from engine.errors import InputError
     from engine.io.export import load_groom
-    from engine.io.groom import Groom
 
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable strands file ({exc})") from exc
-        if "strands" not in arrays:
-            raise InputError(f"{path}: has no 'strands' array")
-        keep = {k: arrays[k] for k in ("widths", "root_uv", "colors", "guide", "group_id",
-                                       "head_vertices", "head_faces") if k in arrays}
-        return Groom(strands=arrays["strands"], **keep)
     return load_groom(path)
 
 
@@ -118,7 +125,12 @@ class ExportPage(QtWidgets.QWidget):
         self.open_groom_button = QtWidgets.QPushButton("Convert a groom file instead…")
         self.open_groom_button.clicked.connect(self.pick_groom_file)
         self.format = QtWidgets.QComboBox()
-        for key, text, _suffix in FORMATS:
+        writable = {f[0] for f in FORMATS}
+        if self.available:
+            from engine.io.export import WRITE_FORMATS
+            writable = set(WRITE_FORMATS)
+        self.formats = [f for f in FORMATS if f[0] in writable]
+        for key, text, _suffix in self.formats:
             self.format.addItem(text, key)
         self.format.currentIndexChanged.connect(self._suggest_name)
         self.units = QtWidgets.QComboBox()
@@ -206,7 +218,7 @@ class ExportPage(QtWidgets.QWidget):
         self.banner.hide()
         self.open_groom_button.setEnabled(True)
         if self.source is None or not self.source.is_file():
-            found = find_project_groom(project) if project is not None else None
+            found = find_project_groom(self.state)
             if found is not None:
                 self.source = found[0]
                 self.source_label.setText(f"Result of the <b>{found[1]}</b> stage: "
@@ -241,7 +253,7 @@ class ExportPage(QtWidgets.QWidget):
         self.strand_count.setEnabled(not on)
 
     def _suggest_name(self) -> None:
-        suffix = FORMATS[self.format.currentIndex()][2]
+        suffix = self.formats[self.format.currentIndex()][2]
         stem = Path(self.file_name.text() or "groom").stem
         self.file_name.setText(stem + suffix)
 

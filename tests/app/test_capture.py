@@ -149,3 +149,12 @@ def test_missing_video_reaches_dialog(qtbot, capture, tmp_path, monkeypatch):
     capture.start_source(VideoFileSource(tmp_path / "nope.mp4"))
     qtbot.waitUntil(lambda: capture.worker is None, timeout=10000)
     assert shown == [f"{tmp_path / 'nope.mp4'}: no such video file"]
+
+
+def test_find_cameras_without_hardware(qtbot, capture):
+    found = capture.find_cameras()
+    # no camera on the test machine: only the video-file entry remains, and the page says so
+    assert capture.source.count() == len(found) + 1
+    assert capture.source.itemData(capture.source.count() - 1) == "file"
+    if not found:
+        assert "No camera found" in capture.source_label.text()

@@ -98,15 +98,18 @@ def test_about_lists_versions_and_licences(qtbot, tmp_path):
 def test_export_project_groom(qtbot, window, project, monkeypatch):
     from engine.io.export import load_groom
 
-    # a finished stage output holding strands, as the strand stages will leave it
+    from engine.io.export import export_groom
+    from engine.io.groom import Groom
+
+    # a finished stage output holding groom.npz, as the strand stage will leave it
     folder = project.cache_dir / "toy_strands" / "0123456789abcdef"
     folder.mkdir(parents=True)
     strands = toy_stages.toy_groom(50)
-    np.savez(folder / "strands.npz", strands=strands)
+    export_groom(Groom(strands=strands), folder / "groom.npz", units="m")
     (folder / "done.json").write_text('{"finished_at": 1.0}')
     window.open_project(project.root)
     page = window.export
-    assert page.source == folder / "strands.npz"
+    assert page.source == folder / "groom.npz"
     page.format.setCurrentIndex(page.format.findData("ply"))
     assert page.file_name.text() == "groom.ply"
     page.units.setCurrentIndex(page.units.findData("mm"))
