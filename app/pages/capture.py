@@ -239,7 +239,7 @@ class CapturePage(QtWidgets.QWidget):
     def on_recording_done(self, done: RecordingDone) -> None:
         self.last_recording = done.path
         project = self.state.project
-        if project is None or done.frames == 0:
+        if project is None or done.frames == 0 or self.state.busy:
             self.record_label.setText(f"Recorded {done.frames} frames to {done.path}.")
             return
         try:
@@ -281,6 +281,10 @@ class CapturePage(QtWidgets.QWidget):
     def import_source(self, path: Path) -> bool:
         """Make ``path`` (video or image folder) the project's input; asks for a project
         folder first when none is open."""
+        if self.state.busy:
+            show_error(self, "Busy", "A reconstruction is running; wait for it or cancel it "
+                       "before changing the project's input.")
+            return False
         if self.state.project is None:
             window = self.window()
             if hasattr(window, "new_project") and not window.new_project():

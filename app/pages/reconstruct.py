@@ -20,7 +20,7 @@ from app.dialogs import show_error
 from app.settings import cuda_available
 from app.state import AppState
 from app.views.loss_plot import LossPlot
-from app.views.strand_view import StrandView
+from app.views.strand_view import StrandView, template_head
 from app.worker import JobWorker
 
 
@@ -119,6 +119,7 @@ class ReconstructPage(QtWidgets.QWidget):
         self._fill_until()
         self._set_running(False)
         self.refresh_status()
+        self.show_template_head()
 
     @staticmethod
     def _titled(title: str, w: QtWidgets.QWidget) -> QtWidgets.QWidget:
@@ -229,6 +230,7 @@ class ReconstructPage(QtWidgets.QWidget):
         self.last_outcome = None
         self.loss_plot.clear()
         self.strand_view.clear()
+        self.show_template_head()
         self.log_view.clear()
         self._t_start = time.monotonic()
         self.worker = JobWorker(functools.partial(run_pipeline, project, stages, config),
@@ -248,6 +250,13 @@ class ReconstructPage(QtWidgets.QWidget):
         self.state.set_busy(True)
         self.progress_label.setText(f"Starting ({config.preset} preset on {config.device})…")
         w.start()
+
+    def show_template_head(self) -> bool:
+        """Show the template head until a stage sends its fitted head mesh."""
+        head = template_head()
+        if head is not None:
+            self.strand_view.set_mesh(*head)
+        return head is not None
 
     def toggle_pause(self) -> None:
         if self.worker is None:

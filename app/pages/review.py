@@ -156,7 +156,6 @@ class ReviewPage(QtWidgets.QWidget):
         fl = QtWidgets.QVBoxLayout(frame_box)
         self.exclude_box = QtWidgets.QCheckBox("Exclude this frame")
         self.exclude_box.toggled.connect(self.set_excluded)
-        self.exclude_box.setToolTip("Excluded frames are left out of the next reconstruction run")
         self.frame_info = QtWidgets.QLabel()
         self.frame_info.setWordWrap(True)
         fl.addWidget(self.exclude_box)
@@ -176,6 +175,7 @@ class ReviewPage(QtWidgets.QWidget):
         layout.addLayout(middle, 1)
         layout.addWidget(self.strip)
         state.projectChanged.connect(self.refresh)
+        state.busyChanged.connect(self._update_controls)
         self.refresh()
 
     # -- loading ---------------------------------------------------------------------------
@@ -396,8 +396,12 @@ class ReviewPage(QtWidgets.QWidget):
         if item is not None:
             item.setText(f"#{e.source_index}" + (" ✕" if excluded else ""))
 
-    def _update_controls(self) -> None:
+    @QtCore.Slot()
+    def _update_controls(self, *_args: object) -> None:
+        """Enable what the loaded results allow; editing waits while a run is in progress
+        (the run reads the edits and the excluded frames)."""
         have_kf = self.mode == "keyframes"
+        busy = self.state.busy
         for key, box in self.layer_boxes.items():
             if key == "image":
                 box.setEnabled(self.mode != "none")
@@ -408,8 +412,11 @@ class ReviewPage(QtWidgets.QWidget):
             box.setToolTip("" if ok else f"needs the {stage} stage"
                            + (" (not in this build yet)" if stage not in
                               {s.name for s in self.state.stages()} else " (not run yet)"))
-        brush_ok = have_kf
+        brush_ok = have_kf and not busy
         self.brush_group.setEnabled(brush_ok)
-        self.brush_group.setToolTip("" if brush_ok else "the brush edits keyframe masks: run "
-                                    "the keyframes stage first")
-        self.exclude_box.setEnabled(self.current is not None)
+        self.brush_group.setToolTip("" if brush_ok else
+                                    "wait for the run to finish" if busy else
+                                    "the brush edits keyframe masks: run the keyframes stage first")
+        self.exclude_box.setEnabled(self.current is not None and not busy)
+        self.exclude_box.setToolTip("wait for the run to finish" if busy else
+                                    "Excluded frames are left out of the next reconstruction run")

@@ -8,6 +8,8 @@ so a fast stream of previews never stalls the GUI thread.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
@@ -50,6 +52,19 @@ def strand_segments(strands: np.ndarray, max_strands: int | None = None,
         connect = connect[ok[connect[:, 0]] & ok[connect[:, 1]]]
         pos = np.where(ok[:, None], pos, 0.0).astype(np.float32)
     return pos, connect, colour.reshape(-1, 4).astype(np.float32)
+
+
+TEMPLATE_HEAD = Path(__file__).resolve().parents[2] / "resources" / "prior" / "head_ict.npz"
+
+
+def template_head(path: Path = TEMPLATE_HEAD) -> tuple[np.ndarray, np.ndarray] | None:
+    """The shipped template head mesh (ICT Face Model, metres, head frame) as
+    ``(vertices (V, 3) float32, faces (F, 3) int32)``, or None when it is not installed."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["mesh_vertices"].astype(np.float32), z["mesh_faces"].astype(np.int32)
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 class StrandView(QtWidgets.QWidget):
@@ -108,7 +123,7 @@ class StrandView(QtWidgets.QWidget):
     # -- data ------------------------------------------------------------------------------
     def set_strands(self, strands: np.ndarray) -> None:
         """Queue (N, L, 3) float32 strands (metres, head frame) for the next redraw."""
-        self._pending_strands = np.asarray(strands, dtype=np.float32)
+        self._pending_strands = np.array(strands, dtype=np.float32, copy=True)
 
     def set_mesh(self, vertices: np.ndarray, faces: np.ndarray) -> None:
         """Queue a head mesh: vertices (V, 3) float32 metres, faces (F, 3) int32."""

@@ -190,3 +190,18 @@ def test_real_default_stages_are_listed(qtbot, settings, project):
     if not names:
         assert "No reconstruction stages" in page.progress_label.text()
         assert not page.start_button.isEnabled()
+
+
+def test_template_head_until_a_fitted_one_arrives(qtbot, page):
+    from app.views.strand_view import TEMPLATE_HEAD, template_head
+
+    head = template_head()
+    if head is None:
+        assert not page.show_template_head()
+        pytest.skip(f"{TEMPLATE_HEAD} is not installed")
+    v, f = head
+    assert v.shape[1] == 3 and f.shape[1] == 3 and f.max() < len(v)
+    assert 0.1 < float(np.ptp(v[:, 1])) < 0.6  # a head in metres, not centimetres
+    page.strand_view.apply_pending()
+    if page.strand_view.available:
+        assert page.strand_view.mesh.visible

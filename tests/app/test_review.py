@@ -143,3 +143,13 @@ def test_stages_not_run_yet_are_named(qtbot, settings, project):
     state.set_project(project)
     assert page.mode == "source"
     assert "keyframes: not run yet" in page.banner.text()
+
+
+def test_editing_waits_while_a_run_is_busy(review):
+    page = review
+    page.strip.setCurrentRow(0)
+    assert page.brush_group.isEnabled() and page.exclude_box.isEnabled()
+    page.state.set_busy(True)
+    assert not page.brush_group.isEnabled() and not page.exclude_box.isEnabled()
+    page.state.set_busy(False)
+    assert page.brush_group.isEnabled() and page.exclude_box.isEnabled()
