@@ -11,6 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="strandcap-studio",
                                      description="Strandcap desktop app")
     parser.add_argument("project", nargs="?", help="project folder to open")
+    parser.add_argument("--quit-after", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     from PySide6 import QtWidgets
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.project:
         window.open_project(args.project)
     window.show()
+    if args.quit_after is not None:  # smoke test: print the title, then quit
+        from PySide6 import QtCore
+
+        QtCore.QTimer.singleShot(int(args.quit_after * 1000), window.close)
+        window.destroyed.connect(qt_app.quit)
+        code = int(qt_app.exec())
+        print(window.windowTitle() if not window.isVisible() else "still visible")
+        return code
     return int(qt_app.exec())
 
 

@@ -51,6 +51,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.project_label = QtWidgets.QLabel()
         self.statusBar().addPermanentWidget(self.project_label)
         self._build_menus()
+        self.review.runRequested.connect(self.run_until)
         state.projectChanged.connect(self.on_project_changed)
         self.on_project_changed(state.project)
 
@@ -141,6 +142,12 @@ class MainWindow(QtWidgets.QMainWindow):
         src = project.manifest.get("source") or {}
         self.project_label.setText(f"{project.root}  ·  input: "
                                    f"{Path(src['path']).name if src else 'none yet'}")
+
+    @QtCore.Slot(str)
+    def run_until(self, stage: str) -> None:
+        """Switch to the Reconstruct page and run the graph up to ``stage``."""
+        self.show_page("Reconstruct")
+        self.reconstruct.start_until(stage)
 
     # -- dialogs ---------------------------------------------------------------------------
     def open_settings(self) -> None:

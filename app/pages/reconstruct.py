@@ -19,6 +19,7 @@ from engine.pipeline import (Log, Loss, Preview, Progress, StageFinished, StageS
 from app.dialogs import show_error
 from app.settings import cuda_available
 from app.state import AppState
+from app.views.image_view import ImageView
 from app.views.loss_plot import LossPlot
 from app.views.strand_view import StrandView, template_head
 from app.worker import JobWorker
@@ -106,7 +107,11 @@ class ReconstructPage(QtWidgets.QWidget):
         self.strand_view = StrandView(max_strands=state.prefs.max_display_strands)
         right = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         right.addWidget(self._titled("Losses (log scale)", self.loss_plot))
-        right.addWidget(self._titled("Head and strands (drag to turn)", self.strand_view))
+        self.image_view = ImageView(placeholder="Image previews of the running stage appear here.")
+        self.views = QtWidgets.QTabWidget()
+        self.views.addTab(self.strand_view, "Head and strands (drag to turn)")
+        self.views.addTab(self.image_view, "Images")
+        right.addWidget(self.views)
         right.setSizes([300, 420])
         split = QtWidgets.QSplitter()
         split.addWidget(left_w)
@@ -230,6 +235,8 @@ class ReconstructPage(QtWidgets.QWidget):
         self.last_outcome = None
         self.loss_plot.clear()
         self.strand_view.clear()
+        self.image_view.set_image(None)
+        self.views.setTabText(1, "Images")
         self.show_template_head()
         self.log_view.clear()
         self._t_start = time.monotonic()
@@ -251,6 +258,14 @@ class ReconstructPage(QtWidgets.QWidget):
         self.state.set_busy(True)
         self.progress_label.setText(f"Starting ({config.preset} preset on {config.device})…")
         w.start()
+
+    @QtCore.Slot(str)
+    def start_until(self, stage: str) -> None:
+        """Select "Run up to ``stage``" and start."""
+        index = self.until.findData(stage)
+        if index >= 0:
+            self.until.setCurrentIndex(index)
+        self.start()
 
     def show_template_head(self) -> bool:
         """Show the template head until a stage sends its fitted head mesh."""
@@ -323,6 +338,9 @@ class ReconstructPage(QtWidgets.QWidget):
             self.strand_view.set_strands(ev.data)
         elif ev.kind == "mesh":
             self.strand_view.set_mesh(ev.data["vertices"], ev.data["faces"])
+        elif ev.kind == "image":
+            self.image_view.set_image(ev.data)
+            self.views.setTabText(1, f"Images ({ev.stage}{': ' + ev.label if ev.label else ''})")
 
     @QtCore.Slot(object)
     def on_log(self, ev: Log) -> None:

@@ -85,7 +85,10 @@ class BrushCanvas(ImageView):
 
 
 class ReviewPage(QtWidgets.QWidget):
-    """See module docstring."""
+    """See module docstring. :attr:`runRequested` asks the window to run the graph up to the
+    named stage (the last preprocessing stage in this build)."""
+
+    runRequested = QtCore.Signal(str)
 
     def __init__(self, state: AppState, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -104,6 +107,9 @@ class ReviewPage(QtWidgets.QWidget):
         self.banner = QtWidgets.QLabel()
         self.banner.setWordWrap(True)
         self.banner.setStyleSheet("background:#2a2d33; color:#e6c86e; padding:6px;")
+        self.run_button = QtWidgets.QPushButton("Run preprocessing")
+        self.run_button.setToolTip("Run the preprocessing stages on the Reconstruct page")
+        self.run_button.clicked.connect(self.request_run)
         self.strip = QtWidgets.QListWidget()
         self.strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
         self.strip.setFlow(QtWidgets.QListView.Flow.LeftToRight)
@@ -171,7 +177,10 @@ class ReviewPage(QtWidgets.QWidget):
         middle.addWidget(self.canvas, 1)
         middle.addWidget(side_w)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(self.banner)
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(self.banner, 1)
+        top.addWidget(self.run_button)
+        layout.addLayout(top)
         layout.addLayout(middle, 1)
         layout.addWidget(self.strip)
         state.projectChanged.connect(self.refresh)
@@ -396,6 +405,18 @@ class ReviewPage(QtWidgets.QWidget):
         if item is not None:
             item.setText(f"#{e.source_index}" + (" ✕" if excluded else ""))
 
+    def preprocess_target(self) -> str | None:
+        """The last preprocessing stage in this build's graph, or None if there is none."""
+        names = [s.name for s in self.state.stages()]
+        present = [n for n in ("keyframes", "landmarks", "masks", "orientation") if n in names]
+        return max(present, key=names.index) if present else None
+
+    @QtCore.Slot()
+    def request_run(self) -> None:
+        target = self.preprocess_target()
+        if target is not None:
+            self.runRequested.emit(target)
+
     @QtCore.Slot()
     def _update_controls(self, *_args: object) -> None:
         """Enable what the loaded results allow; editing waits while a run is in progress
@@ -418,5 +439,12 @@ class ReviewPage(QtWidgets.QWidget):
                                     "wait for the run to finish" if busy else
                                     "the brush edits keyframe masks: run the keyframes stage first")
         self.exclude_box.setEnabled(self.current is not None and not busy)
+        target = self.preprocess_target()
+        missing = any(self.paths.get(n) is None for n in ("keyframes", "landmarks", "masks",
+                                                          "orientation")
+                      if n in {s.name for s in self.state.stages()})
+        self.run_button.setVisible(target is not None)
+        self.run_button.setEnabled(target is not None and self.state.project is not None
+                                   and not busy and (missing or self.mode != "keyframes"))
         self.exclude_box.setToolTip("wait for the run to finish" if busy else
                                     "Excluded frames are left out of the next reconstruction run")

@@ -58,7 +58,9 @@ def test_preview_run_emits_events_plots_and_draws(qtbot, page, dialogs):
     assert blocker.args == ["succeeded"], dialogs
     c = page.counts
     assert c["progress"] >= 40 and c["loss"] == 40       # preview preset: 40 steps
-    assert c["preview:strands"] >= 1 and c["preview:mesh"] == 1
+    assert c["preview:strands"] >= 1 and c["preview:mesh"] == 1 and c["preview:image"] == 1
+    assert page.image_view.image_shape == (32, 48)
+    assert page.views.tabText(1) == "Images (toy_strands: render)"
     assert c["stage_started"] == 2 and c["stage_finished"] == 2
     # the loss plot holds one curve per term with every step
     page.loss_plot.redraw()

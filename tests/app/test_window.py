@@ -139,27 +139,20 @@ def test_export_without_groom_says_so(qtbot, window, project):
             or "not available yet" in page.banner.text())
 
 
-def test_main_starts_and_quits(qtbot, project, tmp_path, monkeypatch):
-    """``strandcap-studio PROJECT`` opens the window on the project (event loop quit by timer)."""
-    from app import main as main_mod
-    from app.mainwindow import MainWindow
+def test_main_starts_and_quits(project, tmp_path):
+    """``strandcap-studio PROJECT`` opens the window on the project (own process, quits by
+    itself; settings go to a temporary config folder)."""
+    import os
+    import subprocess
+    import sys
 
-    QtCore.QSettings.setPath(QtCore.QSettings.Format.NativeFormat,
-                             QtCore.QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    QtCore.QSettings.setPath(QtCore.QSettings.Format.IniFormat,
-                             QtCore.QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    seen = []
-
-    def close_soon():
-        for w in QtWidgets.QApplication.topLevelWidgets():
-            if isinstance(w, MainWindow) and w.isVisible():
-                seen.append(w.windowTitle())
-                w.close()
-        QtWidgets.QApplication.quit()
-
-    QtCore.QTimer.singleShot(500, close_soon)
-    assert main_mod.main([str(project.root)]) == 0
-    assert seen == [f"Strandcap Studio — {project.root.name}"]
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), HOME=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", "import sys; from app.main import main; "
+                           "sys.exit(main(sys.argv[1:]))", str(project.root), "--quit-after", "0.5"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"Strandcap Studio — {project.root.name}" in proc.stdout
+    assert str(project.root) in (tmp_path / "config" / "Strandcap" / "Strandcap Studio.conf").read_text()
 
 
 def test_entry_point_declared():
@@ -170,3 +163,24 @@ def test_entry_point_declared():
     data = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert data["project"]["gui-scripts"]["strandcap-studio"] == "app.main:main"
     assert callable(main)
+
+
+def test_review_runs_preprocessing_through_reconstruct(qtbot, settings, project):
+    from app.mainwindow import MainWindow
+    from app.state import AppState
+
+    state = AppState(settings, stages=toy_stages.factory(
+        lambda: toy_stages.preprocess_stages() + toy_stages.run_stages()))
+    w = MainWindow(state)
+    qtbot.addWidget(w)
+    w.open_project(project.root)
+    assert w.review.mode == "source" and w.review.run_button.isEnabled()
+    assert w.review.preprocess_target() == "orientation"
+    with qtbot.waitSignal(w.reconstruct.runFinished, timeout=20000) as blocker:
+        w.review.run_button.click()
+    assert blocker.args == ["succeeded"]
+    assert w.stack.currentWidget() is w.reconstruct
+    assert w.reconstruct.ran == ["keyframes", "landmarks", "masks", "orientation"]
+    # the run's end refreshes the Review page, which now shows the keyframes
+    assert w.review.mode == "keyframes" and w.review.strip.count() == 4
+    assert not w.review.run_button.isEnabled()

@@ -146,6 +146,7 @@ def _head_mesh():
 
 def _strands(cfg, inputs, ctx):
     yield ctx.preview("mesh", _head_mesh(), "head")
+    yield ctx.preview("image", np.full((32, 48, 3), 200, np.uint8), "render")
     for step in range(1, cfg.steps + 1):
         ctx.check()
         if step == cfg.fail_at:
