@@ -88,10 +88,15 @@ def test_preview_run_emits_events_plots_and_draws(qtbot, page, dialogs):
 def test_previews_are_throttled(qtbot, page, project):
     set_overrides(project, step_s=0.01)  # 40 steps ~ 0.5 s, 8 strand previews yielded
     page.state.settings.qs.setValue("prefs/preview_rate", 2.0)
+    t0 = time.monotonic()
     with qtbot.waitSignal(page.runFinished, timeout=20000):
         page.start()
+    wall = time.monotonic() - t0
     n = page.counts["preview:strands"]
-    assert 1 <= n < 8, n  # at 2 per second most of the 8 are dropped, the last always arrives
+    # at most 2 per second (plus the first and the last, which always arrives) of the 8 yielded
+    assert 1 <= n <= min(8, 2 + 2 * wall), (n, wall)
+    if wall < 2.0:
+        assert n < 8
 
 
 def test_cancel_then_resume_from_cache(qtbot, page, project, dialogs):
