@@ -50,7 +50,20 @@ class BrushCanvas(ImageView):
         self.value: int | None = None
         self.radius = 12
         self._last: tuple[int, int] | None = None
+        self._hover: QtCore.QPointF | None = None
         self.setMouseTracking(True)
+
+    def paintEvent(self, e: QtGui.QPaintEvent) -> None:  # noqa: N802 - brush outline on top
+        super().paintEvent(e)
+        r = self.target_rect()
+        if self._hover is None or self.value is None or r.isEmpty() or not self.image_shape:
+            return
+        scale = r.width() / self.image_shape[1]
+        p = QtGui.QPainter(self)
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        p.setPen(QtGui.QPen(QtGui.QColor(255, 255, 255, 200), 1.5))
+        p.drawEllipse(self._hover, self.radius * scale, self.radius * scale)
+        p.end()
 
     def paint_at(self, x: float, y: float, connect: bool = False) -> None:
         """Paint a disc of :attr:`radius` at image pixel (x, y) (a line from the previous
@@ -76,12 +89,18 @@ class BrushCanvas(ImageView):
             self.paint_at(*pos)
 
     def mouseMoveEvent(self, e: QtGui.QMouseEvent) -> None:  # noqa: N802
+        self._hover = e.position()
+        self.update()
         pos = self.widget_to_image(e.position())
         if pos and e.buttons() & QtCore.Qt.MouseButton.LeftButton:
             self.paint_at(*pos, connect=True)
 
     def mouseReleaseEvent(self, e: QtGui.QMouseEvent) -> None:  # noqa: N802
         self.end_stroke()
+
+    def leaveEvent(self, e: QtCore.QEvent) -> None:  # noqa: N802
+        self._hover = None
+        self.update()
 
 
 class ReviewPage(QtWidgets.QWidget):

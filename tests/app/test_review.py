@@ -153,3 +153,20 @@ def test_editing_waits_while_a_run_is_busy(review):
     assert not page.brush_group.isEnabled() and not page.exclude_box.isEnabled()
     page.state.set_busy(False)
     assert page.brush_group.isEnabled() and page.exclude_box.isEnabled()
+
+
+def test_brush_with_mouse_events(qtbot, review):
+    from PySide6 import QtCore
+
+    page = review
+    page.strip.setCurrentRow(0)
+    page.brush_buttons["add"].setChecked(True)
+    page.brush_size.setValue(4)
+    canvas = page.canvas
+    r = canvas.target_rect()
+    assert not r.isEmpty()
+    centre = QtCore.QPoint(int(r.center().x()), int(r.center().y()))
+    qtbot.mousePress(canvas, QtCore.Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseRelease(canvas, QtCore.Qt.MouseButton.LeftButton, pos=centre)
+    edit = cv2.imread(str(page.state.project.mask_edits_dir / "000.png"), cv2.IMREAD_UNCHANGED)
+    assert edit is not None and edit[64, 64] == 255 and edit[5, 5] == 128
