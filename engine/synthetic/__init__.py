@@ -1,0 +1,17 @@
+"""Synthetic captures with known truth: cameras and rigs, a z-buffered CPU renderer of a head
+mesh, hair strands and hair shells, and the ground truth of every frame (masks, depth, 2D
+orientation, 3D tangents).
+
+Entry points: :class:`Camera`, :func:`orbit_rig`, :func:`turning_head_rig`,
+:class:`HeadModel`, :func:`render` with :class:`RenderSettings`, :class:`HairShell`,
+:func:`render_capture`.
+"""
+
+from engine.synthetic.camera import (Camera, HeadPose, load_cameras, look_at, orbit_rig,
+                                     save_cameras, turning_head_rig)
+from engine.synthetic.head import HeadModel
+from engine.synthetic.render import RenderResult, RenderSettings, projected_angle, render
+
+__all__ = ["Camera", "HeadPose", "load_cameras", "look_at", "orbit_rig", "save_cameras",
+           "turning_head_rig", "HeadModel", "RenderResult", "RenderSettings", "projected_angle",
+           "render"]

@@ -1,0 +1,265 @@
+"""Pinhole cameras and camera rigs for synthetic captures.
+
+Conventions (DESIGN.md "Data contracts"): OpenCV camera axes (x right, y down, z forward),
+world-to-camera ``x_cam = R @ x_world + t`` with ``t`` in metres, intrinsics ``fx, fy, cx, cy`` in
+pixels with pixel *centres* at integer coordinates (pixel (0, 0) covers [-0.5, 0.5]^2). The
+"world" of every rig here is the head frame (metres, +Y up, +Z out of the face), so cameras are
+returned in the head frame whether the camera moves (orbit) or the head turns (turning head).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine.errors import InputError
+
+CAMERAS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A pinhole camera (no distortion).
+
+    Attributes:
+        width, height: image size in pixels.
+        fx, fy, cx, cy: intrinsics in pixels (pixel centres at integer coordinates).
+        R: (3, 3) float64 world-to-camera rotation (OpenCV axes).
+        t: (3,) float64 world-to-camera translation, metres.
+    """
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    R: np.ndarray = field(default_factory=lambda: np.eye(3))
+    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def __post_init__(self) -> None:
+        R = np.asarray(self.R, np.float64).reshape(3, 3)
+        t = np.asarray(self.t, np.float64).reshape(3)
+        if not (np.isfinite(R).all() and np.isfinite(t).all()):
+            raise InputError("camera: R and t must be finite")
+        if abs(np.linalg.det(R) - 1.0) > 1e-4 or np.abs(R @ R.T - np.eye(3)).max() > 1e-4:
+            raise InputError("camera: R is not a rotation matrix")
+        if self.width < 1 or self.height < 1 or self.fx <= 0 or self.fy <= 0:
+            raise InputError(f"camera: bad size {self.width}x{self.height} or focal "
+                             f"{self.fx}, {self.fy}")
+        object.__setattr__(self, "R", R)
+        object.__setattr__(self, "t", t)
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def K(self) -> np.ndarray:
+        """(3, 3) float64 intrinsic matrix."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    @property
+    def centre(self) -> np.ndarray:
+        """(3,) camera centre in world coordinates, metres (``-R^T t``)."""
+        return -self.R.T @ self.t
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        """World points (..., 3) metres -> camera coordinates (..., 3) float64 metres."""
+        return np.asarray(points, np.float64) @ self.R.T + self.t
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pinhole projection.
+
+        Args:
+            points: (..., 3) world points, metres.
+        Returns:
+            pixels (..., 2) float64 (x right, y down, pixel centres at integers) and depth
+            (...,) float64 camera z in metres (points with z <= 0 get meaningless pixels).
+        """
+        pc = self.to_camera(points)
+        z = pc[..., 2]
+        zs = np.where(np.abs(z) < 1e-12, 1e-12, z)
+        px = np.stack([self.fx * pc[..., 0] / zs + self.cx, self.fy * pc[..., 1] / zs + self.cy], -1)
+        return px, z
+
+    def scaled(self, factor: int) -> "Camera":
+        """The same camera sampled ``factor`` times finer (for supersampling): pixel centre ``i``
+        of the fine image lies at ``(i + 0.5) / factor - 0.5`` in this camera's pixels."""
+        f = int(factor)
+        return Camera(self.width * f, self.height * f, self.fx * f, self.fy * f,
+                      self.cx * f + (f - 1) / 2.0, self.cy * f + (f - 1) / 2.0, self.R, self.t)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict: width, height, fx, fy, cx, cy, R (3x3 nested list), t (3 list)."""
+        return {"width": int(self.width), "height": int(self.height), "fx": float(self.fx),
+                "fy": float(self.fy), "cx": float(self.cx), "cy": float(self.cy),
+                "R": [[float(v) for v in row] for row in self.R], "t": [float(v) for v in self.t]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Camera":
+        """Inverse of :meth:`to_dict`. Raises InputError on missing keys or bad values."""
+        try:
+            return cls(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]),
+                       float(d["cx"]), float(d["cy"]), np.asarray(d["R"], np.float64),
+                       np.asarray(d["t"], np.float64))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"camera entry is malformed ({exc!r})") from exc
+
+
+def intrinsics_from_fov(width: int, height: int, fov_x_deg: float) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of a centred square-pixel camera with horizontal field of view
+    ``fov_x_deg`` degrees; the principal point is the image centre ((W - 1) / 2, (H - 1) / 2)."""
+    fx = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2.0)
+    return fx, fx, (width - 1) / 2.0, (height - 1) / 2.0
+
+
+def look_at(eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0),
+            up: Sequence[float] = (0.0, 1.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera (R (3, 3), t (3,)) of an OpenCV camera at ``eye`` looking at ``target``
+    with world direction ``up`` appearing upwards in the image. Raises InputError when ``up`` is
+    parallel to the viewing direction."""
+    c = np.asarray(eye, np.float64)
+    z = np.asarray(target, np.float64) - c
+    z /= np.linalg.norm(z)
+    x = np.cross(-np.asarray(up, np.float64), z)  # right = down x forward
+    n = np.linalg.norm(x)
+    if n < 1e-9:
+        raise InputError("look_at: up is parallel to the viewing direction")
+    x /= n
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return R, -R @ c
+
+
+def rotation_ypr(yaw_deg: float, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
+    """(3, 3) rotation of the head frame: yaw about +Y, then pitch about +X, then roll about +Z
+    (``R = Ry @ Rx @ Rz``), angles in degrees; positive yaw turns the face (+Z) towards +X."""
+    y, p, r = (math.radians(a) for a in (yaw_deg, pitch_deg, roll_deg))
+    Ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    Rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    Rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return Ry @ Rx @ Rz
+
+
+def orbit_rig(n_views: int, width: int = 512, height: int = 512, fov_x_deg: float = 30.0,
+              radius_m: float = 0.6, yaw_range_deg: tuple[float, float] = (-90.0, 90.0),
+              pitch_deg: float = 10.0, target: Sequence[float] = (0.0, 0.03, 0.0),
+              ) -> list[Camera]:
+    """Cameras on a horizontal arc around a still head, all looking at ``target`` (head frame).
+
+    View ``i`` sits at yaw ``linspace(*yaw_range_deg, n_views)[i]`` (0 = in front of the face,
+    +90 = on the +X side) and elevation ``pitch_deg`` above ``target``, at ``radius_m`` metres.
+    Returns ``n_views`` :class:`Camera` in the head frame. Raises InputError for n_views < 1.
+    """
+    if n_views < 1:
+        raise InputError(f"orbit_rig: need at least one view, got {n_views}")
+    fx, fy, cx, cy = intrinsics_from_fov(width, height, fov_x_deg)
+    tgt = np.asarray(target, np.float64)
+    cams = []
+    for yaw in np.linspace(yaw_range_deg[0], yaw_range_deg[1], n_views):
+        a, e = math.radians(float(yaw)), math.radians(pitch_deg)
+        eye = tgt + radius_m * np.array([math.cos(e) * math.sin(a), math.sin(e),
+                                         math.cos(e) * math.cos(a)])
+        R, t = look_at(eye, tgt)
+        cams.append(Camera(width, height, fx, fy, cx, cy, R, t))
+    return cams
+
+
+@dataclass(frozen=True)
+class HeadPose:
+    """Pose of the head in front of a still camera at one frame: angles in degrees (see
+    :func:`rotation_ypr`), ``time_s`` the frame time in seconds."""
+
+    yaw_deg: float
+    pitch_deg: float
+    roll_deg: float
+    time_s: float
+
+
+def turning_head_rig(n_frames: int, width: int = 512, height: int = 512, fov_x_deg: float = 30.0,
+                     distance_m: float = 0.85, yaw_range_deg: tuple[float, float] = (-60.0, 60.0),
+                     pitch_amplitude_deg: float = 4.0, roll_amplitude_deg: float = 2.0,
+                     pivot: Sequence[float] = (0.0, -0.02, -0.02),
+                     target: Sequence[float] = (0.0, -0.01, 0.0), fps: float = 30.0,
+                     ) -> tuple[list[Camera], list[HeadPose]]:
+    """A still camera and a head that turns from one side to the other.
+
+    The camera sits on the world +Z axis ``distance_m`` metres from the head's ``target`` point
+    (head frame, at rest), looking along -Z. The head rotates about ``pivot`` (head frame, near
+    the top of the neck) by yaw ``yaw_range_deg[0] -> yaw_range_deg[1]`` following a smooth
+    cosine ease, with small pitch and roll wobbles (one period over the clip). Expressed in the
+    head frame, frame ``k``'s camera is ``R_k = R_c @ H_k``, ``t_k = R_c @ (pivot - H_k @ pivot)
+    + t_c`` where ``H_k`` is the head rotation (world = head frame at rest).
+
+    Returns (cameras in the head frame, per-frame :class:`HeadPose`). Raises InputError for
+    n_frames < 1.
+    """
+    if n_frames < 1:
+        raise InputError(f"turning_head_rig: need at least one frame, got {n_frames}")
+    fx, fy, cx, cy = intrinsics_from_fov(width, height, fov_x_deg)
+    tgt = np.asarray(target, np.float64)
+    Rc, tc = look_at(tgt + np.array([0.0, 0.0, distance_m]), tgt)
+    piv = np.asarray(pivot, np.float64)
+    cams, poses = [], []
+    for k in range(n_frames):
+        s = k / max(n_frames - 1, 1)
+        ease = 0.5 - 0.5 * math.cos(math.pi * s)
+        yaw = yaw_range_deg[0] + (yaw_range_deg[1] - yaw_range_deg[0]) * ease
+        pitch = pitch_amplitude_deg * math.sin(2 * math.pi * s)
+        roll = roll_amplitude_deg * math.sin(2 * math.pi * s + 1.0)
+        H = rotation_ypr(yaw, pitch, roll)
+        # head point x moves to H (x - pivot) + pivot in the world
+        R = Rc @ H
+        t = Rc @ (piv - H @ piv) + tc
+        cams.append(Camera(width, height, fx, fy, cx, cy, R, t))
+        poses.append(HeadPose(yaw, pitch, roll, k / fps))
+    return cams, poses
+
+
+def save_cameras(path: str | os.PathLike, cameras: Sequence[Camera], *, fps: float | None = None,
+                 poses: Sequence[HeadPose] | None = None, extra: dict | None = None) -> Path:
+    """Write cameras as JSON::
+
+        {"schema_version": 1, "frame": "head", "units": "m", "convention": "opencv",
+         "fps": fps|null, "frames": [{"index": i, "time_s": .., "width", "height", "fx", "fy",
+         "cx", "cy", "R": 3x3, "t": 3, ["yaw_deg", "pitch_deg", "roll_deg"]}, ...], ...extra}
+
+    Returns the path. The file is written atomically.
+    """
+    from engine.pipeline import write_json_atomic
+
+    frames = []
+    for i, cam in enumerate(cameras):
+        d = {"index": i, "time_s": (i / fps) if fps else None, **cam.to_dict()}
+        if poses is not None:
+            p = poses[i]
+            d.update(yaw_deg=p.yaw_deg, pitch_deg=p.pitch_deg, roll_deg=p.roll_deg,
+                     time_s=p.time_s)
+        frames.append(d)
+    obj = {"schema_version": CAMERAS_SCHEMA_VERSION, "frame": "head", "units": "m",
+           "convention": "opencv", "fps": fps, "frames": frames, **(extra or {})}
+    write_json_atomic(Path(path), obj)
+    return Path(path)
+
+
+def load_cameras(path: str | os.PathLike) -> list[Camera]:
+    """Read the cameras written by :func:`save_cameras`, in frame order.
+
+    Raises InputError naming the file when it is missing or malformed.
+    """
+    p = Path(path)
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+        frames = obj["frames"]
+    except FileNotFoundError as exc:
+        raise InputError(f"{p}: no such cameras file") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{p}: not a Strandcap cameras file ({exc})") from exc
+    try:
+        return [Camera.from_dict(f) for f in frames]
+    except InputError as exc:
+        raise InputError(f"{p}: {exc}") from exc
