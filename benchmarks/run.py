@@ -1,0 +1,451 @@
+"""Strandcap benchmark: per-stage wall time and peak memory, strand F-scores on synthetic captures,
+wall time on real clips. Writes ``<out>/<date>-<machine>.json`` and ``.md``.
+
+Usage:
+    python benchmarks/run.py [--preset preview] [--device auto] [--cases straight,wavy,curly,d3,d10]
+                             [--until STAGE] [--out docs/benchmarks] [--machine NAME]
+                             [--frames 60] [--size 512] [--work DIR]
+
+Cases:
+* ``straight``, ``wavy``, ``curly``: synthetic turning-head captures (:mod:`engine.synthetic`) of
+  procedural grooms from :mod:`engine.prior.synth` with fixed seeds (3,000,000 + curl index),
+  an MP4 like a user's video; their ground-truth groom is kept beside it.
+* ``d3``, ``d10``: the real clips ``../shared/data/videos/<name>.mp4`` (skipped, with a note,
+  when absent).
+
+Every stage of the graph (``engine.pipeline.default_stages``) runs in its own subprocess, in
+order, on one project per case (earlier stages are then found on disk, so each subprocess does
+exactly one stage's work). A subprocess reports the stage's own wall time (from the runner's
+``StageFinished`` event), the process's peak resident memory (``getrusage`` maxrss; psutil's
+peak working set on Windows) and its resident memory before the stage started (imports), and on
+CUDA ``torch.cuda.max_memory_allocated``. F-scores (:func:`engine.metrics.strand_scores`) are
+reported only when a stage named ``strands`` produced ``groom.npz``; otherwise the report says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SHARED = REPO.parent / "shared" / "data"
+SYNTHETIC = ("straight", "wavy", "curly")
+REAL = ("d3", "d10")
+SCHEMA_VERSION = 1
+SYNTH_SEED = 3_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine and memory
+# ---------------------------------------------------------------------------------------------
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _total_ram_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (AttributeError, ValueError, OSError):
+        try:
+            import psutil  # type: ignore
+
+            return round(psutil.virtual_memory().total / 2**30, 1)
+        except ImportError:
+            return None
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    """CPU, cores, RAM, OS, Python, torch version and the compute device (name, memory)."""
+    import numpy
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_name(), "cores": os.cpu_count(), "ram_gb": _total_ram_gb(),
+        "os": platform.platform(), "python": platform.python_version(),
+        "numpy": numpy.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda)
+    return info
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far, MiB (None where it cannot be read)."""
+    try:
+        import resource
+
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return r / 2**20 if sys.platform == "darwin" else r / 1024.0  # bytes on macOS, KiB else
+    except ImportError:
+        try:
+            import psutil  # type: ignore
+
+            return psutil.Process().memory_info().peak_wset / 2**20
+        except (ImportError, AttributeError):
+            return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage graph
+# ---------------------------------------------------------------------------------------------
+
+
+def load_stages(spec: str | None) -> list:
+    """The stage list: ``engine.pipeline.default_stages()`` or ``module:function`` (tests)."""
+    if not spec:
+        from engine.pipeline import default_stages
+
+        return default_stages()
+    mod, _, fn = spec.partition(":")
+    return list(getattr(importlib.import_module(mod), fn)())
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Run the graph up to and including ``args.stage`` in this process; print one JSON line."""
+    t_start = time.perf_counter()
+    from engine.pipeline import PipelineConfig, Project, StageFinished, run_pipeline
+
+    stages = load_stages(args.stages)
+    names = [s.name for s in stages]
+    stages = stages[: names.index(args.stage) + 1]
+    overrides = {k: v for k, v in json.loads(args.overrides or "{}").items()
+                 if k in {s.name for s in stages}}
+    config = PipelineConfig(stages, args.preset, overrides, args.device)
+    project = Project.open(args.project)
+    cuda = config.device == "cuda"
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = peak_rss_mb()
+    out: dict[str, Any] = {"stage": args.stage, "ok": True}
+    try:
+        for ev in run_pipeline(project, stages, config):
+            if isinstance(ev, StageFinished) and ev.stage == args.stage:
+                out.update(wall_s=round(ev.wall_s, 3), cached=ev.cached, path=str(ev.path),
+                           summary=json.loads(json.dumps(dict(ev.summary), default=str)))
+    except Exception as exc:  # reported, not raised: the parent keeps benchmarking
+        out.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    out["baseline_rss_mb"] = None if rss0 is None else round(rss0, 1)
+    rss1 = peak_rss_mb()
+    out["peak_rss_mb"] = None if rss1 is None else round(rss1, 1)
+    if cuda:
+        import torch
+
+        out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    out["process_s"] = round(time.perf_counter() - t_start, 3)
+    print("BENCH-RESULT " + json.dumps(out))
+    return 0
+
+
+def run_stage_subprocess(project: Path, stage: str, preset: str, device: str,
+                         overrides: dict | None, stages_spec: str | None,
+                         timeout_s: float | None = None) -> dict[str, Any]:
+    """Run one stage (earlier ones from the cache) in a fresh Python process; its report."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--project", str(project),
+           "--stage", stage, "--preset", preset, "--device", device,
+           "--overrides", json.dumps(overrides or {})]
+    if stages_spec:
+        cmd += ["--stages", stages_spec]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env,
+                              cwd=str(REPO))
+    except subprocess.TimeoutExpired:
+        return {"stage": stage, "ok": False, "error": f"timed out after {timeout_s} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("BENCH-RESULT "):
+            res = json.loads(line[len("BENCH-RESULT "):])
+            res["subprocess_s"] = round(time.perf_counter() - t0, 3)
+            return res
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"stage": stage, "ok": False, "error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------------------------
+
+
+def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_strands: int,
+                        n_points: int, fps: float = 30.0) -> tuple[Path, Path, dict]:
+    """Render a turning-head capture of a procedural ``curl`` groom into ``folder``.
+
+    Returns (video path, ground-truth groom.npz path, description). Reuses an earlier render in
+    the same folder when its description matches.
+    """
+    import cv2
+    import numpy as np
+
+    from engine.io.export import export_groom
+    from engine.io.groom import Groom
+    from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
+    from engine.synthetic import HeadModel, RenderSettings, render, save_cameras, turning_head_rig
+
+    style = sample_style(SYNTH_SEED + CURL_CLASSES.index(curl), curl=curl, length="medium",
+                         fringe=False)
+    desc = {"curl": curl, "frames": frames, "size": size, "strands": n_strands, "points": n_points,
+            "fps": fps, "style": style.to_dict(), "yaw_range_deg": [-50.0, 50.0]}
+    folder.mkdir(parents=True, exist_ok=True)
+    video, gt, meta = folder / "capture.mp4", folder / "groom.npz", folder / "case.json"
+    if meta.is_file() and video.is_file() and gt.is_file():
+        if json.loads(meta.read_text()).get("desc") == desc:
+            return video, gt, desc
+    t0 = time.perf_counter()
+    g = synth_groom(style, n_strands=n_strands, n_points=n_points)
+    head = HeadModel.load()
+    cams, poses = turning_head_rig(frames, size, size, yaw_range_deg=(-50.0, 50.0), fps=fps)
+    settings = RenderSettings(hair_width_m=0.0005 * (10000 / max(n_strands, 1)) ** 0.5, seed=1)
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    for cam in cams:
+        writer.write(cv2.cvtColor(render(cam, head, g.strands, settings=settings).rgb,
+                                  cv2.COLOR_RGB2BGR))
+    writer.release()
+    export_groom(Groom(g.strands, root_uv=g.uv), gt, units="m")
+    save_cameras(folder / "cameras.json", cams, fps=fps, poses=poses)
+    meta.write_text(json.dumps({"desc": desc, "render_s": round(time.perf_counter() - t0, 1),
+                                "mean_strand_points": int(np.prod(g.strands.shape[:2]))}))
+    return video, gt, desc
+
+
+def groom_scores(project_root: Path, stages_spec: str | None, preset: str, device: str,
+                 overrides: dict | None, gt_path: Path) -> tuple[list | None, str]:
+    """F-scores of the strands stage's groom.npz against ``gt_path``, or (None, why not)."""
+    from engine.io.export import load_groom
+    from engine.metrics import strand_scores
+    from engine.pipeline import PipelineConfig, Project, resolve_artifact
+
+    stages = load_stages(stages_spec)
+    if "strands" not in [s.name for s in stages]:
+        return None, "no stage named 'strands' in the graph yet: no F-scores"
+    config = PipelineConfig(stages, preset, overrides, device)
+    art = resolve_artifact(Project.open(project_root), stages, config, "strands")
+    if art is None or not (art.path / "groom.npz").is_file():
+        return None, "the strands stage produced no groom.npz: no F-scores"
+    pred = load_groom(art.path / "groom.npz")
+    gt = load_groom(gt_path)
+    return [s.as_dict() for s in strand_scores(pred.strands, gt.strands, workers=-1)], ""
+
+
+def run_case(name: str, source: Path, gt: Path | None, work: Path, args: argparse.Namespace,
+             stage_names: Sequence[str], log: Callable[[str], None]) -> dict[str, Any]:
+    """Run every stage on ``source`` in a fresh project; timings, memory, scores."""
+    from engine.pipeline import Project
+
+    proj_dir = work / f"project-{name}"
+    if proj_dir.exists() and not args.keep:
+        import shutil
+
+        shutil.rmtree(proj_dir)
+    project = Project.open_or_create(proj_dir)
+    project.import_source(source)
+    overrides = json.loads(args.overrides or "{}")
+    stages_out = []
+    t0 = time.perf_counter()
+    for st in stage_names:
+        res = run_stage_subprocess(proj_dir, st, args.preset, args.device, overrides, args.stages,
+                                   args.stage_timeout)
+        stages_out.append(res)
+        log(f"  {name}: {st}: " + (f"{res.get('wall_s')} s, peak RSS {res.get('peak_rss_mb')} MiB"
+                                  if res.get("ok") else f"FAILED ({res.get('error')})"))
+        if not res.get("ok"):
+            break
+    case: dict[str, Any] = {"name": name, "source": str(source.name), "stages": stages_out,
+                            "total_stage_wall_s": round(sum(s.get("wall_s") or 0 for s in stages_out), 3),
+                            "total_subprocess_s": round(time.perf_counter() - t0, 3)}
+    if gt is not None:
+        scores, note = groom_scores(proj_dir, args.stages, args.preset, args.device, overrides, gt)
+        case["f_scores"], case["f_score_note"] = scores, note
+    return case
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown page: machine, per-stage table, F-scores, notes."""
+    m = report["machine"]
+    lines = [f"# Strandcap benchmark {report['date']} ({report['machine_name']})", "",
+             f"- Command: `{report['command']}`",
+             f"- Preset: {report['preset']}; device: {m['device']}"
+             + (f" ({m.get('gpu')})" if m.get("gpu") else ""),
+             f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; {m['os']}; "
+             f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}",
+             f"- Stages in the graph: {', '.join(report['stages']) or '(none yet)'}", ""]
+    lines += ["## Per-stage wall time and peak memory", "",
+              "| case | stage | wall s | peak RSS MiB | RSS before stage MiB | GPU peak MiB | status |",
+              "|---|---|---:|---:|---:|---:|---|"]
+    for c in report["cases"]:
+        if c.get("skipped"):
+            lines.append(f"| {c['name']} | - | - | - | - | - | skipped: {c['skipped']} |")
+            continue
+        if not c["stages"]:
+            lines.append(f"| {c['name']} | (no stages) | - | - | - | - | nothing to run |")
+        for s in c["stages"]:
+            status = "ok" if s.get("ok") else f"failed: {s.get('error', '')[:80]}"
+            lines.append(f"| {c['name']} | {s['stage']} | {s.get('wall_s', '-')} | "
+                         f"{s.get('peak_rss_mb', '-')} | {s.get('baseline_rss_mb', '-')} | "
+                         f"{s.get('gpu_peak_mb', '-')} | {status} |")
+    lines += ["", "## End-to-end wall time", "", "| case | stages run | sum of stage wall s | "
+              "with process start-up s |", "|---|---:|---:|---:|"]
+    for c in report["cases"]:
+        if not c.get("skipped"):
+            lines.append(f"| {c['name']} | {len(c['stages'])} | {c['total_stage_wall_s']} | "
+                         f"{c['total_subprocess_s']} |")
+    lines += ["", "## Strand F-scores (precision / recall / F, percent)", ""]
+    rows = [c for c in report["cases"] if "f_scores" in c]
+    scored = [c for c in rows if c["f_scores"]]
+    if scored:
+        th = [f"{s['distance_m'] * 1000:g} mm / {s['angle_deg']:g} deg"
+              for s in scored[0]["f_scores"]]
+        lines += ["| case | " + " | ".join(th) + " |", "|---|" + "---:|" * len(th)]
+        for c in scored:
+            lines.append(f"| {c['name']} | " + " | ".join(
+                f"{s['precision']:.1f} / {s['recall']:.1f} / **{s['f_score']:.1f}**"
+                for s in c["f_scores"]) + " |")
+    for c in rows:
+        if not c["f_scores"]:
+            lines.append(f"- {c['name']}: {c['f_score_note']}")
+    if report.get("synthetic"):
+        lines += ["", "## Synthetic captures", ""]
+        for name, d in report["synthetic"].items():
+            st = d["style"]
+            lines.append(f"- {name}: {d['frames']} frames {d['size']}x{d['size']} at {d['fps']:g} "
+                         f"fps, head yaw -50..50 deg; groom {d['strands']} strands x {d['points']} "
+                         f"points, curl {st['curl']}, length {st['length_m']:.3f} m, seed {st['seed']}")
+    if report["notes"]:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write ``<date>-<machine>.json`` and ``.md`` into ``out_dir``; return both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{report['date']}-{report['machine_name']}"
+    jp, mp = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    jp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    mp.write_text(markdown(report), encoding="utf-8")
+    return jp, mp
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-").lower() or "machine"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="preview", choices=("preview", "standard", "high"))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--cases", default="straight,wavy,curly,d3,d10",
+                    help="comma-separated: straight, wavy, curly, d3, d10, or a video/folder path")
+    ap.add_argument("--until", default=None, help="stop after this stage")
+    ap.add_argument("--stages", default=None, help="module:function returning the stage list "
+                    "(default engine.pipeline.default_stages)")
+    ap.add_argument("--overrides", default=None, help='JSON {"stage": {"field": value}}')
+    ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks"))
+    ap.add_argument("--machine", default=None, help="machine name in the file names")
+    ap.add_argument("--date", default=None, help="date in the file names (default today, UTC)")
+    ap.add_argument("--frames", type=int, default=60, help="frames of a synthetic capture")
+    ap.add_argument("--size", type=int, default=512, help="synthetic capture size in pixels")
+    ap.add_argument("--strands", type=int, default=10000, help="strands of a synthetic groom")
+    ap.add_argument("--points", type=int, default=100, help="points per synthetic strand")
+    ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="reuse finished stages in --work")
+    ap.add_argument("--stage-timeout", type=float, default=None, help="seconds per stage")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--project", help=argparse.SUPPRESS)
+    ap.add_argument("--stage", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    from engine.pipeline import resolve_device
+
+    device = resolve_device(args.device)
+    args.device = device
+    stages = load_stages(args.stages)
+    names = [s.name for s in stages]
+    if args.until:
+        if args.until not in names:
+            raise SystemExit(f"--until {args.until}: no such stage; stages: {', '.join(names)}")
+        names = names[: names.index(args.until) + 1]
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="strandcap-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    notes: list[str] = []
+    if not names:
+        notes.append("the stage graph is empty (no stage has landed yet): nothing was timed")
+    if "strands" not in names:
+        notes.append("no stage named 'strands' ran, so no groom.npz was produced and no F-scores "
+                     "are reported; they appear once the strand stage lands")
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "date": args.date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
+        "machine_name": _slug(args.machine or f"{device}-{os.cpu_count()}core"),
+        "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "preset": args.preset, "machine": machine_info(device), "stages": names,
+        "cases": [], "synthetic": {}, "notes": notes,
+    }
+    for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
+        gt = None
+        if case in SYNTHETIC:
+            log(f"rendering the synthetic {case} capture ...")
+            t0 = time.perf_counter()
+            try:
+                source, gt, desc = make_synthetic_case(case, work / f"synthetic-{case}", args.frames,
+                                                       args.size, args.strands, args.points)
+            except ImportError as exc:
+                report["cases"].append({"name": case, "skipped": f"cannot render ({exc})"})
+                continue
+            report["synthetic"][case] = desc | {"render_s": round(time.perf_counter() - t0, 1)}
+        elif case in REAL:
+            source = SHARED / "videos" / f"{case}.mp4"
+            if not source.is_file():
+                report["cases"].append({"name": case, "skipped": f"{source} is absent"})
+                notes.append(f"{case}: ../shared/data/videos/{case}.mp4 is absent; skipped")
+                continue
+        else:
+            source = Path(case)
+            if not source.exists():
+                report["cases"].append({"name": case, "skipped": f"{source} does not exist"})
+                continue
+        log(f"case {case}: {len(names)} stage(s)")
+        report["cases"].append(run_case(_slug(source.stem if case not in SYNTHETIC + REAL else case),
+                                         source, gt, work, args, names, log))
+    jp, mp = write_report(report, Path(args.out))
+    print(markdown(report))
+    log(f"wrote {jp} and {mp}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
