@@ -3,15 +3,15 @@ mesh, hair strands and hair shells, and the ground truth of every frame (masks, 
 orientation, 3D tangents).
 
 Entry points: :class:`Camera`, :func:`orbit_rig`, :func:`turning_head_rig`,
-:class:`HeadModel`, :func:`render` with :class:`RenderSettings`, :class:`HairShell`,
-:func:`render_capture`.
+:class:`HeadModel`, :func:`render` with :class:`RenderSettings`, :func:`make_hair_shell`.
 """
 
 from engine.synthetic.camera import (Camera, HeadPose, load_cameras, look_at, orbit_rig,
                                      save_cameras, turning_head_rig)
 from engine.synthetic.head import HeadModel
 from engine.synthetic.render import RenderResult, RenderSettings, projected_angle, render
+from engine.synthetic.shell import HairShell, make_hair_shell
 
 __all__ = ["Camera", "HeadPose", "load_cameras", "look_at", "orbit_rig", "save_cameras",
            "turning_head_rig", "HeadModel", "RenderResult", "RenderSettings", "projected_angle",
-           "render"]
+           "render", "HairShell", "make_hair_shell"]

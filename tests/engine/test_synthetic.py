@@ -1,0 +1,250 @@
+"""The synthetic-capture renderer: projection, rasterised masks and depth, z-buffer order,
+strand orientation ground truth, camera rigs, the ICT head and the hair shell."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.errors import InputError
+from engine.synthetic import (Camera, RenderSettings, load_cameras, look_at, orbit_rig,
+                              projected_angle, render, save_cameras, turning_head_rig)
+from engine.synthetic.camera import rotation_ypr
+from engine.synthetic.raster import rasterize_mesh, rasterize_strands
+
+REPO = Path(__file__).resolve().parents[2]
+ICT = REPO.parent / "shared" / "data" / "heads" / "ict_face_model_light.npz"
+needs_ict = pytest.mark.skipif(not ICT.is_file(), reason="needs ../shared/data/heads ICT model")
+FLAT = RenderSettings(background=(0.0, 0.0, 0.0))
+
+
+def front_camera(size=64, f=80.0, dist=1.0) -> Camera:
+    R, t = look_at((0.0, 0.0, dist), (0.0, 0.0, 0.0))
+    return Camera(size, size, f, f, (size - 1) / 2, (size - 1) / 2, R, t)
+
+
+class _Mesh:
+    """A minimal stand-in for HeadModel: vertices/faces/region and a flat albedo."""
+
+    def __init__(self, vertices, faces):
+        self.vertices = np.asarray(vertices, np.float32)
+        self.faces = np.asarray(faces, np.int32)
+        self.region = np.zeros(len(vertices), np.int8)
+
+    def albedo(self, points, eye_weight, cloth_weight=None):
+        return np.full((len(points), 3), 0.8, np.float32)
+
+
+def quad(z=0.0, half=0.1, tilt=0.0):
+    """A square facing +Z (CCW from +Z), optionally tilted about the x axis (depth varies with y)."""
+    v = np.array([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]], float)
+    v[:, 2] += tilt * v[:, 1]
+    return v, np.array([[0, 1, 2], [0, 2, 3]])
+
+
+def test_known_point_projects_to_expected_pixel():
+    cam = front_camera(64, 80.0, 1.0)
+    px, z = cam.project(np.array([[0.1, 0.05, 0.0], [0.0, 0.0, 0.2]]))
+    # camera at +Z looking at the origin: world +X is image right, world +Y is image up
+    assert np.allclose(px[0], [31.5 + 8.0, 31.5 - 4.0]) and math.isclose(z[0], 1.0)
+    assert np.allclose(px[1], [31.5, 31.5]) and math.isclose(z[1], 0.8)
+    assert np.allclose(cam.centre, [0, 0, 1])
+
+
+def test_mesh_mask_matches_projected_polygon_and_depth_is_perspective_correct():
+    cam = front_camera(64, 80.0, 1.0)
+    v, f = quad(0.0, 0.1, tilt=0.5)  # z = 0.5 y: the top is nearer the camera
+    r = render(cam, _Mesh(v, f), settings=FLAT)
+    px, _ = cam.project(v)
+    ref = np.zeros((64, 64), np.uint8)
+    cv2.fillConvexPoly(ref, np.round(px * 16).astype(np.int32), 1, lineType=cv2.LINE_8, shift=4)
+    diff = (r.bust_mask > 0.5) != (ref > 0)
+    assert r.bust_mask.sum() > 200
+    # pixels can only disagree on the polygon's boundary
+    boundary = cv2.dilate(ref, np.ones((3, 3), np.uint8)) != cv2.erode(ref, np.ones((3, 3), np.uint8))
+    assert not (diff & ~boundary).any()
+    assert r.hair_mask.sum() == 0
+    # depth: intersect each pixel's ray with the plane z = 0.5 y
+    ys, xs = np.nonzero(r.bust_mask > 0.5)
+    dx, dy = (xs - cam.cx) / cam.fx, -(ys - cam.cy) / cam.fy  # world ray direction (dx, dy, -1)
+    s = 1.0 / (1.0 + 0.5 * dy)  # (1 - s) = 0.5 * s * dy
+    assert np.allclose(r.depth[ys, xs], s, atol=1e-4)
+    assert (r.depth[r.bust_mask == 0] == 0).all()
+
+
+def test_back_faces_are_culled():
+    cam = front_camera()
+    v, f = quad()
+    frag = rasterize_mesh(*cam.project(v), f[:, [0, 2, 1]], 64, 64)  # reversed winding
+    assert (frag.face < 0).all()
+
+
+def test_strand_orientation_matches_known_3d_direction():
+    cam = front_camera(128, 150.0, 1.0)
+    rng = np.random.default_rng(0)
+    for angle_deg in (0.0, 30.0, 90.0, 135.0):
+        a = math.radians(angle_deg)
+        d = np.array([math.cos(a), math.sin(a), 0.0])  # in the image plane: +X right, +Y up
+        roots = rng.uniform(-0.15, 0.15, (40, 3))
+        roots[:, 2] = rng.uniform(-0.05, 0.05, 40)
+        strands = roots[:, None] + d * np.linspace(0, 0.08, 20)[None, :, None]
+        r = render(cam, strands=strands.astype(np.float32), settings=FLAT)
+        hair = r.hair_mask > 0
+        assert hair.sum() > 300
+        err = np.abs(r.orientation[hair] - a)
+        err = np.degrees(np.minimum(err, np.pi - err))
+        assert np.median(err) < 2.0, (angle_deg, np.median(err))
+        assert np.allclose(np.abs(r.tangent[hair] @ d), 1.0, atol=1e-5)
+        assert set(np.unique(r.strand_index[hair])) <= set(range(40))
+        assert (r.strand_index[~hair] == -1).all()
+
+
+def test_strand_orientation_oblique_direction_against_finite_differences():
+    cam = Camera(96, 96, 120.0, 110.0, 40.0, 50.0, *look_at((0.4, 0.3, 0.9), (0.0, 0.02, 0.0)))
+    rng = np.random.default_rng(1)
+    d = np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5])
+    roots = rng.uniform(-0.1, 0.1, (60, 3))
+    strands = (roots[:, None] + d * np.linspace(0, 0.05, 12)[None, :, None]).astype(np.float32)
+    r = render(cam, strands=strands, settings=FLAT)
+    hair = r.hair_mask > 0
+    ys, xs = np.nonzero(hair)
+    # expected: angle of the image step of a tiny 3D step along d from the 3D point of the pixel
+    pc = np.stack([(xs - cam.cx) / cam.fx, (ys - cam.cy) / cam.fy, np.ones(len(xs))], 1) * r.depth[ys, xs, None]
+    pw = (pc - cam.t) @ cam.R
+    a, _ = cam.project(pw)
+    b, _ = cam.project(pw + 1e-5 * d)
+    exp = np.arctan2(-(b - a)[:, 1], (b - a)[:, 0]) % np.pi
+    err = np.abs(r.orientation[ys, xs] - exp)
+    err = np.degrees(np.minimum(err, np.pi - err))
+    assert np.median(err) < 2.0
+    assert np.allclose(projected_angle(cam, pw, np.tile(d, (len(pw), 1))), exp, atol=1e-3)
+
+
+def test_zbuffer_orders_strands_and_mesh():
+    cam = front_camera(64, 80.0, 1.0)
+    v, f = quad(0.0, 0.2)
+    y = np.linspace(-0.15, 0.15, 30)
+    front = np.stack([np.zeros(30) - 0.05, y, np.full(30, 0.05)], 1)  # in front of the quad
+    behind = np.stack([np.zeros(30) + 0.05, y, np.full(30, -0.05)], 1)  # behind it
+    r = render(cam, _Mesh(v, f), np.stack([front, behind]).astype(np.float32), settings=FLAT)
+    assert set(np.unique(r.strand_index[r.hair_mask > 0])) == {0}
+    assert np.allclose(r.depth[r.hair_mask > 0], 0.95, atol=1e-4)
+    assert ((r.hair_mask > 0) & (r.bust_mask > 0)).sum() == 0
+    # without the quad both strands show
+    r2 = render(cam, None, np.stack([front, behind]).astype(np.float32), settings=FLAT)
+    assert set(np.unique(r2.strand_index[r2.hair_mask > 0])) == {0, 1}
+
+
+def test_ribbon_width_follows_metres_and_minimum_pixels():
+    cam = front_camera(64, 100.0, 1.0)
+    s = np.stack([np.full(20, 0.005), np.linspace(-0.2, 0.2, 20), np.zeros(20)], 1)[None].astype(
+        np.float32)  # projects onto the pixel-centre column x = 32
+    frag = rasterize_strands(*cam.project(s), np.float32(5.0), 64, 64)
+    cols = (frag.segment >= 0).sum(1)
+    assert np.median(cols[cols > 0]) == 5
+    r = render(cam, strands=s, settings=RenderSettings(hair_width_m=0.03, background=(0, 0, 0)))
+    cols = (r.hair_mask > 0).sum(1)
+    assert np.median(cols[cols > 0]) == 3  # 0.03 m at 1 m with f = 100 px
+
+
+def test_supersampling_gives_soft_masks_and_consistent_orientation():
+    cam = front_camera(48, 60.0, 1.0)
+    strands = np.stack([np.stack([np.full(10, x), np.linspace(-0.2, 0.2, 10), np.zeros(10)], 1)
+                        for x in np.linspace(-0.2, 0.2, 9)]).astype(np.float32)
+    r = render(cam, strands=strands, settings=RenderSettings(background=(0, 0, 0), ssaa=3,
+                                                             hair_width_m=0.05))
+    assert r.rgb.shape == (48, 48, 3) and r.hair_mask.shape == (48, 48)
+    soft = (r.hair_mask > 0) & (r.hair_mask < 1)
+    assert soft.any() and r.hair_mask.max() == 1.0
+    err = np.abs(r.orientation[r.hair_mask > 0] - np.pi / 2)
+    assert err.max() < 1e-3
+
+
+def test_turning_head_cameras_match_a_rotating_head_before_a_still_camera():
+    cams, poses = turning_head_rig(5, 64, 64, yaw_range_deg=(-60, 60), distance_m=0.8,
+                                   pivot=(0.0, -0.02, -0.02), target=(0, 0, 0))
+    assert [round(p.yaw_deg) for p in poses] == [-60, -42, 0, 42, 60]
+    Rc, tc = look_at((0, 0, 0.8), (0, 0, 0))
+    still = Camera(64, 64, cams[0].fx, cams[0].fy, cams[0].cx, cams[0].cy, Rc, tc)
+    x = np.array([[0.03, 0.05, 0.09], [-0.05, 0.1, -0.02]])
+    piv = np.array([0.0, -0.02, -0.02])
+    for cam, p in zip(cams, poses):
+        H = rotation_ypr(p.yaw_deg, p.pitch_deg, p.roll_deg)
+        world = (x - piv) @ H.T + piv
+        assert np.allclose(cam.project(x)[0], still.project(world)[0], atol=1e-9)
+    # positive yaw turns the face (+Z) towards +X, which is image right for this camera
+    nose = np.array([[0.0, 0.0, 0.1]])
+    assert cams[-1].project(nose)[0][0, 0] > cams[2].project(nose)[0][0, 0] + 5
+
+
+def test_orbit_rig_looks_at_target_and_cameras_round_trip(tmp_path):
+    cams = orbit_rig(4, 80, 60, radius_m=0.7, target=(0.0, 0.03, 0.0))
+    for c in cams:
+        px, z = c.project(np.array([[0.0, 0.03, 0.0]]))
+        assert np.allclose(px, [[c.cx, c.cy]]) and math.isclose(z[0], 0.7)
+    path = save_cameras(tmp_path / "cameras.json", cams, fps=30.0)
+    back = load_cameras(path)
+    assert len(back) == 4
+    for a, b in zip(cams, back):
+        assert np.allclose(a.R, b.R) and np.allclose(a.t, b.t) and a.width == 80 and b.height == 60
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(InputError, match="bad.json"):
+        load_cameras(tmp_path / "bad.json")
+    with pytest.raises(InputError):
+        Camera(10, 10, 5, 5, 5, 5, np.diag([1.0, 1.0, -1.0]), np.zeros(3))
+
+
+def test_render_rejects_bad_strands():
+    with pytest.raises(InputError, match="strands"):
+        render(front_camera(), strands=np.zeros((3, 1, 3), np.float32))
+
+
+@needs_ict
+def test_ict_head_render_has_a_face_where_expected():
+    from engine.synthetic import HeadModel
+
+    head = HeadModel.load(ICT)
+    cam = orbit_rig(1, 128, 128, yaw_range_deg=(0, 0), pitch_deg=0.0, radius_m=0.8)[0]
+    r = render(cam, head)
+    lm = head.vertices[head.landmarks68]
+    px, _ = cam.project(lm[[30, 8, 36, 45]])  # nose tip, chin, eye corners
+    ij = np.round(px).astype(int)
+    assert (r.bust_mask[ij[:, 1], ij[:, 0]] == 1).all()
+    assert r.hair_mask.sum() == 0 and 0.1 < r.bust_mask.mean() < 0.8
+    # lips are redder than the cheek next to them
+    mouth, _ = cam.project(lm[[51, 57]].mean(0, keepdims=True))
+    cheek, _ = cam.project(lm[[3]] * np.array([0.8, 1.0, 1.05]))
+    m = r.rgb[int(round(mouth[0, 1])), int(round(mouth[0, 0]))].astype(int)
+    c = r.rgb[int(round(cheek[0, 1])), int(round(cheek[0, 0]))].astype(int)
+    assert m[0] - m[1] > c[0] - c[1]
+
+
+@needs_ict
+def test_hair_shell_is_closed_outside_the_head_and_its_field_is_tangent():
+    from engine.synthetic import HeadModel
+    from engine.synthetic.shell import make_hair_shell
+
+    head = HeadModel.load(ICT)
+    shell = make_hair_shell(head, thickness_m=0.012, back_extra_m=0.0, spacing=0.004)
+    import trimesh
+
+    m = trimesh.Trimesh(shell.vertices, shell.faces, process=True)
+    assert m.is_watertight and m.volume > 0  # closed and oriented outward
+    top = shell.vertices[shell.vertices[:, 1] > 0.12]
+    assert len(top) and np.allclose(shell.head_sdf(top.astype(np.float64)), 0.012, atol=0.003)
+    pts = np.array([[0.0, 0.16, 0.0], [0.0, 0.05, -0.12], [0.09, 0.06, -0.02]])
+    g = shell.direction(pts)
+    assert np.allclose(np.linalg.norm(g, axis=1), 1.0)
+    assert g[0, 2] < -0.9 and g[1, 1] < -0.9  # backwards at the crown, down at the back
+    cam = orbit_rig(1, 96, 96, yaw_range_deg=(180, 180), radius_m=0.8)[0]
+    r = render(cam, head, shell=shell, settings=FLAT)
+    hair = r.hair_mask > 0
+    assert hair.sum() > 300 and (r.strand_index == -1).all()
+    # from behind the hair flows down the image: orientation near 90 degrees
+    ys, xs = np.nonzero(hair)
+    low = ys > np.percentile(ys, 60)
+    assert abs(np.degrees(np.median(r.orientation[ys[low], xs[low]])) - 90) < 15
