@@ -3,7 +3,8 @@ mesh, hair strands and hair shells, and the ground truth of every frame (masks, 
 orientation, 3D tangents).
 
 Entry points: :class:`Camera`, :func:`orbit_rig`, :func:`turning_head_rig`,
-:class:`HeadModel`, :func:`render` with :class:`RenderSettings`, :func:`make_hair_shell`.
+:class:`HeadModel`, :func:`render` with :class:`RenderSettings`, :func:`make_hair_shell`,
+:func:`render_capture` (a capture folder in the preprocessing artifact formats).
 """
 
 from engine.synthetic.camera import (Camera, HeadPose, load_cameras, look_at, orbit_rig,
@@ -11,7 +12,9 @@ from engine.synthetic.camera import (Camera, HeadPose, load_cameras, look_at, or
 from engine.synthetic.head import HeadModel
 from engine.synthetic.render import RenderResult, RenderSettings, projected_angle, render
 from engine.synthetic.shell import HairShell, make_hair_shell
+from engine.synthetic.capture import render_capture
 
 __all__ = ["Camera", "HeadPose", "load_cameras", "look_at", "orbit_rig", "save_cameras",
            "turning_head_rig", "HeadModel", "RenderResult", "RenderSettings", "projected_angle",
-           "render", "HairShell", "make_hair_shell"]
+           "render", "HairShell", "make_hair_shell",
+           "render_capture"]

@@ -248,3 +248,29 @@ def test_hair_shell_is_closed_outside_the_head_and_its_field_is_tangent():
     ys, xs = np.nonzero(hair)
     low = ys > np.percentile(ys, 60)
     assert abs(np.degrees(np.median(r.orientation[ys[low], xs[low]])) - 90) < 15
+
+
+def test_render_capture_writes_preprocessing_artifacts(tmp_path):
+    import json
+
+    from engine.io.export import load_groom
+    from engine.synthetic import render_capture
+
+    cams, poses = turning_head_rig(3, 40, 32, distance_m=0.8, target=(0, 0, 0))
+    strands = np.stack([np.stack([np.full(8, x), np.linspace(0.08, -0.08, 8), np.full(8, 0.1)], 1)
+                        for x in (-0.02, 0.0, 0.02)]).astype(np.float32)
+    out = render_capture(tmp_path / "cap", cams, strands=strands, poses=poses, fps=10.0,
+                         settings=RenderSettings(hair_width_m=0.004), video=True)
+    meta = json.loads((out / "keyframes.json").read_text())
+    assert [f["name"] for f in meta["frames"]] == ["000", "001", "002"]
+    assert meta["width"] == 40 and meta["height"] == 32 and meta["frames"][2]["yaw_deg"] == 60.0
+    r = render(cams[1], strands=strands, settings=RenderSettings(hair_width_m=0.004))
+    hair = cv2.imread(str(out / "hair" / "001.png"), cv2.IMREAD_UNCHANGED)
+    assert hair.dtype == np.uint16 and np.allclose(hair / 65535.0, r.hair_mask, atol=1e-4)
+    with np.load(out / "orientation" / "001.npz") as o:
+        assert np.allclose(o["angle"], r.orientation)
+        assert ((o["confidence"] > 0) == (r.hair_mask > 0)).all()
+    assert (cv2.imread(str(out / "frames" / "001.png"))[..., ::-1] == r.rgb).all()
+    assert load_groom(out / "groom.npz").strands.shape == (3, 8, 3)
+    assert len(load_cameras(out / "cameras.json")) == 3
+    assert (out / "capture.mp4").stat().st_size > 0
