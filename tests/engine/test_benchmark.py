@@ -104,5 +104,7 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     assert all(s["ok"] for s in case["stages"])
     # the toy strands stage copied the ground truth: every threshold scores 100
     assert [round(s["f_score"], 6) for s in case["f_scores"]] == [100.0] * 3
-    assert report["synthetic"]["straight"]["strands"] == 300
+    syn = report["synthetic"]["straight"]
+    assert syn["strands"] == 300 and syn["render_s_per_frame"] > 0
+    assert "mediapipe_face_rate" in syn
     assert (tmp_path / "work" / "synthetic-straight" / "capture.mp4").stat().st_size > 0
