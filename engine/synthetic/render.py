@@ -50,8 +50,9 @@ class RenderSettings:
     hair_width_m: ribbon width in metres (scalar), drawn at least ``min_width_px`` pixels wide.
     specular: strength of the primary Kajiya-Kay highlight; specular_exponent: its sharpness.
     skin_specular: strength of the skin's Blinn-Phong highlight.
-    background: RGB in [0, 1] (flat), "studio" (a smooth image-fixed backdrop) or an
-        (H, W, 3) uint8 image at the output size.
+    background: RGB in [0, 1] (flat), "studio" (a smooth image-fixed backdrop, for a still
+        camera), "environment" (a textured sphere fixed in the head frame, for orbiting
+        cameras) or an (H, W, 3) uint8 image at the output size.
     ssaa: supersampling factor (1 = off).
     seed: seed of the per-strand colour jitter and textures.
     """
@@ -102,6 +103,25 @@ def studio_backdrop(height: int, width: int, seed: int = 3) -> np.ndarray:
     g = 0.55 - 0.18 * (ys / height) + 0.06 * n
     rgb = np.stack([g * 0.92, g * 0.97, g * 1.05], -1)
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def environment_backdrop(camera: Camera, radius_m: float = 1.5, seed: int = 7) -> np.ndarray:
+    """Image (H, W, 3) uint8 of a softly textured sphere of ``radius_m`` metres around the head
+    frame's origin: a backdrop fixed in the head frame, which moves in the image when the
+    camera orbits (use it with :func:`orbit_rig`; use the image-fixed "studio" backdrop for a
+    still camera and a turning head)."""
+    H, W = camera.height, camera.width
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    d = np.stack([(xs - camera.cx) / camera.fx, (ys - camera.cy) / camera.fy, np.ones_like(xs)], -1)
+    d = _unit(d.reshape(-1, 3) @ camera.R)  # camera rays in the head frame
+    c = camera.centre
+    b = d @ c
+    disc = np.maximum(b * b - (c @ c - radius_m ** 2), 0.0)
+    p = c + (-b + np.sqrt(disc))[:, None] * d
+    g = smooth_noise(p, 0.5, seed, octaves=4)
+    h = smooth_noise(p, 1.2, seed + 3, octaves=2)
+    rgb = np.stack([0.5 + 0.2 * g, 0.5 + 0.15 * h, 0.52 - 0.15 * g], -1)
+    return (np.clip(rgb, 0, 1).reshape(H, W, 3) * 255 + 0.5).astype(np.uint8)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -205,6 +225,11 @@ def render(camera: Camera, head: HeadModel | None = None, strands: np.ndarray | 
     strand_vis = (seg >= 0) & (hair_depth < mesh_depth)
     if s.background is None or (isinstance(s.background, str) and s.background == "studio"):
         bg = studio_backdrop(camera.height, camera.width, seed=s.seed + 3)
+    elif isinstance(s.background, str) and s.background == "environment":
+        bg = environment_backdrop(camera, seed=s.seed + 7)
+    elif isinstance(s.background, str):
+        raise InputError(f"render: unknown background {s.background!r} (studio, environment, "
+                         "an RGB triple or an image)")
     elif isinstance(s.background, np.ndarray):
         bg = s.background
         if bg.shape != (camera.height, camera.width, 3):

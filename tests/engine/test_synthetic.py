@@ -274,3 +274,17 @@ def test_render_capture_writes_preprocessing_artifacts(tmp_path):
     assert load_groom(out / "groom.npz").strands.shape == (3, 8, 3)
     assert len(load_cameras(out / "cameras.json")) == 3
     assert (out / "capture.mp4").stat().st_size > 0
+
+
+def test_environment_backdrop_is_fixed_in_the_head_frame():
+    from engine.synthetic.render import environment_backdrop
+
+    a, b = orbit_rig(2, 64, 64, yaw_range_deg=(0.0, 10.0))
+    env = RenderSettings(background="environment")
+    ia, ib = render(a, settings=env).rgb, render(b, settings=env).rgb
+    assert ia.std() > 3 and np.abs(ia.astype(int) - ib).mean() > 2  # it moves with the camera
+    assert (ia == environment_backdrop(a, seed=7)).all()
+    # the image-fixed studio backdrop does not
+    assert (render(a).rgb == render(b).rgb).all()
+    with pytest.raises(InputError, match="background"):
+        render(a, settings=RenderSettings(background="sky"))
