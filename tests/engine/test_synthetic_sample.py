@@ -46,3 +46,26 @@ def test_sample_ground_truth_matches_the_video():
     img = cv2.imread(str(jpgs[0]))
     assert np.abs(img.astype(int) - first.astype(int)).mean() < 6
     assert meta["mediapipe_face_rate"] >= 0.8
+
+
+def test_mediapipe_finds_the_face_in_the_sample_frames():
+    import pytest
+
+    mp = pytest.importorskip("mediapipe")
+    root = sample_dir()
+    jpgs = sorted((root / "frames").glob("frame_*.jpg"))[::3]
+    cams = load_cameras(root / "cameras.json")
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as fm:
+        found = 0
+        for p in jpgs:
+            img = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+            res = fm.process(img)
+            if not res.multi_face_landmarks:
+                continue
+            found += 1
+            # the nose tip landmark (index 1) lies near the projected nose tip of the ICT head
+            k = int(p.stem.split("_")[1])
+            nose = cams[k].project(np.array([[0.0, 0.004, 0.131]]))[0][0]
+            lm = res.multi_face_landmarks[0].landmark[1]
+            assert np.hypot(lm.x * img.shape[1] - nose[0], lm.y * img.shape[0] - nose[1]) < 25
+    assert found >= len(jpgs) - 1
