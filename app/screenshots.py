@@ -2,9 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1280x1024x24" python -m app.screenshots docs/screenshots
 
-The project is made from the shipped sample (``resources/sample/frames``, public-domain
-astronaut portrait); the Capture page plays a clip of those frames through the video-file
-camera source with the real live analysis. Review, Reconstruct and Export show the app with
+The project is made from the shipped sample (``resources/sample/capture.mp4``, a rendered
+head turning from -50 to +50 degrees); the Capture page plays it through the video-file camera
+source with the real live analysis. ``export-converted.png`` shows the Export page after
+converting the sample's ground-truth groom file. Review, Reconstruct and Export show the app with
 the engine's real stage graph, i.e. whatever stages exist in this build. One extra picture,
 ``reconstruct-live-demo.png``, runs a *demo* stage (defined here, never used by the app) that
 streams losses and a procedural groom through the real worker, because the strand stages have
@@ -46,6 +47,13 @@ def _demo_groom(n: int, step: int, steps: int) -> tuple[np.ndarray, dict | None]
                     "faces": z["mesh_faces"].astype(np.int32)}
     strands = None
     try:
+        from engine.io.export import load_groom
+        g = load_groom(REPO / "resources" / "sample" / "groom.npz")
+        idx = np.random.default_rng(0).choice(g.num_strands, min(n, g.num_strands), replace=False)
+        return _grow(g.strands[idx], step, steps), mesh
+    except Exception:  # noqa: BLE001 - fall back to the prior's procedural grooms
+        pass
+    try:
         from engine.prior.synth import sample_style, synth_groom
         strands = np.asarray(synth_groom(sample_style(3, curl="wavy", length="medium"),
                                          n_strands=n, n_points=32).strands, np.float32)
@@ -57,9 +65,13 @@ def _demo_groom(n: int, step: int, steps: int) -> tuple[np.ndarray, dict | None]
         roots = 0.1 * d
         t = np.linspace(0, 0.2, 32)[None, :, None]
         strands = (roots[:, None] + 0.3 * d[:, None] * t - np.array([0, 1.0, 0]) * t).astype(np.float32)
+    return _grow(strands, step, steps), mesh
+
+
+def _grow(strands: np.ndarray, step: int, steps: int) -> np.ndarray:
     frac = 0.15 + 0.85 * step / steps
     keep = max(2, int(round(strands.shape[1] * frac)))
-    return strands[:, :keep].copy(), mesh
+    return np.ascontiguousarray(strands[:, :keep], dtype=np.float32)
 
 
 def demo_stages():
@@ -115,23 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     win.show()
     _pump(qt, 0.5)
 
-    frames = sorted((REPO / "resources" / "sample" / "frames").glob("*.jpg"))
-    project_dir = tmp / "astronaut-sample"
+    sample = REPO / "resources" / "sample"
+    clip = sample / "capture.mp4"
+    project_dir = tmp / "sample-project"
     win.open_project(project_dir)
-    state.project.import_source(REPO / "resources" / "sample" / "frames")
+    state.project.import_source(clip)
     state.notify_changed()
 
-    # Capture: the sample frames played as a camera, with the real live analysis
-    clip = tmp / "sample.mp4"
-    first = cv2.imread(str(frames[0]))
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0,
-                             (first.shape[1], first.shape[0]))
-    for f in frames * 2:
-        writer.write(cv2.imread(str(f)))
-    writer.release()
+    # Capture: the sample clip (a head turning from -50 to +50 degrees) played as the camera,
+    # with the real live analysis; the yaw comes from the face landmarks
     win.show_page("Capture")
-    win.capture.start_source(VideoFileSource(clip, realtime=True, loop=True), analysis_hz=8)
-    while win.capture.frames_seen < 12:
+    win.capture.start_source(VideoFileSource(clip, realtime=True, loop=True), analysis_hz=10)
+    while win.capture.frames_seen < 40:
         _pump(qt, 0.1)
     win.grab().save(str(out / "capture.png"))
     win.capture.stop_source()
@@ -150,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     win.show_page("Export")
     _pump(qt, 0.3)
     win.grab().save(str(out / "export.png"))
+    if (sample / "groom.npz").is_file() and win.export.available:
+        win.export.set_source(sample / "groom.npz")  # "Convert a groom file instead…"
+        win.export.folder.setText(str(tmp / "exports"))
+        win.export.export()
+        while win.export.worker is not None:
+            _pump(qt, 0.1)
+        _pump(qt, 0.3)
+        win.grab().save(str(out / "export-converted.png"))
 
     about = AboutDialog(win)
     about.show()

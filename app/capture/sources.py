@@ -98,14 +98,17 @@ class VideoFileSource:
         path: the video file.
         realtime: pace frames at the file's frame rate (False: as fast as they decode).
         loop: start over at the end instead of ending the stream.
+        stride: deliver every ``stride``-th frame (time stamps stay those of the file).
 
     Raises:
         InputError: (from :meth:`open`) the file is missing or not a readable video.
     """
 
-    def __init__(self, path: str | Path, realtime: bool = True, loop: bool = False) -> None:
+    def __init__(self, path: str | Path, realtime: bool = True, loop: bool = False,
+                 stride: int = 1) -> None:
         self.path = Path(path)
         self.realtime, self.loop = realtime, loop
+        self.stride = max(1, int(stride))
         self.name = self.path.name
         self.fps = 30.0
         self._cap: cv2.VideoCapture | None = None
@@ -128,11 +131,16 @@ class VideoFileSource:
         ok, bgr = self._cap.read()
         if not ok and self.loop and self._index > 0:
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._index, self._t0 = 0, time.monotonic()
             ok, bgr = self._cap.read()
         if not ok:
             return None
         t = self._index / self.fps
         self._index += 1
+        for _ in range(self.stride - 1):  # skip to the next delivered frame
+            if not self._cap.grab():
+                break
+            self._index += 1
         if self.realtime:
             delay = self._t0 + t - time.monotonic()
             if delay > 0:

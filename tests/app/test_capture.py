@@ -3,6 +3,9 @@ coverage guide fills as the input turns, live warnings, recording into the proje
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from app.capture.analysis import (WARN_BLUR, WARN_DARK, WARN_FACE, WARN_FAST, Fr
 from app.capture.coverage import YawCoverage
 from app.capture.sources import SourceFrame, VideoFileSource
 from tests.app.conftest import PORTRAIT, make_video, portrait
+
+SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample"
 
 
 class TurningSource(VideoFileSource):
@@ -158,3 +163,25 @@ def test_find_cameras_without_hardware(qtbot, capture):
     assert capture.source.itemData(capture.source.count() - 1) == "file"
     if not found:
         assert "No camera found" in capture.source_label.text()
+
+
+@pytest.mark.skipif(not (SAMPLE / "capture.mp4").is_file(), reason="no embedded sample capture")
+def test_real_turning_capture_fills_coverage_with_estimated_yaw(qtbot, capture):
+    """The embedded sample (rendered head turning from -50 to +50 degrees) played as the camera:
+    the yaw comes from mediapipe's landmarks only, and the guide fills the turned range."""
+    truth = {f["index"]: f["yaw_deg"] for f in
+             json.loads((SAMPLE / "cameras.json").read_text())["frames"]}
+    capture.coverage.min_frames = 1
+    run_source(qtbot, capture, VideoFileSource(SAMPLE / "capture.mp4", realtime=False, stride=3),
+               segment=False)
+    assert capture.frames_seen == 30
+    covered = capture.coverage.covered()
+    edges = capture.coverage.edges
+    centres = (edges[:-1] + edges[1:]) / 2
+    assert covered[np.abs(centres) < 30].all()      # -30..+30 all seen
+    assert not covered[np.abs(centres) > 60].any()  # beyond the turn nothing
+    f = capture.last_frame
+    assert f.analysis.landmarks is not None
+    # frames 0, 3, ..., 87 were analysed: the last estimated yaw is close to the true one
+    assert abs(f.analysis.yaw_deg - truth[87]) < 15, (f.analysis.yaw_deg, truth[87])
+    assert f.index == 30
