@@ -263,3 +263,31 @@ def load_cameras(path: str | os.PathLike) -> list[Camera]:
         return [Camera.from_dict(f) for f in frames]
     except InputError as exc:
         raise InputError(f"{p}: {exc}") from exc
+
+
+def save_transforms_json(path: str | os.PathLike, cameras: Sequence[Camera],
+                         file_paths: Sequence[str], *, extra: dict | None = None) -> Path:
+    """Write cameras as a nerfstudio / instant-ngp ``transforms.json`` (per-frame intrinsics).
+
+    Each frame gets ``file_path`` (relative to the JSON file), ``fl_x, fl_y, cx, cy, w, h`` and
+    ``transform_matrix``: the 4x4 camera-to-world matrix in the OpenGL camera convention (x right,
+    y up, z backwards), i.e. ``[[R^T, -R^T t], [0, 1]] @ diag(1, -1, -1, 1)``. World = head frame,
+    metres. Written atomically; returns the path. Raises InputError when the lengths differ.
+    """
+    from engine.pipeline import write_json_atomic
+
+    if len(cameras) != len(file_paths):
+        raise InputError(f"{path}: {len(cameras)} cameras but {len(file_paths)} file paths")
+    flip = np.diag([1.0, -1.0, -1.0, 1.0])
+    frames = []
+    for cam, fp in zip(cameras, file_paths):
+        c2w = np.eye(4)
+        c2w[:3, :3] = cam.R.T
+        c2w[:3, 3] = cam.centre
+        frames.append({"file_path": str(fp), "fl_x": cam.fx, "fl_y": cam.fy, "cx": cam.cx,
+                       "cy": cam.cy, "w": cam.width, "h": cam.height,
+                       "transform_matrix": (c2w @ flip).tolist()})
+    obj = {"camera_model": "OPENCV", "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
+           "frames": frames, **(extra or {})}
+    write_json_atomic(Path(path), obj)
+    return Path(path)

@@ -288,3 +288,24 @@ def test_environment_backdrop_is_fixed_in_the_head_frame():
     assert (render(a).rgb == render(b).rgb).all()
     with pytest.raises(InputError, match="background"):
         render(a, settings=RenderSettings(background="sky"))
+
+
+def test_transforms_json_is_camera_to_world_in_opengl_axes(tmp_path):
+    import json
+
+    from engine.synthetic.camera import save_transforms_json
+
+    cams = orbit_rig(3, 64, 48, radius_m=0.7, target=(0.0, 0.03, 0.0))
+    p = save_transforms_json(tmp_path / "transforms.json", cams, ["a.png", "b.png", "c.png"])
+    frames = json.loads(p.read_text())["frames"]
+    x = np.array([0.02, 0.05, 0.04])
+    for cam, fr in zip(cams, frames):
+        M = np.array(fr["transform_matrix"])
+        assert np.allclose(M[:3, 3], cam.centre)
+        # a world point expressed in the OpenGL camera: x right, y up, looking down -z
+        pc = np.linalg.inv(M) @ np.append(x, 1.0)
+        u = fr["cx"] + fr["fl_x"] * pc[0] / -pc[2]
+        v = fr["cy"] - fr["fl_y"] * pc[1] / -pc[2]
+        assert np.allclose([u, v], cam.project(x[None])[0][0])
+    with pytest.raises(InputError):
+        save_transforms_json(tmp_path / "t.json", cams, ["a.png"])
