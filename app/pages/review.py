@@ -27,6 +27,28 @@ HAIR_TINT = np.array([255, 60, 170], np.float32)
 BUST_TINT = np.array([60, 140, 255], np.float32)
 
 
+def newest_artifact(project, stage: str, inputs: dict[str, str]):
+    """The most recently finished artifact of ``stage`` whose done.json records these input
+    keys (any config), or None."""
+    from engine.pipeline import DONE, Artifact, read_json
+
+    best = None
+    folder = project.cache_dir / stage
+    if not folder.is_dir():
+        return None
+    for done_file in folder.glob(f"*/{DONE}"):
+        try:
+            done = read_json(done_file)
+        except (OSError, ValueError):
+            continue
+        if any((done.get("inputs") or {}).get(k) != v for k, v in inputs.items()):
+            continue
+        t = float(done.get("finished_at", 0.0))
+        if best is None or t > best[0]:
+            best = (t, Artifact(stage, done_file.parent.name, done_file.parent, done))
+    return None if best is None else best[1]
+
+
 @dataclass
 class FrameEntry:
     name: str                 # keyframe name ("000"), or "src-<index>" in source mode
@@ -212,6 +234,8 @@ class ReviewPage(QtWidgets.QWidget):
         """Re-read the project's artifacts and rebuild the strip."""
         project = self.state.project
         self.entries, self.paths, self.current = [], {}, None
+        self.mode = "none"
+        self.stale: set[str] = set()
         self._landmarks = None
         self.strip.blockSignals(True)
         self.strip.clear()
@@ -228,14 +252,26 @@ class ReviewPage(QtWidgets.QWidget):
         stages = self.state.stages()
         names = [s.name for s in stages]
         try:
+            from engine.pipeline import resolve_artifact
+
             config = self.state.config(stages)
+            keyframes_key = None
             for stage in ("keyframes", "landmarks", "masks", "orientation"):
                 if stage not in names:
                     self.paths[stage] = None
                     notes.append(f"{stage}: not available in this build yet")
                     continue
-                from engine.pipeline import resolve_artifact
                 a = resolve_artifact(project, stages, config, stage)
+                if a is None and stage != "keyframes" and keyframes_key is not None:
+                    # e.g. masks after a brush edit: show the last result made from the same
+                    # keyframes until the stage runs again
+                    a = newest_artifact(project, stage, {"keyframes": keyframes_key})
+                    if a is not None:
+                        self.stale.add(stage)
+                        notes.append(f"{stage}: from an earlier run (run again to apply your "
+                                     "changes)")
+                if stage == "keyframes" and a is not None:
+                    keyframes_key = a.key
                 self.paths[stage] = a.path if a is not None else None
                 if a is None:
                     notes.append(f"{stage}: not run yet (run it on the Reconstruct page)")

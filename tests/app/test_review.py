@@ -93,6 +93,11 @@ def test_brush_saves_edit_and_invalidates_masks(review):
     status = {s.name: s.finished for s in stage_status(project, stages,
                                                        PipelineConfig(stages, "preview"))}
     assert status["keyframes"] and not status["masks"]
+    # after a refresh the masks of the earlier run stay visible, marked as such
+    page.refresh()
+    assert page.mode == "keyframes" and page.stale == {"masks", "orientation"}
+    assert page.paths["masks"] is not None and page.layer_boxes["bust"].isEnabled()
+    assert "masks: from an earlier run" in page.banner.text()
     # reloading the frame reads the saved edit back; clearing removes the file
     page.strip.setCurrentRow(0)
     page.strip.setCurrentRow(1)
