@@ -15,6 +15,7 @@ Writes (all in resources/sample/):
   head frame), exactly the strands that were rendered;
 * ``cameras.json``: per-frame cameras in the head frame (:func:`engine.synthetic.camera.save_cameras`)
   with the head's yaw/pitch/roll;
+* ``transforms.json``: the cameras of the ``frames/`` images in nerfstudio's format;
 * ``sample.json``: how it was made (style, render settings, mediapipe face-detection rate);
 * ``README.md`` and ``LICENSE-ICT-FaceKit.txt``.
 
@@ -38,7 +39,8 @@ sys.path.insert(0, str(REPO))
 
 from engine.io.export import export_groom  # noqa: E402
 from engine.io.groom import Groom  # noqa: E402
-from engine.synthetic.camera import save_cameras, turning_head_rig  # noqa: E402
+from engine.synthetic.camera import (save_cameras, save_transforms_json,  # noqa: E402
+                                     turning_head_rig)
 from engine.synthetic.head import ICT_SHARED, HeadModel  # noqa: E402
 from engine.synthetic.render import RenderSettings, render  # noqa: E402
 
@@ -61,6 +63,7 @@ CPU renderer (`engine/synthetic`), so the true groom and cameras are known.
 | `frames/frame_<k>.jpg` | every {step}th frame of the same capture as JPEG ({n_jpg} files), named by video frame index `k` |
 | `groom.npz` | the ground-truth groom, exactly the rendered strands: {strands} strands x {points} points, metres, head frame (`engine.io.export.load_groom`) |
 | `cameras.json` | per-frame cameras in the head frame (OpenCV convention, world-to-camera R, t in metres, fx, fy, cx, cy in pixels), with the head's yaw/pitch/roll; `engine.synthetic.load_cameras` |
+| `transforms.json` | the cameras of the `frames/` images in nerfstudio / instant-ngp format (camera-to-world, OpenGL axes, head frame, metres) |
 | `sample.json` | how it was made: groom style, render settings, mediapipe result per frame |
 
 Scene: the neutral ICT Face Model Light head (USC ICT "ICT-FaceKit", MIT licence, text in
@@ -175,6 +178,9 @@ def main() -> None:
     export_groom(Groom(strands, widths=widths, root_uv=uv), out / "groom.npz", units="m")
     save_cameras(out / "cameras.json", cams, fps=args.fps, poses=poses,
                  extra={"video": "capture.mp4", "head_model": "ICT Face Model Light (neutral)"})
+    jpg_idx = list(range(0, len(cams), args.frame_step))
+    save_transforms_json(out / "transforms.json", [cams[k] for k in jpg_idx],
+                         [f"frames/frame_{k:03d}.jpg" for k in jpg_idx])
     shutil.copy2(Path(args.head).with_name("LICENSE-ICT-FaceKit.txt"), out / "LICENSE-ICT-FaceKit.txt")
 
     rate, found = face_detection_rate(out / "capture.mp4")
