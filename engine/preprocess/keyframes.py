@@ -1,0 +1,79 @@
+"""Keyframe selection: sharp frames that cover the head's yaw range.
+
+Sharpness is the variance of the Laplacian of the grey image (Pech-Pacheco et al. 2000), on
+frames resized to a common size so that values are comparable across a clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A decoded frame considered for selection: source ``index``, ``sharpness`` (variance of
+    the Laplacian), ``yaw`` in degrees or None when no face was found."""
+
+    index: int
+    sharpness: float
+    yaw: float | None
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image (higher is sharper); (H, W, 3) uint8 in."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def resize_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """Downscale (INTER_AREA) so that the long side is at most ``max_side``; never upscales."""
+    h, w = rgb.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return rgb
+    return cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+
+
+def select_keyframes(candidates: list[Candidate], max_keyframes: int,
+                     min_sharpness_ratio: float = 0.5) -> list[Candidate]:
+    """Pick at most ``max_keyframes`` frames: the yaw range seen in the clip is cut into
+    ``max_keyframes`` equal bins and the sharpest frame of each bin is taken; remaining slots go
+    to sharp frames far in time from those already taken (talking-head clips barely turn).
+    Frames blurrier than ``min_sharpness_ratio`` times the median sharpness are used only if
+    nothing else is left. Frames without a face come last.
+
+    Returns: the chosen candidates in source order.
+    """
+    if not candidates or max_keyframes <= 0:
+        return []
+    med = float(np.median([c.sharpness for c in candidates]))
+    sharp = [c for c in candidates if c.sharpness >= min_sharpness_ratio * med]
+    pool = sharp if len(sharp) >= min(max_keyframes, len(candidates)) else list(candidates)
+    faced = [c for c in pool if c.yaw is not None]
+    chosen: dict[int, Candidate] = {}
+    if faced:
+        yaws = np.array([c.yaw for c in faced])
+        lo, hi = float(yaws.min()), float(yaws.max())
+        bins = np.minimum(((yaws - lo) / max(hi - lo, 1e-6) * max_keyframes).astype(int),
+                          max_keyframes - 1)
+        for b in range(max_keyframes):
+            members = [c for c, k in zip(faced, bins) if k == b]
+            if members:
+                best = max(members, key=lambda c: c.sharpness)
+                chosen[best.index] = best
+    rest = sorted((c for c in pool if c.index not in chosen),
+                  key=lambda c: (c.yaw is None, -c.sharpness))
+    rest += [c for c in candidates if c not in pool]
+    span = max(c.index for c in candidates) - min(c.index for c in candidates) + 1
+    while len(chosen) < max_keyframes and rest:
+        # farthest in time from the frames taken so far, ties broken by sharpness order
+        taken = np.array(sorted(chosen)) if chosen else None
+        def gap(c: Candidate) -> float:
+            return float(span if taken is None else np.min(np.abs(taken - c.index)))
+        best = max(rest[: 4 * max_keyframes], key=gap)
+        chosen[best.index] = best
+        rest.remove(best)
+    return [chosen[i] for i in sorted(chosen)]
