@@ -84,7 +84,8 @@ def machine_info(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": _cpu_name(), "cores": os.cpu_count(), "ram_gb": _total_ram_gb(),
         "os": platform.platform(), "python": platform.python_version(),
-        "numpy": numpy.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+        "numpy": numpy.__version__, "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
         "device": device,
     }
     if device == "cuda" and torch.cuda.is_available():
@@ -186,7 +187,8 @@ def run_stage_subprocess(project: Path, stage: str, preset: str, device: str,
             res["subprocess_s"] = round(time.perf_counter() - t0, 3)
             return res
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"stage": stage, "ok": False, "error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
+    return {"stage": stage, "ok": False,
+            "error": f"worker exited {proc.returncode}: " + " | ".join(tail)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,7 +215,6 @@ def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_stran
     the same folder when its description matches.
     """
     import cv2
-    import numpy as np
 
     from engine.io.export import export_groom
     from engine.io.groom import Groom
@@ -242,7 +243,8 @@ def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_stran
         images.append(render(cam, head, g.strands, settings=settings).rgb)
         writer.write(cv2.cvtColor(images[-1], cv2.COLOR_RGB2BGR))
     writer.release()
-    desc_out = dict(desc, render_s_per_frame=round((time.perf_counter() - t1) / max(len(cams), 1), 3),
+    per_frame = (time.perf_counter() - t1) / max(len(cams), 1)
+    desc_out = dict(desc, render_s_per_frame=round(per_frame, 3),
                     groom_s=round(t1 - t0, 2),
                     mediapipe_face_rate=face_rate(images[::5]))
     export_groom(Groom(g.strands, root_uv=g.uv), gt, units="m")
@@ -294,7 +296,8 @@ def run_case(name: str, source: Path, gt: Path | None, work: Path, args: argpars
         if not res.get("ok"):
             break
     case: dict[str, Any] = {"name": name, "source": str(source.name), "stages": stages_out,
-                            "total_stage_wall_s": round(sum(s.get("wall_s") or 0 for s in stages_out), 3),
+                            "total_stage_wall_s": round(sum(s.get("wall_s") or 0
+                                                            for s in stages_out), 3),
                             "total_subprocess_s": round(time.perf_counter() - t0, 3)}
     if gt is not None:
         scores, note = groom_scores(proj_dir, args.stages, args.preset, args.device, overrides, gt)
@@ -318,7 +321,8 @@ def markdown(report: dict[str, Any]) -> str:
              f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}",
              f"- Stages in the graph: {', '.join(report['stages']) or '(none yet)'}", ""]
     lines += ["## Per-stage wall time and peak memory", "",
-              "| case | stage | wall s | peak RSS MiB | RSS before stage MiB | GPU peak MiB | status |",
+              "| case | stage | wall s | peak RSS MiB | RSS before stage MiB | GPU peak MiB "
+              "| status |",
               "|---|---|---:|---:|---:|---:|---|"]
     for c in report["cases"]:
         if c.get("skipped"):
@@ -357,8 +361,9 @@ def markdown(report: dict[str, Any]) -> str:
             st = d["style"]
             lines.append(f"- {name}: {d['frames']} frames {d['size']}x{d['size']} at {d['fps']:g} "
                          f"fps, head yaw -50..50 deg; groom {d['strands']} strands x {d['points']} "
-                         f"points, curl {st['curl']}, length {st['length_m']:.3f} m, seed {st['seed']}; "
-                         f"render {d.get('render_s_per_frame')} s/frame; mediapipe finds the face in "
+                         f"points, curl {st['curl']}, length {st['length_m']:.3f} m, "
+                         f"seed {st['seed']}; render {d.get('render_s_per_frame')} s/frame; "
+                         f"mediapipe finds the face in "
                          f"{d.get('mediapipe_face_rate')} of every 5th frame")
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
@@ -429,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schema_version": SCHEMA_VERSION,
         "date": args.date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),
         "machine_name": _slug(args.machine or f"{device}-{os.cpu_count()}core"),
-        "command": "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/run.py "
+                   + " ".join(argv if argv is not None else sys.argv[1:]),
         "preset": args.preset, "machine": machine_info(device), "stages": names,
         "cases": [], "synthetic": {}, "notes": notes,
     }
@@ -439,8 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"rendering the synthetic {case} capture ...")
             t0 = time.perf_counter()
             try:
-                source, gt, desc = make_synthetic_case(case, work / f"synthetic-{case}", args.frames,
-                                                       args.size, args.strands, args.points)
+                source, gt, desc = make_synthetic_case(case, work / f"synthetic-{case}",
+                                                       args.frames, args.size, args.strands,
+                                                       args.points)
             except ImportError as exc:
                 report["cases"].append({"name": case, "skipped": f"cannot render ({exc})"})
                 continue
@@ -457,8 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["cases"].append({"name": case, "skipped": f"{source} does not exist"})
                 continue
         log(f"case {case}: {len(names)} stage(s)")
-        report["cases"].append(run_case(_slug(source.stem if case not in SYNTHETIC + REAL else case),
-                                         source, gt, work, args, names, log))
+        label = case if case in SYNTHETIC + REAL else _slug(source.stem)
+        report["cases"].append(run_case(label, source, gt, work, args, names, log))
     jp, mp = write_report(report, Path(args.out))
     print(markdown(report))
     log(f"wrote {jp} and {mp}")

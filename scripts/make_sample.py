@@ -13,8 +13,8 @@ Writes (all in resources/sample/):
   index ``k`` (an image-folder input for the same capture; ``strandcap demo`` and the app use it);
 * ``groom.npz``: the ground-truth groom (:func:`engine.io.export.export_groom`, units "m",
   head frame), exactly the strands that were rendered;
-* ``cameras.json``: per-frame cameras in the head frame (:func:`engine.synthetic.camera.save_cameras`)
-  with the head's yaw/pitch/roll;
+* ``cameras.json``: per-frame cameras in the head frame
+  (:func:`engine.synthetic.camera.save_cameras`) with the head's yaw/pitch/roll;
 * ``transforms.json``: the cameras of the ``frames/`` images in nerfstudio's format;
 * ``sample.json``: how it was made (style, render settings, mediapipe face-detection rate);
 * ``README.md`` and ``LICENSE-ICT-FaceKit.txt``.
@@ -86,7 +86,8 @@ def make_groom(n_strands: int, n_points: int) -> tuple[np.ndarray, np.ndarray, d
         return fallback_groom(n_strands, n_points)
     style = HairStyle(**STYLE)
     g = synth_groom(style, n_strands=n_strands, n_points=n_points)
-    return g.strands, g.uv, {"generator": "engine.prior.synth.synth_groom", "style": style.to_dict()}
+    return g.strands, g.uv, {"generator": "engine.prior.synth.synth_groom",
+                             "style": style.to_dict()}
 
 
 def fallback_groom(n_strands: int, n_points: int, seed: int = 0):
@@ -152,10 +153,11 @@ def main() -> None:
     head = HeadModel.load(args.head, seed=1)
     strands, uv, gen = make_groom(args.strands, args.points)
     settings = RenderSettings(hair_width_m=0.0007, ssaa=args.ssaa, seed=5)
-    cams, poses = turning_head_rig(args.frames, args.size, args.size, yaw_range_deg=(-args.yaw, args.yaw),
-                                   fps=args.fps)
+    cams, poses = turning_head_rig(args.frames, args.size, args.size,
+                                   yaw_range_deg=(-args.yaw, args.yaw), fps=args.fps)
     tmp = out / ".capture.tmp.mp4"
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), args.fps, (args.size, args.size))
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), args.fps,
+                             (args.size, args.size))
     if not writer.isOpened():
         raise SystemExit("cannot open an mp4v video writer")
     hair_cover = []
@@ -181,7 +183,8 @@ def main() -> None:
     jpg_idx = list(range(0, len(cams), args.frame_step))
     save_transforms_json(out / "transforms.json", [cams[k] for k in jpg_idx],
                          [f"frames/frame_{k:03d}.jpg" for k in jpg_idx])
-    shutil.copy2(Path(args.head).with_name("LICENSE-ICT-FaceKit.txt"), out / "LICENSE-ICT-FaceKit.txt")
+    licence = "LICENSE-ICT-FaceKit.txt"
+    shutil.copy2(Path(args.head).with_name(licence), out / licence)
 
     rate, found = face_detection_rate(out / "capture.mp4")
     print(f"mediapipe face mesh found a face in {100 * rate:.1f}% of {len(found)} frames")

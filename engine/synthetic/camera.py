@@ -83,7 +83,8 @@ class Camera:
         pc = self.to_camera(points)
         z = pc[..., 2]
         zs = np.where(np.abs(z) < 1e-12, 1e-12, z)
-        px = np.stack([self.fx * pc[..., 0] / zs + self.cx, self.fy * pc[..., 1] / zs + self.cy], -1)
+        px = np.stack([self.fx * pc[..., 0] / zs + self.cx,
+                       self.fy * pc[..., 1] / zs + self.cy], -1)
         return px, z
 
     def scaled(self, factor: int) -> "Camera":
@@ -110,7 +111,8 @@ class Camera:
             raise InputError(f"camera entry is malformed ({exc!r})") from exc
 
 
-def intrinsics_from_fov(width: int, height: int, fov_x_deg: float) -> tuple[float, float, float, float]:
+def intrinsics_from_fov(width: int, height: int,
+                        fov_x_deg: float) -> tuple[float, float, float, float]:
     """(fx, fy, cx, cy) of a centred square-pixel camera with horizontal field of view
     ``fov_x_deg`` degrees; the principal point is the image centre ((W - 1) / 2, (H - 1) / 2)."""
     fx = 0.5 * width / math.tan(math.radians(fov_x_deg) / 2.0)

@@ -1,4 +1,4 @@
-"""Write a synthetic capture to disk: frames plus ground truth in the preprocessing artifact formats.
+"""Write a synthetic capture to disk: frames plus ground truth in the preprocessing formats.
 
 Layout of the folder written by :func:`render_capture` (names are zero-padded frame indices,
 "000", "001", ...; the formats are those of the preprocessing stages, notes/common.md):
@@ -37,9 +37,10 @@ def write_mask16(path: Path, mask: np.ndarray) -> None:
         raise InputError(f"{path}: cannot write the mask")
 
 
-def render_capture(out_dir: str | os.PathLike, cameras: Sequence[Camera], head: HeadModel | None = None,
-                   strands: np.ndarray | None = None, shell: ShellLike | None = None,
-                   settings: RenderSettings = RenderSettings(), poses: Sequence[HeadPose] | None = None,
+def render_capture(out_dir: str | os.PathLike, cameras: Sequence[Camera],
+                   head: HeadModel | None = None, strands: np.ndarray | None = None,
+                   shell: ShellLike | None = None, settings: RenderSettings = RenderSettings(),
+                   poses: Sequence[HeadPose] | None = None,
                    fps: float | None = None, video: bool = False, truth: bool = True,
                    progress: Callable[[int, int], None] | None = None) -> Path:
     """Render every camera's frame and write the capture folder described in the module docstring.

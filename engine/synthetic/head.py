@@ -180,7 +180,8 @@ class HeadModel:
         lid *= front
         ij = np.round((p[:, :2] - self._lip_lo) / self._lip_cell).astype(np.int64)
         h, w = self._lip_img.shape
-        ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h) & (p[:, 2] > self._lip_z)
+        ok = ((ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+              & (p[:, 2] > self._lip_z))
         lips = np.zeros(len(p))
         lips[ok] = self._lip_img[ij[ok, 1], ij[ok, 0]]
         col = col * (1 - lips[:, None]) + (LIPS[None] * (1 + 0.1 * n2[:, None])) * lips[:, None]
@@ -201,7 +202,8 @@ class HeadModel:
             col = col * (1 - ew[:, None]) + eye_col * ew[:, None]
         if cloth_weight is not None:
             cw = np.clip(np.asarray(cloth_weight, np.float64), 0, 1)[:, None]
-            cloth = CLOTH[None] * (1.0 + 0.12 * smooth_noise(p, 0.02, self.seed + 5, octaves=1))[:, None]
+            cn = smooth_noise(p, 0.02, self.seed + 5, octaves=1)
+            cloth = CLOTH[None] * (1.0 + 0.12 * cn)[:, None]
             col = col * (1 - cw) + cloth * cw
         return np.clip(col, 0, 1).astype(np.float32)
 

@@ -129,7 +129,7 @@ def rasterize_mesh(pixels: np.ndarray, depth: np.ndarray, faces: np.ndarray, hei
             - (P[:, 2, 0] - P[:, 0, 0]) * (P[:, 1, 1] - P[:, 0, 1]))
     keep = (Z > near).all(1) & (np.abs(area) > 1e-12)
     if cull_backfaces:
-        keep &= area < 0  # CCW outward faces appear clockwise in y-down coordinates when front-facing
+        keep &= area < 0  # front-facing CCW-outward faces are clockwise in y-down pixels
     x0 = np.ceil(P[:, :, 0].min(1)).clip(0, width)
     x1 = np.floor(P[:, :, 0].max(1)).clip(-1, width - 1)
     y0 = np.ceil(P[:, :, 1].min(1)).clip(0, height)
@@ -157,7 +157,8 @@ def rasterize_mesh(pixels: np.ndarray, depth: np.ndarray, faces: np.ndarray, hei
         w1 = (p0[:, 0] - p2[:, 0]) * (qy - p2[:, 1]) - (p0[:, 1] - p2[:, 1]) * (qx - p2[:, 0])
         w2 = (p1[:, 0] - p0[:, 0]) * (qy - p0[:, 1]) - (p1[:, 1] - p0[:, 1]) * (qx - p0[:, 0])
         ar = area[f]
-        inside = np.where(ar < 0, (w0 <= 0) & (w1 <= 0) & (w2 <= 0), (w0 >= 0) & (w1 >= 0) & (w2 >= 0))
+        inside = np.where(ar < 0, (w0 <= 0) & (w1 <= 0) & (w2 <= 0),
+                          (w0 >= 0) & (w1 >= 0) & (w2 >= 0))
         idx = np.nonzero(inside)[0]
         f, w = f[idx], np.stack([w0[idx], w1[idx], w2[idx]], 1) / ar[idx, None]
         iz = w / Z[f]  # perspective correction: weights / z, renormalised

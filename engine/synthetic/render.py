@@ -30,7 +30,7 @@ from engine.synthetic.raster import rasterize_mesh, rasterize_strands
 
 
 class ShellLike(Protocol):
-    """A closed hair-shell mesh with a growth-direction field (see :mod:`engine.synthetic.shell`)."""
+    """A closed hair-shell mesh with a growth-direction field (:mod:`engine.synthetic.shell`)."""
 
     vertices: np.ndarray  # (V, 3) float32 metres, head frame
     faces: np.ndarray  # (F, 3) int32, counter-clockwise seen from outside
@@ -278,7 +278,8 @@ def render(camera: Camera, head: HeadModel | None = None, strands: np.ndarray | 
             nl = np.clip(Nc[sk] @ L_light, 0, 1)
             Hh = _unit(Vd[sk] + L_light[None])
             spec = np.clip((Nc[sk] * Hh).sum(1), 0, 1) ** 40
-            col[sk] = alb * (s.ambient + (1 - s.ambient) * nl)[:, None] + s.skin_specular * spec[:, None]
+            col[sk] = (alb * (s.ambient + (1 - s.ambient) * nl)[:, None]
+                       + s.skin_specular * spec[:, None])
             bust[ys[sk], xs[sk]] = True
         sh = kind == 1
         if sh.any() and shell is not None:

@@ -6,10 +6,11 @@ Made for checks of the coarse (volumetric) stage, where the truth is a hair *sur
 Construction (all in the head frame, metres):
 
 1. Head signed distance ``d_head`` on a voxel grid (``spacing`` metres): unsigned distance to
-   area-uniform samples of the head mesh (the mean sample of the nearest occupied voxel, found by
-   a Euclidean distance transform: sub-millimetre near the surface); the inside is what cannot be reached from
-   the grid's sides and top through voxels farther than one voxel from the surface (the grid
-   stops above the open end of the neck, so the neck tube counts as inside).
+   area-uniform samples of the head mesh (the mean sample of the nearest occupied voxel, found
+   by a Euclidean distance transform: sub-millimetre near the surface); the inside is what
+   cannot be reached from the grid's sides and top through voxels farther than one voxel from
+   the surface (the grid stops above the open end of the neck, so the neck tube counts as
+   inside).
 2. Shell implicit ``f(x) = max(d_head(x) - thickness(x), cap(x))`` with
    ``thickness(x) = thickness_m + back_extra_m * smoothstep(-z)`` and ``cap`` the angular distance
    (times the radius) below a hairline given as elevations above the head centre per azimuth.

@@ -93,7 +93,8 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     pytest.importorskip("engine.prior.synth")
     run = _load_run()
     out = tmp_path / "docs"
-    rc = run.main(["--stages", "tests.engine.test_benchmark:bench_toy_stages", "--cases", "straight",
+    rc = run.main(["--stages", "tests.engine.test_benchmark:bench_toy_stages",
+                   "--cases", "straight",
                    "--frames", "2", "--size", "64", "--strands", "300", "--points", "12",
                    "--out", str(out), "--work", str(tmp_path / "work"), "--machine", "t",
                    "--date", "2000-01-02", "--device", "cpu"])

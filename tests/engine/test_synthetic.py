@@ -40,7 +40,7 @@ class _Mesh:
 
 
 def quad(z=0.0, half=0.1, tilt=0.0):
-    """A square facing +Z (CCW from +Z), optionally tilted about the x axis (depth varies with y)."""
+    """A square facing +Z (CCW seen from +Z), optionally tilted about x (depth varies with y)."""
     v = np.array([[-half, -half, z], [half, -half, z], [half, half, z], [-half, half, z]], float)
     v[:, 2] += tilt * v[:, 1]
     return v, np.array([[0, 1, 2], [0, 2, 3]])
@@ -65,13 +65,14 @@ def test_mesh_mask_matches_projected_polygon_and_depth_is_perspective_correct():
     diff = (r.bust_mask > 0.5) != (ref > 0)
     assert r.bust_mask.sum() > 200
     # pixels can only disagree on the polygon's boundary
-    boundary = cv2.dilate(ref, np.ones((3, 3), np.uint8)) != cv2.erode(ref, np.ones((3, 3), np.uint8))
+    k3 = np.ones((3, 3), np.uint8)
+    boundary = cv2.dilate(ref, k3) != cv2.erode(ref, k3)
     assert not (diff & ~boundary).any()
     assert r.hair_mask.sum() == 0
     # depth: intersect each pixel's ray with the plane z = 0.5 y
     ys, xs = np.nonzero(r.bust_mask > 0.5)
-    dx, dy = (xs - cam.cx) / cam.fx, -(ys - cam.cy) / cam.fy  # world ray direction (dx, dy, -1)
-    s = 1.0 / (1.0 + 0.5 * dy)  # (1 - s) = 0.5 * s * dy
+    dy = -(ys - cam.cy) / cam.fy  # world ray from (0, 0, 1): (dx, dy, -1) * s
+    s = 1.0 / (1.0 + 0.5 * dy)  # on the plane: 1 - s = 0.5 * s * dy
     assert np.allclose(r.depth[ys, xs], s, atol=1e-4)
     assert (r.depth[r.bust_mask == 0] == 0).all()
 
@@ -113,7 +114,8 @@ def test_strand_orientation_oblique_direction_against_finite_differences():
     hair = r.hair_mask > 0
     ys, xs = np.nonzero(hair)
     # expected: angle of the image step of a tiny 3D step along d from the 3D point of the pixel
-    pc = np.stack([(xs - cam.cx) / cam.fx, (ys - cam.cy) / cam.fy, np.ones(len(xs))], 1) * r.depth[ys, xs, None]
+    rays = np.stack([(xs - cam.cx) / cam.fx, (ys - cam.cy) / cam.fy, np.ones(len(xs))], 1)
+    pc = rays * r.depth[ys, xs, None]
     pw = (pc - cam.t) @ cam.R
     a, _ = cam.project(pw)
     b, _ = cam.project(pw + 1e-5 * d)

@@ -14,8 +14,8 @@ from engine.synthetic import load_cameras
 
 def test_sample_files_exist_and_fit_the_size_budget():
     root = sample_dir()
-    for name in ("capture.mp4", "groom.npz", "cameras.json", "transforms.json", "sample.json", "README.md",
-                 "LICENSE-ICT-FaceKit.txt"):
+    for name in ("capture.mp4", "groom.npz", "cameras.json", "transforms.json", "sample.json",
+                 "README.md", "LICENSE-ICT-FaceKit.txt"):
         assert resource("sample", name).is_file(), name
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert total < 10 * 2**20, f"sample is {total / 2**20:.1f} MB"
