@@ -496,18 +496,18 @@ class Project:
     @contextlib.contextmanager
     def trying_source(self, source: Path | str) -> Iterator[Path]:
         """Import ``source`` for a run; if the run raises :class:`InputError` (no face, too
-        short, unreadable), put the previous source back and delete the new copy, so a bad
+        short, unreadable), put the previous manifest back and delete the new copy, so a bad
         input leaves the project exactly as it was. Cancellation and other errors keep the new
         source (a re-run resumes with it)."""
         from engine.errors import InputError
 
-        previous = copy.deepcopy(self.manifest.get("source"))
+        previous = copy.deepcopy(self.manifest)
         existed = {p.name for p in self.input_dir.iterdir()} if self.input_dir.is_dir() else set()
         dest = self.import_source(source)
         try:
             yield dest
         except InputError:
-            self.manifest["source"] = previous
+            self.manifest = previous
             self.save()
             if dest.name not in existed and dest.exists():
                 shutil.rmtree(dest) if dest.is_dir() else dest.unlink()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.preprocess.landmarks import BROWS, FACE_OVAL
+from engine.preprocess.landmarks import BROWS, FACE_OVAL, native_stderr_silenced
 
 # Landmarks around the eyes, brows and lips: excluded from the skin sample.
 _FEATURES = np.array([33, 133, 159, 145, 263, 362, 386, 374, 70, 105, 107, 336, 334, 300,
@@ -38,9 +38,11 @@ class PersonSegmenter:
     """mediapipe selfie segmentation (the general 256x256 model). Use as a context manager."""
 
     def __init__(self) -> None:
-        import mediapipe as mp
+        with native_stderr_silenced():
+            import mediapipe as mp
 
-        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+            self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        self._first = True
 
     def __enter__(self) -> "PersonSegmenter":
         return self
@@ -50,7 +52,9 @@ class PersonSegmenter:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) float32 person probability in [0, 1]."""
-        res = self._seg.process(np.ascontiguousarray(rgb))
+        with native_stderr_silenced(self._first):  # the first run prints start-up notes
+            res = self._seg.process(np.ascontiguousarray(rgb))
+        self._first = False
         return np.clip(res.segmentation_mask.astype(np.float32), 0.0, 1.0)
 
 
