@@ -4,7 +4,8 @@ orientation, 3D tangents).
 
 Entry points: :class:`Camera`, :func:`orbit_rig`, :func:`turning_head_rig`,
 :class:`HeadModel`, :func:`render` with :class:`RenderSettings`, :func:`make_hair_shell`,
-:func:`render_capture` (a capture folder in the preprocessing artifact formats).
+:func:`render_capture` (a capture folder in the preprocessing artifact formats; also
+``python -m engine.synthetic --out DIR [--rig orbit|turning] [--shell] [--groom curly]``).
 """
 
 from engine.synthetic.camera import (Camera, HeadPose, load_cameras, look_at, orbit_rig,

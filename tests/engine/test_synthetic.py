@@ -311,3 +311,28 @@ def test_transforms_json_is_camera_to_world_in_opengl_axes(tmp_path):
         assert np.allclose([u, v], cam.project(x[None])[0][0])
     with pytest.raises(InputError):
         save_transforms_json(tmp_path / "t.json", cams, ["a.png"])
+
+
+@needs_ict
+def test_command_line_renders_a_capture_folder(tmp_path, capsys):
+    import json
+
+    from engine.io.export import export_groom, load_groom
+    from engine.io.groom import Groom
+    from engine.synthetic.__main__ import main
+
+    y = np.linspace(0.12, 0.0, 10)
+    strands = np.stack([np.stack([np.full(10, x), y, np.full(10, -0.09)], 1)
+                        for x in np.linspace(-0.05, 0.05, 20)]).astype(np.float32)
+    export_groom(Groom(strands), tmp_path / "g.npz", units="m")
+    rc = main(["--out", str(tmp_path / "cap"), "--rig", "orbit", "--views", "3", "--size", "64",
+               "--yaw", "180", "--groom", str(tmp_path / "g.npz"), "--width-mm", "2"])
+    assert rc == 0 and "wrote 3 frames (20 strands)" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "cap" / "keyframes.json").read_text())
+    assert len(meta["frames"]) == 3
+    assert np.allclose(load_groom(tmp_path / "cap" / "groom.npz").strands, strands)
+    # the strands hang behind the head: visible from the back (yaw 180), hidden from the front
+    hair = [cv2.imread(str(tmp_path / "cap" / "hair" / f"{k:03d}.png"), cv2.IMREAD_UNCHANGED)
+            for k in range(3)]
+    assert hair[0].sum() > 0 and hair[1].sum() == 0
+    assert main(["--out", str(tmp_path / "x"), "--groom", str(tmp_path / "missing.npz")]) == 2
