@@ -142,6 +142,27 @@ class HairShell:
         """Implicit of the hair volume (inside the shell, outside the head), negative inside."""
         return np.maximum(self.shell_sdf(points), -self.head_sdf(points))
 
+    def sample_surface(self, n: int, seed: int = 0,
+                       min_clearance_m: float = 0.001) -> tuple[np.ndarray, np.ndarray]:
+        """Area-uniform points on the part of the shell outside the head (where the head's
+        signed distance exceeds ``min_clearance_m``): the true hair surface for chamfer checks.
+
+        Returns points (n, 3) float64 metres (head frame) and the growth direction there
+        (n, 3) unit vectors.
+        """
+        v = self.vertices.astype(np.float64)
+        f = self.faces.astype(np.int64)
+        a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+        area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+        area = area * (self.head_sdf((a + b + c) / 3.0) > min_clearance_m)
+        rng = np.random.default_rng(seed)
+        tri = rng.choice(len(f), n, p=area / area.sum())
+        r1, r2 = rng.random(n), rng.random(n)
+        s = np.sqrt(r1)
+        p = ((1 - s)[:, None] * a[tri] + (s * (1 - r2))[:, None] * b[tri]
+             + (s * r2)[:, None] * c[tri])
+        return p, self.direction(p)
+
     def direction(self, points: np.ndarray) -> np.ndarray:
         """Growth direction (M, 3) float64 unit vectors at ``points`` (M, 3) (head frame): the
         "swept back" field of the module docstring."""

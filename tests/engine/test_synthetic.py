@@ -242,6 +242,11 @@ def test_hair_shell_is_closed_outside_the_head_and_its_field_is_tangent():
     g = shell.direction(pts)
     assert np.allclose(np.linalg.norm(g, axis=1), 1.0)
     assert g[0, 2] < -0.9 and g[1, 1] < -0.9  # backwards at the crown, down at the back
+    p, d = shell.sample_surface(2000)
+    assert (shell.head_sdf(p) > -0.001).all() and np.abs(shell.shell_sdf(p)).max() < 0.003
+    assert np.allclose(np.linalg.norm(d, axis=1), 1.0)
+    inward = (p - [0.0, 0.045, 0.0]) / np.linalg.norm(p - [0.0, 0.045, 0.0], axis=1, keepdims=True)
+    assert (shell.hair_sdf(p - 0.004 * inward) < 0).mean() > 0.9  # hair just under the surface
     cam = orbit_rig(1, 96, 96, yaw_range_deg=(180, 180), radius_m=0.8)[0]
     r = render(cam, head, shell=shell, settings=FLAT)
     hair = r.hair_mask > 0
