@@ -64,16 +64,16 @@ def select_keyframes(candidates: list[Candidate], max_keyframes: int,
             if members:
                 best = max(members, key=lambda c: c.sharpness)
                 chosen[best.index] = best
-    rest = sorted((c for c in pool if c.index not in chosen),
-                  key=lambda c: (c.yaw is None, -c.sharpness))
-    rest += [c for c in candidates if c not in pool]
-    span = max(c.index for c in candidates) - min(c.index for c in candidates) + 1
-    while len(chosen) < max_keyframes and rest:
-        # farthest in time from the frames taken so far, ties broken by sharpness order
-        taken = np.array(sorted(chosen)) if chosen else None
-        def gap(c: Candidate) -> float:
-            return float(span if taken is None else np.min(np.abs(taken - c.index)))
-        best = max(rest[: 4 * max_keyframes], key=gap)
-        chosen[best.index] = best
-        rest.remove(best)
+    # fill the remaining slots with the frames farthest in time from those taken, from the
+    # sharp frames with a face first, then sharp frames without one, then the blurry rest
+    tiers = [[c for c in pool if c.yaw is not None], [c for c in pool if c.yaw is None],
+             [c for c in candidates if c not in pool]]
+    for tier in tiers:
+        rest = [c for c in tier if c.index not in chosen]
+        while len(chosen) < max_keyframes and rest:
+            taken = np.array(sorted(chosen)) if chosen else None
+            best = max(rest, key=lambda c: (
+                np.inf if taken is None else float(np.min(np.abs(taken - c.index))), c.sharpness))
+            chosen[best.index] = best
+            rest.remove(best)
     return [chosen[i] for i in sorted(chosen)]

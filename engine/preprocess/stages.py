@@ -269,7 +269,7 @@ def run_orientation(cfg: OrientationConfig, inputs: Mapping[str, Artifact],
 
 
 STAGES = [
-    Stage("keyframes", 1, KeyframesConfig, (), run_keyframes, _keyframes_fingerprint,
+    Stage("keyframes", 2, KeyframesConfig, (), run_keyframes, _keyframes_fingerprint,
           "Keyframes", presets={"preview": {"max_keyframes": 12, "max_candidates": 90,
                                             "max_side": 512},
                                 "high": {"max_keyframes": 48, "max_candidates": 400,
