@@ -2,7 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1280x1024x24" python -m app.screenshots docs/screenshots
 
-The project is made from the shipped sample (``resources/sample/capture.mp4``, a rendered
+Review and Reconstruct run the real preprocessing stages (preview preset) on the sample from
+the Review page's "Run preprocessing" button. The project is made from the shipped sample (``resources/sample/capture.mp4``, a rendered
 head turning from -50 to +50 degrees); the Capture page plays it through the video-file camera
 source with the real live analysis. ``export-converted.png`` shows the Export page after
 converting the sample's ground-truth groom file. Review, Reconstruct and Export show the app with
@@ -143,16 +144,39 @@ def main(argv: list[str] | None = None) -> int:
     win.grab().save(str(out / "capture.png"))
     win.capture.stop_source()
 
+    # Review before preprocessing, then run the real preprocessing stages (preview preset)
+    # from the Review page's button, and look at the results
     win.show_page("Review")
-    if win.review.strip.count() > 2:
-        win.review.strip.setCurrentRow(2)
+    _pump(qt, 0.3)
+    win.grab().save(str(out / "review-before-preprocessing.png"))
+    page = win.reconstruct
+    page.preset.setCurrentText("preview")
+    if win.review.run_button.isVisible() and win.review.run_button.isEnabled():
+        win.review.run_button.click()
+        while page.running:
+            _pump(qt, 0.1)
+        print("preprocessing:", page.last_outcome, page.ran)
+        page.views.setCurrentIndex(1)  # the stages' image previews
+        _pump(qt, 0.3)
+        win.grab().save(str(out / "reconstruct.png"))
+        page.views.setCurrentIndex(0)
+    win.show_page("Review")
+    review = win.review
+    if review.strip.count() > 5:
+        review.strip.setCurrentRow(5)
+    for key, box in review.layer_boxes.items():
+        box.setChecked(key in ("image", "hair", "bust", "landmarks"))
     _pump(qt, 0.3)
     win.grab().save(str(out / "review.png"))
-
-    win.show_page("Reconstruct")
-    win.reconstruct.preset.setCurrentText("preview")
+    for key, box in review.layer_boxes.items():
+        box.setChecked(key in ("image", "orientation"))
     _pump(qt, 0.3)
-    win.grab().save(str(out / "reconstruct.png"))
+    win.grab().save(str(out / "review-orientation.png"))
+
+    if not (out / "reconstruct.png").is_file() or page.last_outcome is None:
+        win.show_page("Reconstruct")
+        _pump(qt, 0.3)
+        win.grab().save(str(out / "reconstruct.png"))
 
     win.show_page("Export")
     _pump(qt, 0.3)
