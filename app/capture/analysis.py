@@ -1,8 +1,11 @@
 """Per-frame analysis for live capture: person mask, face landmarks, head yaw, quality warnings.
 
 Uses mediapipe's bundled legacy solutions (face mesh with 478 landmarks, selfie segmentation;
-DESIGN.md platform facts) directly: this is live-preview feedback, not a pipeline stage, so it
-runs on a downscaled frame and favours speed. Warnings:
+DESIGN.md platform facts). Face landmarks and the head yaw come from the engine's helpers
+(:class:`engine.preprocess.landmarks.FaceLandmarker` in tracking mode and
+:func:`engine.preprocess.landmarks.head_pose`) when they exist, so the coverage guide and the
+keyframes stage agree on yaw; otherwise mediapipe is called directly. This is live-preview
+feedback, not a pipeline stage, so it runs on a downscaled frame and favours speed. Warnings:
 
 * blur: variance of the Laplacian of the grey face region (whole frame when no face) below
   ``blur_min`` (the standard "variance of Laplacian" focus measure, Pech-Pacheco et al. 2000);
@@ -20,6 +23,12 @@ import cv2
 import numpy as np
 
 from app.capture.sources import SourceFrame
+
+try:  # the preprocessing helpers, when this build has them
+    from engine.preprocess.landmarks import FaceLandmarker as _EngineLandmarker
+    from engine.preprocess.landmarks import head_pose as _head_pose
+except ImportError:  # pragma: no cover - depends on the build
+    _EngineLandmarker = _head_pose = None
 
 WARN_BLUR = "blurry"
 WARN_DARK = "too dark"
@@ -59,10 +68,14 @@ def estimate_yaw(points: np.ndarray) -> float:
             depth times the image width (same scale as x; larger = farther from the camera).
 
     Returns:
-        ``atan2(z_454 - z_234, x_454 - x_234)`` in degrees: the angle of the line between the
-        two cheek contour points (234 on the image-left side, 454 on the image-right side) out
-        of the image plane. 0 when frontal, positive when the face turns towards image +x.
+        Yaw in degrees, 0 when frontal, positive when the face turns towards image +x. With the
+        engine's :func:`engine.preprocess.landmarks.head_pose` it is the yaw of the face's
+        forward axis (cheek-to-cheek x cross forehead-to-chin down); without it,
+        ``atan2(z_454 - z_234, x_454 - x_234)``: the angle of the line between the two cheek
+        contour points (234 image-left, 454 image-right) out of the image plane.
     """
+    if _head_pose is not None:
+        return float(_head_pose(points)[0])
     v = np.asarray(points[454], np.float64) - np.asarray(points[234], np.float64)
     return float(np.degrees(np.arctan2(v[2], v[0])))
 
@@ -82,17 +95,33 @@ class FrameAnalyzer:
 
         self.max_side = max_side
         self.blur_min, self.dark_max, self.turn_max = blur_min, dark_max, turn_max_deg_s
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=False, max_num_faces=1, refine_landmarks=True,
-            min_detection_confidence=0.5, min_tracking_confidence=0.5)
+        if _EngineLandmarker is not None:
+            self._landmarker = _EngineLandmarker(static=False)
+            self._mesh = None
+        else:
+            self._landmarker = None
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=False, max_num_faces=1, refine_landmarks=True,
+                min_detection_confidence=0.5, min_tracking_confidence=0.5)
         self._seg = (mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
                      if segment else None)
         self._last: tuple[float, float] | None = None  # (time_s, yaw) of the last face
 
     def close(self) -> None:
-        self._mesh.close()
+        (self._landmarker or self._mesh).close()
         if self._seg is not None:
             self._seg.close()
+
+    def _detect(self, rgb: np.ndarray) -> np.ndarray | None:
+        """(478, 3) landmarks (x, y px, z relative depth times width) or None."""
+        if self._landmarker is not None:
+            return self._landmarker.detect(rgb)
+        h, w = rgb.shape[:2]
+        result = self._mesh.process(rgb)
+        if not result.multi_face_landmarks:
+            return None
+        return np.array([(p.x * w, p.y * h, p.z * w)
+                         for p in result.multi_face_landmarks[0].landmark], np.float32)
 
     def analyze(self, frame: SourceFrame) -> FrameAnalysis:
         """Analyse one RGB frame (see :class:`FrameAnalysis`)."""
@@ -103,12 +132,10 @@ class FrameAnalyzer:
                             interpolation=cv2.INTER_AREA) if scale < 1 else img)
         small = np.ascontiguousarray(small)
         sh, sw = small.shape[:2]
-        result = self._mesh.process(small)
+        pts = self._detect(small)
         landmarks = None
         yaw = frame.yaw_deg
-        if result.multi_face_landmarks:
-            pts = np.array([(p.x * sw, p.y * sh, p.z * sw)
-                            for p in result.multi_face_landmarks[0].landmark], np.float32)
+        if pts is not None:
             landmarks = pts[:, :2] / scale
             if yaw is None:
                 yaw = estimate_yaw(pts)
