@@ -58,6 +58,38 @@ def bench_toy_stages_no_strands() -> list[Stage]:
     return bench_toy_stages()[:1]
 
 
+def _truth_keyframes(cfg, ins, ctx):
+    """Perfect 'preprocessing': the renderer's truth for video frames 0 and 1 of the case."""
+    from engine.io.export import load_groom
+    from engine.synthetic import HeadModel, load_cameras, render_capture
+
+    run = _load_run()
+    case = Path(ctx.project.manifest["source"]["original"]).parent
+    n = json.loads((case / "case.json").read_text())["desc"]["strands"]
+    render_capture(ctx.out_dir, load_cameras(case / "cameras.json")[:2], HeadModel.load(ICT),
+                   load_groom(case / "groom.npz").strands, settings=run.case_render_settings(n),
+                   truth=False)
+    yield ctx.progress(1, 1)
+
+
+def _copy_from_keyframes(sub):
+    def run(cfg, ins, ctx):
+        shutil.copytree(ins["keyframes"].path / sub, ctx.out_dir / sub)
+        yield ctx.progress(1, 1)
+    return run
+
+
+def bench_toy_truth_stages() -> list[Stage]:
+    def masks(cfg, ins, ctx):
+        for sub in ("hair", "bust"):
+            yield from _copy_from_keyframes(sub)(cfg, ins, ctx)
+
+    return [Stage("keyframes", 1, ToyConfig, (), _truth_keyframes),
+            Stage("masks", 1, ToyConfig, ("keyframes",), masks),
+            Stage("orientation", 1, ToyConfig, ("keyframes",), _copy_from_keyframes("orientation")),
+            Stage("strands", 1, ToyConfig, ("masks",), _strands)]
+
+
 def _tiny_video(path: Path) -> Path:
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (32, 32))
     for k in range(3):
@@ -93,7 +125,7 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     pytest.importorskip("engine.prior.synth")
     run = _load_run()
     out = tmp_path / "docs"
-    rc = run.main(["--stages", "tests.engine.test_benchmark:bench_toy_stages",
+    rc = run.main(["--stages", "tests.engine.test_benchmark:bench_toy_truth_stages",
                    "--cases", "straight",
                    "--frames", "2", "--size", "64", "--strands", "300", "--points", "12",
                    "--out", str(out), "--work", str(tmp_path / "work"), "--machine", "t",
@@ -101,11 +133,18 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     assert rc == 0
     report = json.loads((out / "2000-01-02-t.json").read_text())
     (case,) = report["cases"]
-    assert [s["stage"] for s in case["stages"]] == ["prep", "strands"]
+    assert [s["stage"] for s in case["stages"]] == ["keyframes", "masks", "orientation", "strands"]
     assert all(s["ok"] for s in case["stages"])
     # the toy strands stage copied the ground truth: every threshold scores 100
     assert [round(s["f_score"], 6) for s in case["f_scores"]] == [100.0] * 3
     syn = report["synthetic"]["straight"]
     assert syn["strands"] == 300 and syn["render_s_per_frame"] > 0
     assert "mediapipe_face_rate" in syn
+    # the toy preprocessing stages wrote the truth itself: perfect accuracy
+    acc = case["preprocess_accuracy"]
+    assert acc["keyframes"] == 2 and acc["hair_iou"] == 1.0 and acc["bust_iou"] == 1.0
+    assert acc["orientation_median_err_deg"] < 1e-3 and acc["orientation_coverage"] == 1.0
+    assert acc["landmarks_found"] is None  # no landmarks stage in this graph
+    md = (out / "2000-01-02-t.md").read_text()
+    assert "| straight | 2 | - | - | - | 1.0 | 1.0 |" in md
     assert (tmp_path / "work" / "synthetic-straight" / "capture.mp4").stat().st_size > 0
