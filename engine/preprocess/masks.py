@@ -151,7 +151,9 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
     ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
     skin_model = GaussianColourModel(ycrcb[face.skin_sample] if face.skin_sample.sum() > 50
                                      else ycrcb[face.oval])
-    skin = skin_model.distance(ycrcb) < skin_max_distance
+    dist = skin_model.distance(ycrcb)
+    skin = dist < skin_max_distance
+    near_skin = dist < 1.6 * skin_max_distance  # shaded skin at the border of the face
     rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
     inside = person > 0.5
     labels = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
@@ -166,8 +168,8 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
     # above the brows and outside the face: hair unless it looks like skin (a bald forehead)
     oval_grown = cv2.dilate(face.oval.astype(np.uint8), np.ones((5, 5), np.uint8),
                             iterations=max(int(face.face_height * 0.02), 1)) > 0
-    labels[inside & above & ~oval_grown & ~skin] = cv2.GC_FGD
-    labels[inside & above & oval_grown & ~face_core & ~skin] = cv2.GC_PR_FGD
+    labels[inside & above & ~oval_grown & ~near_skin] = cv2.GC_FGD
+    labels[inside & above & oval_grown & ~face_core & ~near_skin] = cv2.GC_PR_FGD
     # beside the face down to the chin: probably hair if not skin
     side = (rows >= face.brow_y - 0.05 * face.face_height) & (rows < face.chin_y)
     labels[inside & side & ~oval_grown & ~skin] = cv2.GC_PR_FGD
