@@ -16,9 +16,8 @@ Cases:
 Every stage of the graph (``engine.pipeline.default_stages``) runs in its own subprocess, in
 order, on one project per case (earlier stages are then found on disk, so each subprocess does
 exactly one stage's work). A subprocess reports the stage's own wall time (from the runner's
-``StageFinished`` event), the process's peak resident memory (``getrusage`` maxrss; psutil's
-peak working set on Windows) and its resident memory before the stage started (imports), and on
-CUDA ``torch.cuda.max_memory_allocated``. F-scores (:func:`engine.metrics.strand_scores`) are
+``StageFinished`` event), the process's peak resident memory (:func:`peak_rss_mb`) and its peak
+before the stage started (imports), and on CUDA ``torch.cuda.max_memory_allocated``. F-scores (:func:`engine.metrics.strand_scores`) are
 reported only when a stage named ``strands`` produced ``groom.npz``; otherwise the report says so.
 """
 
@@ -96,7 +95,18 @@ def machine_info(device: str) -> dict[str, Any]:
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process so far, MiB (None where it cannot be read)."""
+    """Peak resident memory of this process so far, MiB (None where it cannot be read).
+
+    Linux: ``VmHWM`` of /proc/self/status (the peak of this process's own address space;
+    ``getrusage`` maxrss would also count the parent's memory, which a child keeps across
+    fork and exec). macOS: ``getrusage`` maxrss. Windows: psutil's peak working set.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     try:
         import resource
 
