@@ -67,13 +67,12 @@ def test_preprocess_review_edit_and_rerun(qtbot, settings, tmp_path, monkeypatch
     assert all(box.isEnabled() for box in review.layer_boxes.values())
     review.strip.setCurrentRow(1)
     hair = review._hair
-    assert hair is not None and hair.dtype == np.float32 and 0.02 < hair.mean() < 0.6
+    assert hair is not None and hair.dtype == np.float32 and hair.max() > 0.5 > hair.mean()
     assert review._points is not None and review._points.shape == (478, 2)
     assert review._orient is not None and review._orient.shape == hair.shape + (3,)
 
     # paint "not hair" over the hairiest spot; the next run's masks stage uses the edit
-    ys, xs = np.nonzero(hair > 0.9)
-    y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    y, x = (int(v) for v in np.unravel_index(np.argmax(hair), hair.shape))
     review.brush_buttons["remove"].setChecked(True)
     review.brush_size.setValue(6)
     review.canvas.paint_at(x, y)
@@ -88,5 +87,5 @@ def test_preprocess_review_edit_and_rerun(qtbot, settings, tmp_path, monkeypatch
     assert rec.cached == ["keyframes", "landmarks"] and rec.ran == ["masks", "orientation"]
     review.strip.setCurrentRow(1)
     new_hair = art.load_mask(review.paths["masks"], "hair", name)
-    assert new_hair[y, x] == 0.0 and hair[y, x] > 0.9
+    assert new_hair[y, x] == 0.0 and hair[y, x] > 0.5
     assert not review.stale and not shown
