@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.pipeline import DONE, CancelToken, Log

@@ -6,7 +6,7 @@ import importlib.util
 
 import numpy as np
 import pytest
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtGui, QtWidgets
 
 from tests.app import toy_stages
 
