@@ -77,6 +77,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(m, "&Settings…", self.open_settings, QtGui.QKeySequence.StandardKey.Preferences)
         m.addSeparator()
         self._action(m, "&Quit", self.close, QtGui.QKeySequence.StandardKey.Quit)
+        v = self.menuBar().addMenu("&View")
+        for i, name in enumerate(PAGES):
+            a = v.addAction(name)
+            a.setShortcut(QtGui.QKeySequence(f"Ctrl+{i + 1}"))
+            a.setData(name)
+            a.triggered.connect(self._show_page_action)
         h = self.menuBar().addMenu("&Help")
         self._action(h, "&About Strandcap Studio", self.show_about)
 
@@ -86,6 +92,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if shortcut is not None:
             a.setShortcut(shortcut)
         return a
+
+    @QtCore.Slot()
+    def _show_page_action(self) -> None:
+        action = self.sender()
+        if isinstance(action, QtGui.QAction):
+            self.show_page(action.data())
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()

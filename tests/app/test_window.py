@@ -32,7 +32,11 @@ def test_window_opens_with_pages(qtbot, window):
         assert window.stack.currentIndex() == i
         assert window.sidebar.item(i).text() == name
     menus = [a.text() for a in window.menuBar().actions()]
-    assert menus == ["&File", "&Help"]
+    assert menus == ["&File", "&View", "&Help"]
+    view = window.menuBar().actions()[1].menu()
+    view.actions()[2].trigger()  # Ctrl+3
+    assert window.stack.currentWidget() is window.reconstruct
+    assert view.actions()[2].shortcut().toString() == "Ctrl+3"
 
 
 def test_open_project_records_recent_and_updates_pages(qtbot, window, project, tmp_path):
