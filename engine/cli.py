@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -170,7 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     plan = _config(args, None)
     project = Project.open_or_create(Path(args.project))
-    project.import_source(sample_dir() / "frames")
+    project.import_source(sample_dir() / "capture.mp4")
     t0 = time.monotonic()
     finished = _run(project, plan, args)
     _print_summary(finished, project)
@@ -206,6 +207,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({groom.strands.shape[0] if not args.guides else args.guides} strands, "
           f"{out.stat().st_size / 1e6:.1f} MB, {time.monotonic() - t0:.1f}s)")
     return 0
+
+
+def keep_native_logs_off_terminal() -> None:
+    """Send file descriptor 2 (where mediapipe's and TFLite's C++ code print start-up notes that
+    no setting turns off) to the null device, and give Python's ``sys.stderr`` (progress bars,
+    error lines) a duplicate of the real stderr. Set STRANDCAP_NATIVE_LOGS=1 to keep them."""
+    if os.environ.get("STRANDCAP_NATIVE_LOGS") == "1":
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except (OSError, AttributeError, ValueError):  # no stderr descriptor: nothing to keep off
+        return
+    sys.stderr = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                           errors="backslashreplace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # a real command line (tests call main(argv) and keep their streams)
+        keep_native_logs_off_terminal()
     try:
         return args.func(args)
     except KeyboardInterrupt:

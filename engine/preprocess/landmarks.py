@@ -6,39 +6,14 @@ facts); nothing is downloaded at run time.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
-from typing import Iterator
 
 import numpy as np
 
-# mediapipe's C++ side logs through glog/absl to stderr; keep the user's terminal to our lines.
+# mediapipe's C++ side logs through glog/absl; ask it to keep to errors (the CLI also keeps
+# native start-up notes off the terminal, see engine.cli.keep_native_logs_off_terminal).
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-@contextlib.contextmanager
-def native_stderr_silenced(enabled: bool = True) -> Iterator[None]:
-    """Silence file descriptor 2 while mediapipe builds a graph and runs it the first time: its
-    C++ code prints TFLite/absl start-up notes that no environment variable turns off. Python's
-    own ``sys.stderr`` is flushed first; the descriptor is restored afterwards."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable stderr (a windowed app): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 N_LANDMARKS = 478
 
@@ -61,13 +36,11 @@ class FaceLandmarker:
     """
 
     def __init__(self, static: bool = True, min_confidence: float = 0.5) -> None:
-        with native_stderr_silenced():
-            import mediapipe as mp
+        import mediapipe as mp
 
-            self._mesh = mp.solutions.face_mesh.FaceMesh(
-                static_image_mode=static, max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
-        self._first = True
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=static, max_num_faces=1, refine_landmarks=True,
+            min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence)
 
     def __enter__(self) -> "FaceLandmarker":
         return self
@@ -88,9 +61,7 @@ class FaceLandmarker:
             width (smaller is nearer the camera); None when no face is found.
         """
         h, w = rgb.shape[:2]
-        with native_stderr_silenced(self._first):  # the first run prints start-up notes
-            result = self._mesh.process(np.ascontiguousarray(rgb))
-        self._first = False
+        result = self._mesh.process(np.ascontiguousarray(rgb))
         if not result.multi_face_landmarks:
             return None
         lm = result.multi_face_landmarks[0].landmark

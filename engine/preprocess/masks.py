@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.preprocess.landmarks import BROWS, FACE_OVAL, native_stderr_silenced
+from engine.preprocess.landmarks import BROWS, FACE_OVAL
 
 # Landmarks around the eyes, brows and lips: excluded from the skin sample.
 _FEATURES = np.array([33, 133, 159, 145, 263, 362, 386, 374, 70, 105, 107, 336, 334, 300,
@@ -38,11 +38,9 @@ class PersonSegmenter:
     """mediapipe selfie segmentation (the general 256x256 model). Use as a context manager."""
 
     def __init__(self) -> None:
-        with native_stderr_silenced():
-            import mediapipe as mp
+        import mediapipe as mp
 
-            self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
-        self._first = True
+        self._seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
 
     def __enter__(self) -> "PersonSegmenter":
         return self
@@ -52,9 +50,7 @@ class PersonSegmenter:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (H, W) float32 person probability in [0, 1]."""
-        with native_stderr_silenced(self._first):  # the first run prints start-up notes
-            res = self._seg.process(np.ascontiguousarray(rgb))
-        self._first = False
+        res = self._seg.process(np.ascontiguousarray(rgb))
         return np.clip(res.segmentation_mask.astype(np.float32), 0.0, 1.0)
 
 
@@ -151,9 +147,15 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
     ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
     skin_model = GaussianColourModel(ycrcb[face.skin_sample] if face.skin_sample.sum() > 50
                                      else ycrcb[face.oval])
+    # skin is smooth, hair is made of thin strands: a pixel is skin only if its colour fits the
+    # skin model *and* its local texture energy is skin-like
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    texture = cv2.GaussianBlur(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3)), (0, 0), 2.0)
+    sample = face.skin_sample if face.skin_sample.sum() > 50 else face.oval
+    smooth = texture < 2.5 * float(np.percentile(texture[sample], 75)) + 1.0
     dist = skin_model.distance(ycrcb)
-    skin = dist < skin_max_distance
-    near_skin = dist < 1.6 * skin_max_distance  # shaded skin at the border of the face
+    skin = (dist < skin_max_distance) & smooth
+    near_skin = (dist < 1.6 * skin_max_distance) & smooth  # shaded skin at the face border
     rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
     inside = person > 0.5
     labels = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
@@ -182,10 +184,11 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
 def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
                        face: FaceGeometry, hair_model: HistogramColourModel,
                        other_model: HistogramColourModel) -> np.ndarray:
-    """Second-pass seeds: below and beside the head, pixels whose colour the shared hair model
-    explains much better than the clothing/background model become probable hair (long hair
-    over the shoulders); above the brows, pixels the hair model rejects become probable
-    background (hats, walls seen through the hair)."""
+    """Second-pass seeds: below the chin, pixels whose colour the shared hair model explains
+    much better (4x) than the clothing/background model become probable hair (long hair over
+    the shoulders); elsewhere on the person a 20x better explanation is needed (profile
+    views); sure-hair seeds that the hair model rejects become probable background (hats,
+    walls seen through the hair). Sure labels (face below the brows, background) never change."""
     out = labels.copy()
     ph = hair_model.likelihood(lab)
     po = other_model.likelihood(lab)
@@ -195,6 +198,9 @@ def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
     inside = person > 0.5
     below = rows >= face.chin_y - 0.1 * face.face_height
     out[inside & below & (ratio > 4.0) & (labels == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
+    # anywhere else on the person (a profile view hides most of the seeded regions), only a
+    # clear colour match makes hair likely
+    out[inside & ~below & (ratio > 20.0) & (labels == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
     out[(labels == cv2.GC_FGD) & (ratio < 0.05)] = cv2.GC_PR_BGD
     return out
 

@@ -276,7 +276,7 @@ STAGES = [
                                          "max_side": 1024}}),
     Stage("landmarks", 1, LandmarksConfig, ("keyframes",), run_landmarks, None,
           "Face landmarks"),
-    Stage("masks", 2, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
+    Stage("masks", 3, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
           "Hair and bust masks", presets={"preview": {"grabcut_iterations": 2,
                                                       "grabcut_side": 256},
                                           "high": {"grabcut_iterations": 5,

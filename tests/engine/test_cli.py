@@ -134,3 +134,20 @@ def test_export_of_a_project_without_a_groom(tmp_path, capsys):
     project = Project.open_or_create(tmp_path / "p")
     assert main(["export", "--project", str(project.root), "-o", str(tmp_path / "g.abc")]) == 2
     assert "groom" in _error_line(capsys)
+
+
+def test_a_real_command_line_prints_exactly_one_error_line(tmp_path):
+    """As a user sees it: a separate process, mediapipe's native start-up notes included."""
+    import subprocess
+    import sys
+
+    clip = _write_video(tmp_path / "wall.mp4", _noise_frames(40))
+    out = subprocess.run([sys.executable, "-m", "engine.cli", "preprocess", str(clip),
+                          "--project", str(tmp_path / "p"), "-q"],
+                         capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("strandcap: error: ") and "face" in lines[0], \
+        out.stderr
+    assert not (tmp_path / "p").exists()
