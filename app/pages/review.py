@@ -252,7 +252,7 @@ class ReviewPage(QtWidgets.QWidget):
         stages = self.state.stages()
         names = [s.name for s in stages]
         try:
-            from engine.pipeline import resolve_artifact
+            from engine.pipeline import Project, resolve_artifact
 
             config = self.state.config(stages)
             keyframes_key = None
@@ -262,6 +262,15 @@ class ReviewPage(QtWidgets.QWidget):
                     notes.append(f"{stage}: not available in this build yet")
                     continue
                 a = resolve_artifact(project, stages, config, stage)
+                if a is None and stage == "keyframes" and project.manifest.get("excluded_frames"):
+                    # frames excluded since the last run: show the keyframes made without
+                    # exclusions (excluded ones are marked) until the stages run again
+                    probe = Project(project.root, {**project.manifest, "excluded_frames": []})
+                    a = resolve_artifact(probe, stages, config, stage)
+                    if a is not None:
+                        self.stale.add(stage)
+                        notes.append("keyframes: from an earlier run (excluded frames are left "
+                                     "out when the stages run again)")
                 if a is None and stage != "keyframes" and keyframes_key is not None:
                     # e.g. masks after a brush edit: show the last result made from the same
                     # keyframes until the stage runs again

@@ -89,3 +89,9 @@ def test_preprocess_review_edit_and_rerun(qtbot, settings, tmp_path, monkeypatch
     new_hair = art.load_mask(review.paths["masks"], "hair", name)
     assert new_hair[y, x] == 0.0 and hair[y, x] > 0.5
     assert not review.stale and not shown
+
+    # excluding a keyframe changes the keyframes stage's key; Review keeps the earlier ones
+    review.exclude_box.setChecked(True)
+    review.refresh()
+    assert review.mode == "keyframes" and "keyframes" in review.stale
+    assert review.strip.item(1).text().endswith("✕")

@@ -112,6 +112,12 @@ def test_exclude_frame_is_saved(review):
     page.exclude_box.setChecked(True)
     assert Project.open(page.state.project.root).manifest["excluded_frames"] == [15]
     assert page.strip.item(3).text().endswith("✕")
+    # the keyframes stage must re-run (its key includes the exclusions); until then the page
+    # keeps showing the earlier keyframes and says so
+    page.refresh()
+    assert page.mode == "keyframes" and "keyframes" in page.stale
+    assert "keyframes: from an earlier run" in page.banner.text()
+    assert page.strip.count() == 4 and page.strip.item(3).text().endswith("✕")
     page.strip.setCurrentRow(0)
     assert not page.exclude_box.isChecked()
     page.strip.setCurrentRow(3)

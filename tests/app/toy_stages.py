@@ -90,7 +90,9 @@ def _orientation(cfg, inputs, ctx):
 def preprocess_stages() -> list[Stage]:
     return [
         Stage("keyframes", 1, KeyframesConfig, (), _keyframes,
-              fingerprint=lambda p, c: p.source_fingerprint(), title="Keyframes"),
+              fingerprint=lambda p, c: [p.source_fingerprint(),
+                                        sorted(p.manifest.get("excluded_frames", []))],
+              title="Keyframes"),
         Stage("landmarks", 1, Empty, ("keyframes",), _landmarks, title="Landmarks"),
         Stage("masks", 1, Empty, ("keyframes",), _masks,
               fingerprint=lambda p, c: p.mask_edits_fingerprint(), title="Masks"),
