@@ -159,6 +159,12 @@ class ReconstructPage(QtWidgets.QWidget):
             return
         if self.sender() in (self.preset, self.until) or self.state.project is not self._shown:
             self._last_run = {}
+        if self.state.project is not None and self.state.project is not self._shown:
+            saved = (self.state.project.manifest.get("config") or {}).get("preset")
+            if saved in ("preview", "standard", "high"):  # the preset of the project's last run
+                self.preset.blockSignals(True)
+                self.preset.setCurrentText(saved)
+                self.preset.blockSignals(False)
         self._shown = self.state.project
         stages = self.current_stages()
         self.stage_list.clear()

@@ -40,7 +40,10 @@ def test_window_opens_with_pages(qtbot, window):
 
 
 def test_open_project_records_recent_and_updates_pages(qtbot, window, project, tmp_path):
+    project.manifest["config"] = {"preset": "high", "overrides": {}}
+    project.save()
     assert window.open_project(project.root)
+    assert window.reconstruct.preset.currentText() == "high"  # the project's last preset
     assert window.windowTitle().endswith(project.root.name)
     assert window.state.settings.recent_projects() == [str(project.root)]
     assert window.reconstruct.stage_list.topLevelItemCount() == 2
