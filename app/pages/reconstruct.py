@@ -194,6 +194,8 @@ class ReconstructPage(QtWidgets.QWidget):
             done += bool(st and st.finished)
             item = QtWidgets.QTreeWidgetItem([s.title or s.name, text, took])
             item.setData(0, QtCore.Qt.ItemDataRole.UserRole, s.name)
+            if st and st.finished:
+                item.setToolTip(0, self._summary_tip(project, st))
             self.stage_list.addTopLevelItem(item)
         self.start_button.setEnabled(project is not None and statuses is not None)
         if statuses is None:
@@ -207,6 +209,19 @@ class ReconstructPage(QtWidgets.QWidget):
         else:
             self.start_button.setText("Start")
             self.progress_label.setText("Idle.")
+
+    @staticmethod
+    def _summary_tip(project, st) -> str:
+        """The finished stage's summary from its done.json, one ``key: value`` per line."""
+        found = project.artifact(st.name, st.key)
+        if found is None:
+            return ""
+        lines = [f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
+                 for k, v in (found.done.get("summary") or {}).items()]
+        wall = found.done.get("wall_s")
+        if isinstance(wall, (int, float)):
+            lines.append(f"time: {fmt_duration(wall)} on {found.done.get('device', '?')}")
+        return "\n".join(lines)
 
     def _item(self, name: str) -> QtWidgets.QTreeWidgetItem | None:
         for i in range(self.stage_list.topLevelItemCount()):

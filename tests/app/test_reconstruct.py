@@ -67,8 +67,9 @@ def test_preview_run_emits_events_plots_and_draws(qtbot, page, dialogs):
     assert set(page.loss_plot.curves) == {"toy_strands: total", "toy_strands: smoothness"}
     assert page.loss_plot.point_count("toy_strands: total") == 40
     assert page.loss_plot.plot.getPlotItem().ctrl.logYCheck.isChecked()
-    # status is read back from disk: both finished
+    # status is read back from disk: both finished, with the summaries of done.json
     assert [page.stage_list.topLevelItem(i).text(1) for i in range(2)] == ["finished"] * 2
+    assert page.stage_list.topLevelItem(1).toolTip(0).startswith("steps: 40\ntime: ")
     # one line visual with a connect array holding every segment of the last preview
     view = page.strand_view
     assert view.strand_count == 300 and view.segment_count == 300 * 15
