@@ -452,7 +452,8 @@ def markdown(report: dict[str, Any]) -> str:
         if not c["stages"]:
             lines.append(f"| {c['name']} | (no stages) | - | - | - | - | nothing to run |")
         for s in c["stages"]:
-            status = "ok" if s.get("ok") else f"failed: {s.get('error', '')[:80]}"
+            status = "ok" if s.get("ok") else \
+                f"failed: {s.get('error', '').split(' | ')[-1][:100]}"
             lines.append(f"| {c['name']} | {s['stage']} | {s.get('wall_s', '-')} | "
                          f"{s.get('peak_rss_mb', '-')} | {s.get('baseline_rss_mb', '-')} | "
                          f"{s.get('gpu_peak_mb', '-')} | {status} |")
