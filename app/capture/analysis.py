@@ -176,7 +176,7 @@ def draw_overlay(image: np.ndarray, analysis: FrameAnalysis) -> np.ndarray:
     if analysis.person_mask is not None:
         m = (analysis.person_mask > 0.5)
         tint = np.array([40, 160, 255], np.float32)
-        out[m] = (0.7 * out[m] + 0.3 * tint).astype(np.uint8)
+        out[m] = (0.8 * out[m] + 0.2 * tint).astype(np.uint8)
         edges = cv2.Canny((m * 255).astype(np.uint8), 50, 150) > 0
         out[edges] = (40, 160, 255)
     if analysis.landmarks is not None:
