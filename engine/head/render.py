@@ -1,0 +1,258 @@
+"""A small CPU mesh renderer for synthetic checks and previews (numpy + OpenCV).
+
+Visibility is resolved per pixel with a painter's algorithm (triangles drawn far to near with
+``cv2.fillConvexPoly``, the triangle index encoded in the colour), then barycentric coordinates are
+computed per pixel in closed form, so vertex attributes (colour, normals) are interpolated smoothly.
+This is exact for meshes without mutually overlapping triangles at similar depth, which holds for
+a head seen from outside; it is a test/preview tool, not part of the differentiable hair renderer.
+
+Cameras follow the project contract: OpenCV convention, world-to-camera ``x_cam = R @ x + t``,
+pinhole intrinsics ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def project_points(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Pinhole projection of world points.
+
+    Args:
+        points: (N, 3) float, metres, world (head) frame.
+        K: (3, 3) intrinsics in pixels. R: (3, 3), t: (3,) world-to-camera (OpenCV).
+    Returns:
+        (N, 2) float64 pixel coordinates (x right, y down; pixel centres at integers) and
+        (N,) float64 depth (camera z, metres).
+    """
+    pc = np.asarray(points, np.float64) @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
+    z = pc[:, 2]
+    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    uv = (pc[:, :2] / zs[:, None]) @ np.asarray(K, np.float64)[:2, :2].T + np.asarray(K)[:2, 2]
+    return uv, z
+
+
+def rasterize(uv: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int, width: int,
+              cull_backfaces: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel visible triangle and barycentric coordinates.
+
+    Args:
+        uv: (V, 2) projected vertex positions, pixels. depth: (V,) camera depth, metres.
+        faces: (F, 3) int vertex indices, counter-clockwise seen from outside.
+        height, width: image size in pixels.
+        cull_backfaces: skip triangles whose projected winding is clockwise in image space
+            (i.e. facing away from the camera for outward-oriented meshes).
+    Returns:
+        tri_id (H, W) int32 (-1 where empty) and bary (H, W, 3) float32 barycentric weights of
+        the triangle's three vertices at each pixel centre (0 where empty).
+    """
+    faces = np.asarray(faces, np.int64)
+    p = uv[faces]  # (F, 3, 2)
+    zf = depth[faces]
+    keep = np.all(zf > 1e-6, axis=1)
+    # signed area in image coordinates (y down): outward CCW faces appear clockwise -> area < 0
+    area = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+            - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
+    if cull_backfaces:
+        keep &= area < 0
+    lo = p.min(axis=1)
+    hi = p.max(axis=1)
+    keep &= (hi[:, 0] >= -1) & (hi[:, 1] >= -1) & (lo[:, 0] <= width) & (lo[:, 1] <= height)
+    idx = np.nonzero(keep)[0]
+    order = idx[np.argsort(-zf[idx].mean(axis=1))]  # far to near
+    buf = np.zeros((height, width, 3), np.uint8)
+    shift = 4
+    pts = np.round(p * (1 << shift)).astype(np.int32)
+    for f in order:
+        code = int(f) + 1
+        cv2.fillConvexPoly(buf, pts[f], (code & 255, (code >> 8) & 255, (code >> 16) & 255),
+                           lineType=cv2.LINE_8, shift=shift)
+    tri = (buf[..., 0].astype(np.int32) | (buf[..., 1].astype(np.int32) << 8)
+           | (buf[..., 2].astype(np.int32) << 16)) - 1
+    bary = np.zeros((height, width, 3), np.float32)
+    ys, xs = np.nonzero(tri >= 0)
+    if len(ys):
+        f = tri[ys, xs]
+        a, b, c = p[f, 0], p[f, 1], p[f, 2]
+        q = np.stack([xs, ys], axis=1).astype(np.float64)
+        v0, v1, v2 = b - a, c - a, q - a
+        den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+        den = np.where(np.abs(den) < 1e-12, 1e-12, den)
+        w1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
+        w2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
+        w = np.clip(np.stack([1 - w1 - w2, w1, w2], axis=1), 0, 1)
+        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+        bary[ys, xs] = w
+    return tri, bary
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (V, 3) float64 of a triangle mesh (faces CCW outward)."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
+
+def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, K: np.ndarray,
+                R: np.ndarray, t: np.ndarray, height: int, width: int,
+                background: np.ndarray | None = None, light_dir=(0.3, 0.5, 1.0),
+                ambient: float = 0.35) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render a vertex-coloured mesh with Lambert shading from a light fixed to the camera.
+
+    Args:
+        vertices: (V, 3) metres, world frame. faces: (F, 3) int, CCW outward.
+        colors: (V, 3) float albedo in [0, 1]. K, R, t: camera (OpenCV, world-to-camera).
+        background: optional (H, W, 3) uint8 image behind the mesh (black otherwise).
+        light_dir: light direction in camera coordinates (x right, y up, z towards the viewer).
+    Returns:
+        image (H, W, 3) uint8 RGB, tri_id (H, W) int32 (-1 background), bary (H, W, 3) float32.
+    """
+    uv, z = project_points(vertices, K, R, t)
+    tri, bary = rasterize(uv, z, faces, height, width)
+    n_cam = vertex_normals(vertices, faces) @ np.asarray(R, np.float64).T
+    n_cam[:, 1:] *= -1  # OpenCV camera (y down, z forward) -> light frame (y up, z to viewer)
+    light = np.asarray(light_dir, np.float64)
+    light = light / np.linalg.norm(light)
+    img = np.zeros((height, width, 3), np.float64) if background is None else \
+        background.astype(np.float64) / 255.0
+    ys, xs = np.nonzero(tri >= 0)
+    if len(ys):
+        fv = np.asarray(faces, np.int64)[tri[ys, xs]]
+        w = bary[ys, xs].astype(np.float64)[:, :, None]
+        col = (colors[fv] * w).sum(axis=1)
+        nrm = (n_cam[fv] * w).sum(axis=1)
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+        shade = ambient + (1 - ambient) * np.clip(nrm @ light, 0, 1)
+        img[ys, xs] = col * shade[:, None]
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), tri, bary
+
+
+def value_noise_3d(points: np.ndarray, scale: float, seed: int = 0, octaves: int = 3) -> np.ndarray:
+    """Smooth pseudo-random scalar field in [0, 1] at 3D points (sum of random sinusoids).
+
+    Args:
+        points: (N, 3) float, any unit. scale: wavelength of the lowest octave, same unit.
+    Returns:
+        (N,) float64 in [0, 1].
+    """
+    rng = np.random.default_rng(seed)
+    p = np.asarray(points, np.float64)
+    out = np.zeros(len(p))
+    amp_sum = 0.0
+    for o in range(octaves):
+        freq = 2 ** o / scale
+        amp = 0.5 ** o
+        for _ in range(6):
+            d = rng.normal(size=3)
+            d /= np.linalg.norm(d)
+            out += amp * np.sin(2 * np.pi * freq * (p @ d) + rng.uniform(0, 2 * np.pi))
+            amp_sum += amp
+    return 0.5 + 0.5 * out / np.sqrt(amp_sum * 2)
+
+
+def head_albedo(vertices_cm: np.ndarray, region: np.ndarray, landmarks68: np.ndarray,
+                seed: int = 0, noise: float = 0.25) -> np.ndarray:
+    """Procedural head albedo that gives image features and a face mediapipe recognises.
+
+    Skin tone modulated by multi-scale 3D noise (for feature matching), dark eyebrows along the
+    68-point brow landmarks, red lips inside the lip outline, white eyeballs with dark irises.
+
+    Args:
+        vertices_cm: (V, 3) neutral ICT vertices in centimetres (model frame).
+        region: (V,) int8 ICT regions (0 face, 1 head and neck, 2 eyeballs).
+        landmarks68: (68,) vertex indices of the Multi-PIE markup.
+        noise: amplitude of the skin texture noise in [0, 1].
+    Returns:
+        (V, 3) float64 RGB albedo in [0, 1].
+    """
+    v = np.asarray(vertices_cm, np.float64)
+    lm = v[landmarks68]
+    skin = np.array([0.85, 0.66, 0.55])
+    nz = value_noise_3d(v, 3.0, seed) - 0.5
+    fine = value_noise_3d(v, 0.7, seed + 1, octaves=2) - 0.5
+    col = skin[None] * (1 + noise * (1.6 * nz + 1.0 * fine))[:, None]
+    front = v[:, 2] > 4.0
+
+    def near_polyline(ids, radius):
+        pts = lm[ids]
+        d = np.full(len(v), np.inf)
+        for a, b in zip(pts[:-1], pts[1:]):
+            ab = b - a
+            s = np.clip(((v - a) @ ab) / max(ab @ ab, 1e-12), 0, 1)
+            d = np.minimum(d, np.linalg.norm(v - (a + s[:, None] * ab), axis=1))
+        return d < radius
+
+    brow = (near_polyline(list(range(17, 22)), 0.45) | near_polyline(list(range(22, 27)), 0.45))
+    col[brow & front & (region == 0)] = [0.25, 0.16, 0.1]
+    # lips: inside the outer lip outline (landmarks 48-59) in the frontal (x, y) projection
+    outline = lm[48:60, :2].astype(np.float32)
+    inner = lm[60:68, :2].astype(np.float32)
+    lips = np.zeros(len(v), bool)
+    for i in np.nonzero(front & (region == 0))[0]:
+        pt = (float(v[i, 0]), float(v[i, 1]))
+        if cv2.pointPolygonTest(outline, pt, False) >= 0 and \
+                cv2.pointPolygonTest(inner, pt, False) < 0:
+            lips[i] = True
+    col[lips] = [0.7, 0.3, 0.3]
+    # eyes: eyeballs white, iris/pupil dark around the eyeball's most frontal point
+    eye = region == 2
+    col[eye] = [0.92, 0.92, 0.9]
+    for sgn in (-1, 1):
+        side = eye & (np.sign(v[:, 0]) == sgn)
+        if side.any():
+            tip = v[side][np.argmax(v[side, 2])]
+            dist = np.linalg.norm(v - tip, axis=1)
+            col[side & (dist < 0.6)] = [0.25, 0.18, 0.12]
+            col[side & (dist < 0.28)] = [0.03, 0.03, 0.03]
+    # eye outline: dark lashes along the eyelid contours (36-41, 42-47)
+    lash = near_polyline([36, 37, 38, 39], 0.12) | near_polyline([42, 43, 44, 45], 0.12)
+    col[lash & (region == 0)] = [0.15, 0.1, 0.08]
+    return np.clip(col, 0, 1)
+
+
+def environment_background(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width: int,
+                           radius: float = 1.5, seed: int = 7) -> np.ndarray:
+    """Image of a textured sphere of ``radius`` metres around the world origin (a static room).
+
+    Gives a background that is fixed in the world: it moves in the image when the camera moves
+    (an orbit) and stays still when only the head moves.
+
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    Rm = np.asarray(R, np.float64)
+    centre = -Rm.T @ np.asarray(t, np.float64)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    d_cam = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs)], -1)
+    d = d_cam.reshape(-1, 3) @ Rm  # rotate into world: R^T d
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    b = d @ centre
+    c = centre @ centre - radius ** 2
+    s = -b + np.sqrt(np.maximum(b * b - c, 0))
+    p = centre + s[:, None] * d
+    g = value_noise_3d(p, 0.25, seed, octaves=4)
+    h = value_noise_3d(p, 0.6, seed + 3, octaves=2)
+    rgb = np.stack([0.3 + 0.6 * g, 0.35 + 0.5 * h, 0.3 + 0.4 * (1 - g)], -1)
+    return (np.clip(rgb, 0, 1).reshape(height, width, 3) * 255).astype(np.uint8)
+
+
+def look_at(centre: np.ndarray, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera (R, t), OpenCV convention, of a camera at ``centre`` looking at ``target``.
+
+    ``up`` is the world direction that appears upwards in the image.
+    """
+    c = np.asarray(centre, np.float64)
+    z = np.asarray(target, np.float64) - c
+    z /= np.linalg.norm(z)
+    x = np.cross(-np.asarray(up, np.float64), z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    R = np.stack([x, y, z])
+    return R, -R @ c
