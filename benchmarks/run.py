@@ -99,7 +99,8 @@ def peak_rss_mb() -> float | None:
 
     Linux: ``VmHWM`` of /proc/self/status (the peak of this process's own address space;
     ``getrusage`` maxrss would also count the parent's memory, which a child keeps across
-    fork and exec). macOS: ``getrusage`` maxrss. Windows: psutil's peak working set.
+    fork and exec). macOS: ``getrusage`` maxrss. Windows: the peak working set
+    (``GetProcessMemoryInfo``).
     """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -107,18 +108,40 @@ def peak_rss_mb() -> float | None:
                 return int(line.split()[1]) / 1024.0  # kB
     except OSError:
         pass
+    if sys.platform == "win32":
+        return _windows_peak_working_set_mb()
     try:
         import resource
 
         r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return r / 2**20 if sys.platform == "darwin" else r / 1024.0  # bytes on macOS, KiB else
     except ImportError:
-        try:
-            import psutil  # type: ignore
+        return None
 
-            return psutil.Process().memory_info().peak_wset / 2**20
-        except (ImportError, AttributeError):
+
+def _windows_peak_working_set_mb() -> float | None:
+    """PeakWorkingSetSize of this process (GetProcessMemoryInfo), MiB; None on failure."""
+    try:
+        import ctypes
+        from ctypes import wintypes
+
+        class Counters(ctypes.Structure):
+            _fields_ = [("cb", wintypes.DWORD), ("PageFaultCount", wintypes.DWORD)] + [
+                (n, ctypes.c_size_t) for n in (
+                    "PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage",
+                    "QuotaPagedPoolUsage", "QuotaPeakNonPagedPoolUsage",
+                    "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")]
+
+        c = Counters()
+        c.cb = ctypes.sizeof(Counters)
+        psapi = ctypes.WinDLL("psapi")
+        kernel32 = ctypes.WinDLL("kernel32")
+        kernel32.GetCurrentProcess.restype = wintypes.HANDLE
+        if not psapi.GetProcessMemoryInfo(kernel32.GetCurrentProcess(), ctypes.byref(c), c.cb):
             return None
+        return c.PeakWorkingSetSize / 2**20
+    except (OSError, AttributeError, ImportError):
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
