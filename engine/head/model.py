@@ -1,0 +1,129 @@
+"""The ICT Face Model (USC ICT FaceKit, MIT) as a differentiable linear morphable head model.
+
+v(beta, psi) = v_0 + sum_k beta_k * I_k + sum_j psi_j * E_j      (Li et al., "Learning formation of
+physically-based face attributes", CVPR 2020; the ICT FaceKit light model)
+
+with ``beta`` identity coefficients (PCA modes, unit-variance Gaussian prior) and ``psi`` ARKit-style
+expression blendshape weights in [0, 1]. The shipped resource (``resources/head/head_model.npz``,
+built by ``scripts/make_head_resources.py``) holds the first 40 identity modes and all 53
+expressions in float16 metres, the triangulated mesh, the mediapipe-478 -> vertex correspondence
+and the scalp triangle list.
+
+Frame and units: head frame of the project = ICT frame in metres (+Y up, +Z out of the face,
+x symmetric about 0).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.errors import InputError
+
+RESOURCE = Path(__file__).resolve().parents[2] / "resources" / "head" / "head_model.npz"
+
+
+class HeadModel:
+    """Loaded head model.
+
+    Attributes:
+        vertices: (V, 3) float32 numpy, metres, neutral shape.
+        faces: (F, 3) int64 numpy triangles (CCW outward). quads: (Q, 4) int64.
+        region: (V,) int8 (0 face, 1 head and neck, 2 eyeballs).
+        identity: (NI, V, 3) float32 numpy identity modes (metres per unit coefficient).
+        expression: (NE, V, 3) float32 numpy blendshapes (metres at weight 1).
+        expression_names: (NE,) str. landmarks68: (68,) int64 vertex ids (Multi-PIE markup).
+        mp_index: (M,) int64 mediapipe face-mesh landmark ids with a model correspondence.
+        mp_vertex: (M,) int64 model vertex of each of them.
+        scalp_faces: (S,) int64 indices into ``faces``.
+    """
+
+    def __init__(self, path: Path | str = RESOURCE) -> None:
+        path = Path(path)
+        try:
+            d = np.load(path)
+            self.vertices = d["vertices"].astype(np.float32)
+            self.faces = d["faces"].astype(np.int64)
+            self.quads = d["quads"].astype(np.int64)
+            self.region = d["region"].astype(np.int8)
+            self.identity = d["identity_deltas"].astype(np.float32)
+            self.expression = d["expression_deltas"].astype(np.float32)
+            self.expression_names = [str(s) for s in d["expression_names"]]
+            self.landmarks68 = d["landmarks68"].astype(np.int64)
+            self.mp_index = d["mp_index"].astype(np.int64)
+            self.mp_vertex = d["mp_vertex"].astype(np.int64)
+            self.scalp_faces = d["scalp_faces"].astype(np.int64)
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable head model ({exc}); rebuild it with "
+                             "`python scripts/make_head_resources.py`") from exc
+        self._t: dict = {}
+
+    @property
+    def n_identity(self) -> int:
+        return self.identity.shape[0]
+
+    @property
+    def n_expression(self) -> int:
+        return self.expression.shape[0]
+
+    def _tensors(self, vertex_ids: np.ndarray | None, device, dtype):
+        key = (None if vertex_ids is None else vertex_ids.tobytes(), str(device), dtype)
+        if key not in self._t:
+            sl = slice(None) if vertex_ids is None else vertex_ids
+            self._t[key] = tuple(torch.as_tensor(a[..., sl, :] if a.ndim == 3 else a[sl],
+                                                 dtype=dtype, device=device)
+                                 for a in (self.vertices, self.identity, self.expression))
+        return self._t[key]
+
+    def evaluate(self, identity: torch.Tensor | None = None,
+                 expression: torch.Tensor | None = None,
+                 vertex_ids: np.ndarray | None = None) -> torch.Tensor:
+        """Vertices for coefficients (differentiable in both).
+
+        Args:
+            identity: (NI,) or (B, NI) identity coefficients (unit-variance PCA units), or None.
+            expression: (NE,) or (B, NE) blendshape weights (nominally in [0, 1]), or None.
+            vertex_ids: optional (K,) int array: evaluate only these vertices.
+        Returns:
+            (V, 3) or (B, V, 3) tensor (K instead of V with ``vertex_ids``), metres, head frame;
+            dtype/device of the coefficients (float32 CPU when both are None).
+        """
+        ref = identity if identity is not None else expression
+        dtype = ref.dtype if ref is not None else torch.float32
+        device = ref.device if ref is not None else "cpu"
+        v0, I, E = self._tensors(vertex_ids, device, dtype)
+        out = v0
+        if identity is not None:
+            out = out + torch.einsum("...k,kvc->...vc", identity, I[: identity.shape[-1]])
+        if expression is not None:
+            out = out + torch.einsum("...k,kvc->...vc", expression, E[: expression.shape[-1]])
+        return out
+
+    def vertices_np(self, identity=None, expression=None) -> np.ndarray:
+        """Numpy convenience wrapper of :meth:`evaluate` returning (V, 3) float64 metres."""
+        idt = None if identity is None else torch.as_tensor(np.asarray(identity), dtype=torch.float64)
+        ex = None if expression is None else torch.as_tensor(np.asarray(expression),
+                                                             dtype=torch.float64)
+        if idt is None and ex is None:
+            return self.vertices.astype(np.float64)
+        with torch.no_grad():
+            return self.evaluate(idt, ex).cpu().numpy()
+
+
+@lru_cache(maxsize=2)
+def load_head_model(path: str | None = None) -> HeadModel:
+    """The shipped head model (cached). Raises InputError when the resource is missing."""
+    return HeadModel(Path(path) if path else RESOURCE)
+
+
+def save_obj(path: Path | str, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Write a triangle mesh as Wavefront OBJ (vertices in metres, head frame, 1-based faces)."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64) + 1
+    lines = ["# Strandcap fitted head (ICT Face Model, MIT), metres, head frame (+Y up, +Z front)"]
+    lines += [f"v {a:.6f} {b:.6f} {c:.6f}" for a, b, c in v]
+    lines += [f"f {a} {b} {c}" for a, b, c in f]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
