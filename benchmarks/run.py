@@ -240,6 +240,14 @@ def face_rate(images: list) -> float | None:
     return round(sum(found) / max(len(found), 1), 3)
 
 
+def bench_head_path() -> Path:
+    """The head model file of the synthetic cases: the shared ICT Face Model Light when present
+    (so renders do not change when the shipped head does), else the shipped head."""
+    from engine.synthetic.head import ICT_SHARED, SHIPPED_HEAD
+
+    return ICT_SHARED if ICT_SHARED.is_file() else SHIPPED_HEAD
+
+
 def case_render_settings(n_strands: int):
     """Render settings of a synthetic case: ribbons 0.5 mm wide at 10,000 strands, wider for
     fewer strands (same coverage)."""
@@ -265,7 +273,8 @@ def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_stran
     style = sample_style(SYNTH_SEED + CURL_CLASSES.index(curl), curl=curl, length="medium",
                          parting="none", fringe=False)
     desc = {"curl": curl, "frames": frames, "size": size, "strands": n_strands, "points": n_points,
-            "fps": fps, "style": style.to_dict(), "yaw_range_deg": [-50.0, 50.0]}
+            "fps": fps, "style": style.to_dict(), "yaw_range_deg": [-50.0, 50.0],
+            "head": bench_head_path().name}
     folder.mkdir(parents=True, exist_ok=True)
     video, gt, meta = folder / "capture.mp4", folder / "groom.npz", folder / "case.json"
     if meta.is_file() and video.is_file() and gt.is_file():
@@ -274,7 +283,7 @@ def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_stran
             return video, gt, old["out"]
     t0 = time.perf_counter()
     g = synth_groom(style, n_strands=n_strands, n_points=n_points)
-    head = HeadModel.load()
+    head = HeadModel.load(bench_head_path())
     cams, poses = turning_head_rig(frames, size, size, yaw_range_deg=(-50.0, 50.0), fps=fps)
     settings = case_render_settings(n_strands)
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
@@ -355,7 +364,7 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
     cam_meta = json.loads((case_dir / "cameras.json").read_text())["frames"]
     desc = json.loads((case_dir / "case.json").read_text())["desc"]
     strands = load_groom(case_dir / "groom.npz").strands
-    head = HeadModel.load()
+    head = HeadModel.load(bench_head_path())
     settings = case_render_settings(desc["strands"])
     lms = A.load_landmarks(art["landmarks"].path) if art.get("landmarks") else None
     rows: dict[str, list] = {k: [] for k in ("hair_iou", "bust_iou", "orient_err", "orient_cover",

@@ -1,8 +1,10 @@
 """The head of a synthetic scene: the ICT Face Model mesh with a procedural skin texture.
 
-The mesh is the neutral ICT Face Model Light (USC ICT "ICT-FaceKit", MIT licence), converted
-from centimetres to metres (head frame: +Y up, +Z out of the face, x symmetric). Quads are split
-into two triangles each, counter-clockwise seen from outside.
+The mesh is the neutral ICT Face Model Light (USC ICT "ICT-FaceKit", MIT licence): the shipped
+``resources/head/head_model.npz`` (metres) or the shared ``ict_face_model_light.npz``
+(centimetres, converted), in the head frame (+Y up, +Z out of the face, x symmetric). Quads
+are split into two triangles each, counter-clockwise seen from outside. A superellipsoid stands
+in for the shoulders (region 3, clothing).
 
 The albedo is evaluated *per pixel* from the head-frame position of the visible surface point
 (:meth:`HeadModel.albedo`), so features stay crisp at any resolution: skin with two octaves of
@@ -24,6 +26,7 @@ from engine.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ICT_SHARED = REPO_ROOT.parent / "shared" / "data" / "heads" / "ict_face_model_light.npz"
+SHIPPED_HEAD = REPO_ROOT / "resources" / "head" / "head_model.npz"
 
 SKIN = np.array([0.80, 0.58, 0.47])
 BROW = np.array([0.20, 0.13, 0.08])
@@ -111,26 +114,44 @@ class HeadModel:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, seed: int = 0,
              torso: bool = True) -> "HeadModel":
-        """Load the neutral ICT Face Model Light (``vertices`` in cm, ``quads``, ``tris``,
-        ``region``, ``landmarks68``) from ``path`` (default ``../shared/data/heads/
-        ict_face_model_light.npz``), converting centimetres to metres. With ``torso`` a simple
-        shoulders mesh (:func:`torso_mesh`, region 3, clothing) is added under the open neck.
+        """Load the neutral ICT Face Model head.
+
+        ``path``: an ``.npz`` with ``vertices`` (V, 3), ``region`` (V,), ``landmarks68`` (68,) and
+        either ``faces`` (F, 3) triangles or ``quads`` (Q, 4) plus optional ``tris`` (T, 3).
+        Vertices in centimetres (the ICT Face Model Light file) are converted to metres; a file
+        whose vertices span less than 2 units is taken to be in metres already (the shipped
+        ``resources/head/head_model.npz``). Default: the shipped head when present, else
+        ``../shared/data/heads/ict_face_model_light.npz``. With ``torso`` a simple shoulders
+        mesh (:func:`torso_mesh`, region 3, clothing) is added under the open neck.
 
         Raises InputError naming the file when it is missing or lacks an array.
         """
-        p = Path(path) if path is not None else ICT_SHARED
+        if path is None:
+            candidates = [SHIPPED_HEAD, ICT_SHARED]
+            p = next((c for c in candidates if c.is_file()), ICT_SHARED)
+        else:
+            p = Path(path)
         if not p.is_file():
             raise InputError(f"{p}: no such head model file")
         try:
             with np.load(p, allow_pickle=False) as d:
-                v = d["vertices"].astype(np.float32) / 100.0
-                quads = d["quads"].astype(np.int64)
-                tris = d["tris"].astype(np.int64) if "tris" in d else np.zeros((0, 3), np.int64)
+                v = d["vertices"].astype(np.float32)
+                if "faces" in d.files:
+                    faces = d["faces"].astype(np.int64)
+                else:
+                    quads = d["quads"].astype(np.int64)
+                    tris = d["tris"].astype(np.int64) if "tris" in d.files else \
+                        np.zeros((0, 3), np.int64)
+                    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]], tris])
                 region = d["region"].astype(np.int8)
                 lm = d["landmarks68"].astype(np.int32)
         except (OSError, ValueError, KeyError) as exc:
+            if path is None and p != ICT_SHARED and ICT_SHARED.is_file():
+                return cls.load(ICT_SHARED, seed, torso)
             raise InputError(f"{p}: not an ICT Face Model file ({exc})") from exc
-        faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]], tris]).astype(np.int32)
+        if float(np.ptp(v, axis=0).max()) > 2.0:  # centimetres
+            v = v / 100.0
+        faces = faces.astype(np.int32)
         if torso:
             tv, tf = torso_mesh()
             faces = np.concatenate([faces, tf + len(v)]).astype(np.int32)

@@ -66,7 +66,8 @@ def _truth_keyframes(cfg, ins, ctx):
     run = _load_run()
     case = Path(ctx.project.manifest["source"]["original"]).parent
     n = json.loads((case / "case.json").read_text())["desc"]["strands"]
-    render_capture(ctx.out_dir, load_cameras(case / "cameras.json")[:2], HeadModel.load(ICT),
+    render_capture(ctx.out_dir, load_cameras(case / "cameras.json")[:2],
+                   HeadModel.load(run.bench_head_path()),
                    load_groom(case / "groom.npz").strands, settings=run.case_render_settings(n),
                    truth=False)
     yield ctx.progress(1, 1)

@@ -341,3 +341,27 @@ def test_command_line_renders_a_capture_folder(tmp_path, capsys):
             for k in range(3)]
     assert hair[0].sum() > 0 and hair[1].sum() == 0
     assert main(["--out", str(tmp_path / "x"), "--groom", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_head_model_loads_metres_or_centimetres_and_triangles_or_quads(tmp_path):
+    from engine.synthetic import HeadModel
+
+    rng = np.random.default_rng(0)
+    v_m = rng.uniform(-0.1, 0.1, (80, 3)).astype(np.float32)
+    region = np.zeros(80, np.int8)
+    region[70:] = 2
+    lm = np.arange(68, dtype=np.int32)
+    quads = np.array([[0, 1, 2, 3], [4, 5, 6, 7]], np.int32)
+    np.savez(tmp_path / "m.npz", vertices=v_m, faces=np.array([[0, 1, 2]]), region=region,
+             landmarks68=lm)
+    np.savez(tmp_path / "cm.npz", vertices=v_m * 100, quads=quads, region=region, landmarks68=lm)
+    a = HeadModel.load(tmp_path / "m.npz", torso=False)
+    b = HeadModel.load(tmp_path / "cm.npz", torso=False)
+    assert np.allclose(a.vertices, v_m) and np.allclose(b.vertices, v_m, atol=1e-6)
+    assert a.faces.tolist() == [[0, 1, 2]]
+    assert b.faces.tolist() == [[0, 1, 2], [4, 5, 6], [0, 2, 3], [4, 6, 7]]
+    c = HeadModel.load(tmp_path / "m.npz")  # with the shoulders stand-in (region 3)
+    assert len(c.vertices) > 80 and (c.region[80:] == 3).all()
+    np.savez(tmp_path / "bad.npz", vertices=v_m)
+    with pytest.raises(InputError, match="bad.npz"):
+        HeadModel.load(tmp_path / "bad.npz")
