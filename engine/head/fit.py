@@ -80,6 +80,8 @@ def rodrigues(r: torch.Tensor) -> torch.Tensor:
 
 
 def _pnp(obj: np.ndarray, img: np.ndarray, K: np.ndarray):
+    obj = np.ascontiguousarray(obj, np.float64)
+    img = np.ascontiguousarray(img, np.float64)
     ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_SQPNP)
     if ok:
         ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, rvec, tvec, True,
@@ -94,8 +96,10 @@ def _pnp(obj: np.ndarray, img: np.ndarray, K: np.ndarray):
 def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: int, height: int,
              names: list[str] | None = None, focal: float | None = None,
              principal: tuple[float, float] | None = None, n_identity: int = 40,
-             iterations: int = 400, w_identity: float = 1.0, w_expression: float = 0.5,
-             fit_expression: bool = True, min_frames: int = 3, progress=None) -> HeadFit:
+             iterations: int = 400, w_identity: float = 100.0, w_expression: float = 0.5,
+             fit_expression: bool = True, min_frames: int = 3, progress=None,
+             rig: tuple[np.ndarray, np.ndarray] | None = None,
+             rig_init: tuple[float, np.ndarray, np.ndarray] | None = None) -> HeadFit:
     """Fit poses, identity, expressions and focal length to mediapipe landmarks.
 
     Args:
@@ -111,6 +115,12 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
         fit_expression: False keeps expressions at 0 (rigid + identity only).
         min_frames: fewer frames with landmarks than this raises InputError.
         progress: optional callable(step, total, losses: dict) called during refinement.
+        rig: optional cameras known up to a similarity (e.g. from structure from motion):
+            (R (K, 3, 3), t (K, 3)) world-to-camera in their own frame. Then the per-frame poses
+            are not free: one similarity head -> rig frame (scale, rotation, translation) is
+            fitted, so the metric scale comes from the head model seen in all views at once.
+            Use with a known ``focal``.
+        rig_init: (s, R, t) initial similarity x_rig = s R x_head + t (required with ``rig``).
     Returns:
         :class:`HeadFit`.
     Raises:
@@ -152,6 +162,16 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
             rv0[k], tv0[k] = r[0], r[1]
 
     dt = torch.float64
+    if rig is not None:
+        if rig_init is None:
+            raise ValueError("rig needs rig_init")
+        Rr = torch.as_tensor(np.asarray(rig[0])[idx], dtype=dt)
+        tr = torch.as_tensor(np.asarray(rig[1])[idx], dtype=dt)
+        s0, Rs0, ts0 = rig_init
+        sim_r = torch.tensor(cv2.Rodrigues(np.asarray(Rs0, np.float64))[0][:, 0], dtype=dt,
+                             requires_grad=True)
+        sim_t = torch.tensor(np.asarray(ts0, np.float64), dtype=dt, requires_grad=True)
+        sim_logs = torch.tensor(np.log(s0), dtype=dt, requires_grad=True)
     x_obs = torch.as_tensor(np.nan_to_num(pts[idx]), dtype=dt)
     rvec = torch.tensor(rv0[idx], dtype=dt, requires_grad=True)
     tvec = torch.tensor(tv0[idx], dtype=dt, requires_grad=True)
@@ -160,8 +180,12 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
     psi = torch.zeros(len(idx), model.n_expression, dtype=dt, requires_grad=True)
     logf = torch.tensor(np.log(f0), dtype=dt, requires_grad=focal is None)
     c = torch.tensor([cx, cy], dtype=dt)
-    groups = [{"params": [rvec], "lr": 1e-2}, {"params": [tvec], "lr": 2e-3},
-              {"params": [beta], "lr": 5e-2}]
+    if rig is None:
+        groups = [{"params": [rvec], "lr": 1e-2}, {"params": [tvec], "lr": 2e-3},
+                  {"params": [beta], "lr": 5e-2}]
+    else:
+        groups = [{"params": [sim_r], "lr": 5e-3}, {"params": [sim_logs], "lr": 5e-3},
+                  {"params": [sim_t], "lr": 2e-3 * float(s0)}, {"params": [beta], "lr": 5e-2}]
     if fit_expression:
         groups.append({"params": [psi], "lr": 2e-2})
     if focal is None:
@@ -169,11 +193,18 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
     opt = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations, eta_min=1e-4)
 
+    def poses():
+        if rig is None:
+            return rodrigues(rvec), tvec
+        Rs = torch.exp(sim_logs) * rodrigues(sim_r)
+        return Rr @ Rs, torch.einsum("kij,j->ki", Rr, sim_t) + tr
+
     def project():
         v = model.evaluate(beta, psi if fit_expression else None, vertex_ids=model.mp_vertex)
         if v.dim() == 2:
             v = v.expand(len(idx), -1, -1)
-        pc = torch.einsum("kij,kmj->kmi", rodrigues(rvec), v) + tvec[:, None]
+        Rk, tk = poses()
+        pc = torch.einsum("kij,kmj->kmi", Rk, v) + tk[:, None]
         z = pc[..., 2:].clamp_min(1e-3)
         return torch.exp(logf) * pc[..., :2] / z + c
 
@@ -198,12 +229,16 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
 
     with torch.no_grad():
         res = torch.linalg.norm(project() - x_obs, dim=-1).numpy()
-        Rm = rodrigues(rvec).numpy()
+        Rk, tk = poses()
+        if rig is not None:  # head-to-camera pose: divide out the similarity's scale
+            sc = float(torch.exp(sim_logs))
+            Rk, tk = Rk / sc, tk / sc
+        Rm, tm = Rk.numpy(), tk.numpy()
     R = np.tile(np.eye(3), (K_all, 1, 1))
     t = np.zeros((K_all, 3))
     expr = np.zeros((K_all, model.n_expression))
     resid = np.full((K_all, len(model.mp_index)), np.nan)
-    R[idx], t[idx] = Rm, tvec.detach().numpy()
+    R[idx], t[idx] = Rm, tm
     expr[idx] = psi.detach().numpy()
     resid[idx] = res
     ident = np.zeros(model.n_identity)

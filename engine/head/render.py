@@ -256,3 +256,50 @@ def look_at(centre: np.ndarray, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)
     y = np.cross(z, x)
     R = np.stack([x, y, z])
     return R, -R @ c
+
+
+def synthetic_capture(kind: str, n: int = 12, size: int = 512, focal: float = 700.0,
+                      distance: float = 0.6, yaw_range: float = 100.0, seed: int = 0,
+                      identity: np.ndarray | None = None, model=None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Render a synthetic capture of the ICT head with known cameras (for checks and tests).
+
+    Args:
+        kind: "orbit" (camera walks around the still head in a textured room; the background
+            moves) or "turn" (still camera, the head turns; the background is a fixed image).
+        n: number of frames. size: image side in pixels. focal: pixels. distance: metres.
+        yaw_range: total yaw swept, degrees (centred on the frontal view).
+        identity: optional identity coefficients of the rendered head (default: mean head).
+        model: a loaded :class:`engine.head.model.HeadModel` (default: the shipped one).
+    Returns:
+        ({name: (H, W, 3) uint8 RGB}, {name: (K, R, t)}) with R, t head-frame-to-camera (OpenCV),
+        metres; names "000", "001", ...
+    """
+    from engine.head.model import load_head_model
+
+    model = model or load_head_model()
+    verts = model.vertices_np(identity) if identity is not None else model.vertices.astype(np.float64)
+    colors = head_albedo(model.vertices.astype(np.float64) * 100, model.region, model.landmarks68,
+                         seed=seed)
+    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
+    target = np.array([0.0, 0.02, 0.02])
+    images, cams = {}, {}
+    R0, t0 = look_at(target + [0, 0, distance], target)
+    fixed_bg = environment_background(K, R0, t0, size, size, seed=seed + 7) if kind == "turn" else None
+    for i in range(n):
+        yaw = np.radians(-yaw_range / 2 + yaw_range * i / max(n - 1, 1))
+        pitch = np.radians(6.0 * np.sin(2 * np.pi * i / max(n, 1)))
+        c = target + distance * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch),
+                                          np.cos(yaw) * np.cos(pitch)])
+        R, t = look_at(c, target)
+        if kind == "orbit":
+            bg = environment_background(K, R, t, size, size, seed=seed + 7)
+        elif kind == "turn":
+            bg = fixed_bg
+        else:
+            raise ValueError(f"unknown synthetic capture kind {kind!r}")
+        img, _, _ = render_mesh(verts, model.faces, colors, K, R, t, size, size, background=bg)
+        name = f"{i:03d}"
+        images[name] = img
+        cams[name] = (K, R, t)
+    return images, cams

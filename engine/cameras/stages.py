@@ -1,0 +1,246 @@
+"""The ``cameras`` stage: calibrated cameras in the metric head frame, the fitted head and scalp.
+
+One stage (not two) because the final head fit depends on the cameras (with structure from motion,
+the head model is fitted once more with the SfM cameras held rigid, which fixes the metric scale
+from all views at once) and the cameras are expressed in the head frame.
+
+Steps: (1) fit the ICT head model to the landmarks of all keyframes (per-frame pose, shared
+identity and focal, per-frame expression); (2) choose the capture situation (``mode``): "orbit"
+when the background moves between keyframes, else "turn" when the head turns more than
+``min_turn_deg``, else "landmarks"; or import known cameras ("colmap" / "transforms"); (3) for
+orbit/turn run pycolmap SfM (turn: features masked to the person) and fit the head to all views
+with those cameras held rigid; fall back to landmark poses (mode "auto") or raise (explicit mode)
+when SfM registers fewer than ``min_registered`` of the keyframes.
+
+Outputs (in the stage folder): ``cameras.json`` (see engine.cameras.camera), ``head_fit.npz``
+(identity (NI,), expression (K, NE), R (K,3,3), t (K,3), focal, names, fitted), ``head.obj``
+(fitted identity, neutral expression, metres, head frame), ``scalp.npz`` (ScalpMesh), ``fit.json``
+(mode, reasons, residuals, SfM info), ``previews/<name>.png`` (fitted mesh over each keyframe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from engine.cameras.camera import (Camera, align_cameras, import_colmap, import_transforms_json,
+                                   save_cameras)
+from engine.errors import InputError
+from engine.pipeline import Stage, option, write_json_atomic
+
+MODES = ("auto", "orbit", "turn", "landmarks", "colmap", "transforms")
+
+
+@dataclass(frozen=True)
+class CamerasConfig:
+    mode: str = option("auto", "capture situation: auto chooses orbit/turn/landmarks from the "
+                       "background motion and the head turn; colmap/transforms import "
+                       "known cameras from `import_path`", choices=MODES)
+    import_path: str = option("", "COLMAP sparse model folder or transforms.json for the import "
+                              "modes (frame names must match keyframe names)")
+    focal_px: float | None = option(None, "known focal length at keyframe resolution; None "
+                                    "estimates a shared one", unit="px", range=(1.0, None))
+    iterations: int = option(400, "Adam steps of the head fit", range=(10, 5000))
+    w_identity: float = option(100.0, "Gaussian prior weight on identity coefficients",
+                               unit="px^2", range=(0.0, None))
+    w_expression: float = option(0.5, "L1 + L2 prior weight on expression weights",
+                                 unit="px^2", range=(0.0, None))
+    min_frames: int = option(3, "fewest keyframes with landmarks accepted", range=(1, None))
+    min_registered: float = option(0.7, "fewest fraction of keyframes SfM must register",
+                                   range=(0.0, 1.0))
+    orbit_motion: float = option(0.01, "median background flow per keyframe step above which "
+                                 "the camera is taken to move (orbit)", unit="image widths",
+                                 range=(0.0, 1.0))
+    min_turn_deg: float = option(30.0, "head yaw range above which a still-camera capture is "
+                                 "solved with masked SfM (turn)", unit="deg", range=(0.0, 180.0))
+    sfm_features: int = option(4096, "SIFT features per keyframe", range=(256, 32768))
+    threads: int = option(2, "CPU threads for SfM", range=(1, 64), affects_output=False)
+
+
+def _load_inputs(inputs):
+    from engine.preprocess.artifacts import load_frame, load_keyframes, load_landmarks, load_mask
+
+    kf = inputs["keyframes"].path
+    meta, names = load_keyframes(kf)
+    images = {n: load_frame(kf, n) for n in names}
+    lm = load_landmarks(inputs["landmarks"].path)
+    lm_names = [str(n) for n in lm["names"]]
+    pts = np.full((len(names), 478, 3), np.nan, np.float32)
+    found = np.zeros(len(names), bool)
+    pose = np.full((len(names), 3), np.nan)
+    for i, n in enumerate(lm_names):
+        if n in names:
+            j = names.index(n)
+            pts[j], found[j] = lm["points"][i], bool(lm["found"][i])
+            if "pose" in lm:
+                pose[j] = lm["pose"][i]
+    person = {}
+    if "masks" in inputs:
+        for n in names:
+            try:
+                hair = load_mask(inputs["masks"].path, "hair", n)
+                bust = load_mask(inputs["masks"].path, "bust", n)
+                person[n] = np.maximum(hair, bust)
+            except Exception:  # masks are optional helpers here
+                pass
+    return meta, names, images, pts, found, pose, person
+
+
+def _cams_from_fit(fit, names, cx=None, cy=None) -> dict[str, Camera]:
+    return {n: Camera(fit.focal, fit.focal, fit.cx if cx is None else cx,
+                      fit.cy if cy is None else cy, fit.width, fit.height, fit.R[i], fit.t[i])
+            for i, n in enumerate(names) if fit.fitted[i]}
+
+
+def choose_mode(images, pts, found, person, cfg) -> tuple[str, dict]:
+    """Automatic capture-situation choice; returns (mode, evidence dict)."""
+    from engine.cameras.sfm import background_motion, landmark_hull_masks
+
+    names = sorted(images)
+    H, W = images[names[0]].shape[:2]
+    hull = landmark_hull_masks({n: pts[i] for i, n in enumerate(names) if found[i]}, (H, W),
+                               grow=1.5)
+    masks = {n: np.maximum(hull.get(n, 0), person.get(n, 0)) for n in names}
+    motion = background_motion(images, masks)
+    yaw = _yaw_range(pts, found)
+    ev = {"background_motion": motion, "yaw_range_deg": yaw}
+    if np.isfinite(motion) and motion > cfg.orbit_motion:
+        return "orbit", ev
+    if yaw > cfg.min_turn_deg:
+        return "turn", ev
+    return "landmarks", ev
+
+
+def _yaw_range(pts, found) -> float:
+    """Head yaw range (degrees) estimated from the nose-tip offset between the face sides."""
+    yaws = []
+    for p, f in zip(pts, found):
+        if not f:
+            continue
+        left, right, nose = p[234, :2], p[454, :2], p[1, :2]
+        w = np.linalg.norm(right - left)
+        if w > 0:
+            r = np.clip(2 * (nose - (left + right) / 2) @ (right - left) / w ** 2, -1, 1)
+            yaws.append(np.degrees(np.arcsin(r)) * 1.6)
+    return float(np.ptp(yaws)) if len(yaws) > 1 else 0.0
+
+
+def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
+    from engine.head.fit import draw_overlay, fit_head
+    from engine.head.model import load_head_model, save_obj
+    from engine.head.scalp import ScalpMesh, area_distortion
+
+    meta, names, images, pts, found, _, person = _load_inputs(inputs)
+    W, H = int(meta["width"]), int(meta["height"])
+    model = load_head_model()
+    yield ctx.progress(0, 4, "fitting the head model to the landmarks")
+
+    def prog(step, total, losses):
+        ctx.check()
+
+    common = dict(names=names, iterations=cfg.iterations, w_identity=cfg.w_identity,
+                  w_expression=cfg.w_expression, min_frames=cfg.min_frames)
+    fit = fit_head(model, pts, found, W, H, focal=cfg.focal_px, progress=prog, **common)
+    yield ctx.loss(cfg.iterations, {"landmark_median_px": fit.summary()["median_px"]})
+    info: dict = {"landmark_fit": {k: v for k, v in fit.summary().items()
+                                   if k != "per_frame_median_px"}}
+    mode = cfg.mode
+    if mode == "auto":
+        mode, ev = choose_mode(images, pts, found, person, cfg)
+        info["auto"] = ev
+        yield ctx.log(f"capture looks like '{mode}' (background motion "
+                      f"{ev['background_motion']:.4f} widths/step, yaw range "
+                      f"{ev['yaw_range_deg']:.0f} deg)")
+    info["mode"] = mode
+    yield ctx.progress(1, 4, f"cameras: {mode}")
+    head_cams = _cams_from_fit(fit, names)
+    known = None
+    if mode in ("colmap", "transforms"):
+        if not cfg.import_path:
+            raise InputError(f"cameras mode {mode} needs import_path (a COLMAP model folder or "
+                             "a transforms.json)")
+        p = Path(cfg.import_path)
+        known = import_colmap(p) if mode == "colmap" else import_transforms_json(p)
+        missing = [n for n in names if n not in known]
+        if len(missing) > len(names) - 3:
+            raise InputError(f"{p}: its frame names do not match the keyframes ({names[0]}, ...); "
+                             "name the images like the keyframes")
+        sizes = {(c.width, c.height) for c in known.values()}
+        if sizes != {(W, H)}:
+            raise InputError(f"{p}: camera image size {sorted(sizes)} differs from the keyframes "
+                             f"({W}x{H}); import cameras made for these frames")
+    elif mode in ("orbit", "turn"):
+        from engine.cameras.sfm import landmark_hull_masks, run_sfm
+
+        masks = None
+        if mode == "turn":
+            hull = landmark_hull_masks({n: pts[i] for i, n in enumerate(names) if found[i]},
+                                       (H, W), grow=0.8)
+            masks = {n: np.maximum(hull.get(n, 0), person.get(n, 0)) for n in names}
+        try:
+            sfm, sinfo = run_sfm(images, ctx.out_dir / "sfm", masks=masks, focal=cfg.focal_px,
+                                 max_features=cfg.sfm_features, num_threads=cfg.threads,
+                                 refine_focal=cfg.focal_px is None)
+            info["sfm"] = sinfo
+            if sinfo["registered"] < cfg.min_registered * len(names):
+                raise InputError(f"structure from motion registered only {sinfo['registered']} of "
+                                 f"{len(names)} keyframes; capture more slowly with more overlap "
+                                 "and texture, or use cameras mode 'landmarks'")
+            known = sfm
+        except InputError as exc:
+            if cfg.mode != "auto":
+                raise
+            yield ctx.log(f"{exc}; falling back to landmark poses", "warning")
+            info["mode"] = mode = "landmarks"
+    if known is not None:
+        # head frame: similarity from the known cameras to the landmark poses, then the head
+        # model fitted once more to all views with the known cameras held rigid (metric scale)
+        _, s1, R1, t1 = align_cameras(known, head_cams)
+        use = np.array([bool(found[i]) and n in known for i, n in enumerate(names)])
+        Rr = np.stack([known[n].R if n in known else np.eye(3) for n in names])
+        tr = np.stack([known[n].t if n in known else np.zeros(3) for n in names])
+        f_known = float(np.median([0.5 * (c.fx + c.fy) for c in known.values()]))
+        fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
+                       rig_init=(1 / s1, R1.T, -(R1.T @ t1) / s1), progress=prog, **common)
+        scale = 1.0 / s1
+        cams = {n: Camera(known[n].fx, known[n].fy, known[n].cx, known[n].cy, known[n].width,
+                          known[n].height, fit.R[i], fit.t[i], list(known[n].distortion))
+                for i, n in enumerate(names) if use[i]}
+        info["head_from_known_scale"] = scale
+    else:
+        cams = head_cams
+    info["head_fit"] = fit.summary()
+    yield ctx.progress(2, 4, "writing cameras, head and scalp")
+    save_cameras(ctx.out_dir / "cameras.json", cams, {"mode": mode, "frame": "head, metres"})
+    neutral = model.vertices_np(fit.identity)
+    save_obj(ctx.out_dir / "head.obj", neutral, model.faces)
+    scalp = ScalpMesh.from_head(neutral, model.faces, model.scalp_faces)
+    scalp.save(ctx.out_dir / "scalp.npz")
+    info["scalp_area_distortion"] = area_distortion(scalp.vertices, scalp.faces, scalp.uv)
+    np.savez_compressed(ctx.out_dir / "head_fit.npz", names=np.array(names),
+                        fitted=fit.fitted, R=fit.R, t=fit.t, focal=fit.focal,
+                        identity=fit.identity, expression=fit.expression,
+                        residual_px=fit.residual_px)
+    write_json_atomic(ctx.out_dir / "fit.json", info)
+    prev = ctx.out_dir / "previews"
+    prev.mkdir()
+    for i, n in enumerate(names):
+        img = draw_overlay(images[n], model, fit, i, pts[i])
+        cv2.imwrite(str(prev / f"{n}.png"), img[:, :, ::-1])
+        if i == len(names) // 2:
+            yield ctx.preview("image", img, f"head fit {n}")
+    yield ctx.progress(4, 4, "done")
+    return {"mode": mode, "cameras": len(cams), "median_px": fit.summary()["median_px"],
+            "focal_px": fit.focal}
+
+
+STAGES = [
+    Stage("cameras", 1, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras, None,
+          title="Cameras and head",
+          presets={"preview": {"iterations": 200, "sfm_features": 2048},
+                   "high": {"iterations": 800, "sfm_features": 8192}}),
+]
