@@ -2,11 +2,13 @@
 wall time on real clips. Writes ``<out>/<date>-<machine>.json`` and ``.md``.
 
 Usage:
-    python benchmarks/run.py [--preset preview] [--device auto] [--cases straight,wavy,curly,d3,d10]
+    python benchmarks/run.py [--preset preview] [--device auto]
+                             [--cases sample,straight,wavy,curly,d3,d10]
                              [--until STAGE] [--out docs/benchmarks] [--machine NAME]
                              [--frames 60] [--size 512] [--work DIR]
 
 Cases:
+* ``sample``: the embedded sample (resources/sample/capture.mp4) with its ground truth.
 * ``straight``, ``wavy``, ``curly``: synthetic turning-head captures (:mod:`engine.synthetic`) of
   procedural grooms from :mod:`engine.prior.synth` with fixed seeds (3,000,000 + curl index),
   an MP4 like a user's video; their ground-truth groom is kept beside it.
@@ -329,9 +331,34 @@ def _angle_err_deg(a, b):
     return np.degrees(np.minimum(d, np.pi - d))
 
 
+def synthetic_truth(case_dir: Path) -> dict[str, Any]:
+    """How to re-render a synthetic case made by :func:`make_synthetic_case`: a truth spec."""
+    desc = json.loads((case_dir / "case.json").read_text())["desc"]
+    return {"cameras": case_dir / "cameras.json", "groom": case_dir / "groom.npz",
+            "head": bench_head_path(), "head_seed": 0,
+            "settings": case_render_settings(desc["strands"])}
+
+
+def sample_truth() -> dict[str, Any]:
+    """The truth spec of the embedded sample (resources/sample, scripts/make_sample.py)."""
+    from engine.resources import resource
+    from engine.synthetic import RenderSettings
+    from engine.synthetic.head import ICT_SHARED, SHIPPED_HEAD
+
+    meta = json.loads(resource("sample", "sample.json").read_text())
+    settings = {k: tuple(v) if isinstance(v, list) else v
+                for k, v in meta["render_settings"].items()}
+    return {"cameras": resource("sample", "cameras.json"), "groom": resource("sample", "groom.npz"),
+            "head": ICT_SHARED if ICT_SHARED.is_file() else SHIPPED_HEAD,
+            "head_seed": int(meta.get("head_seed", 1)), "settings": RenderSettings(**settings)}
+
+
 def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str, device: str,
-                        overrides: dict | None, case_dir: Path) -> dict[str, Any] | None:
-    """Preprocessing outputs of a synthetic case against the renderer's ground truth.
+                        overrides: dict | None, truth: dict[str, Any]) -> dict[str, Any] | None:
+    """Preprocessing outputs of a synthetic capture against the renderer's ground truth.
+
+    ``truth``: cameras.json path, groom path, head model path and seed, RenderSettings (see
+    :func:`synthetic_truth`, :func:`sample_truth`).
 
     For every keyframe (its ``source_index`` is the video frame, so the true camera is known)
     the frame is re-rendered with its truth: hair and bust mask IoU (masks > 0.5), median
@@ -360,12 +387,11 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
     if art.get("keyframes") is None:
         return None
     meta, kf_names = A.load_keyframes(art["keyframes"].path)
-    cams = load_cameras(case_dir / "cameras.json")
-    cam_meta = json.loads((case_dir / "cameras.json").read_text())["frames"]
-    desc = json.loads((case_dir / "case.json").read_text())["desc"]
-    strands = load_groom(case_dir / "groom.npz").strands
-    head = HeadModel.load(bench_head_path())
-    settings = case_render_settings(desc["strands"])
+    cams = load_cameras(truth["cameras"])
+    cam_meta = json.loads(Path(truth["cameras"]).read_text())["frames"]
+    strands = load_groom(truth["groom"]).strands
+    head = HeadModel.load(truth["head"], seed=truth["head_seed"])
+    settings = truth["settings"]
     lms = A.load_landmarks(art["landmarks"].path) if art.get("landmarks") else None
     rows: dict[str, list] = {k: [] for k in ("hair_iou", "bust_iou", "orient_err", "orient_cover",
                                              "nose_px", "found", "yaw_pred", "yaw_true")}
@@ -418,7 +444,7 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
     return out
 
 
-def run_case(name: str, source: Path, gt: Path | None, work: Path, args: argparse.Namespace,
+def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argparse.Namespace,
              stage_names: Sequence[str], log: Callable[[str], None]) -> dict[str, Any]:
     """Run every stage on ``source`` in a fresh project; timings, memory, scores."""
     from engine.pipeline import Project
@@ -445,12 +471,13 @@ def run_case(name: str, source: Path, gt: Path | None, work: Path, args: argpars
                             "total_stage_wall_s": round(sum(s.get("wall_s") or 0
                                                             for s in stages_out), 3),
                             "total_subprocess_s": round(time.perf_counter() - t0, 3)}
-    if gt is not None:
-        scores, note = groom_scores(proj_dir, args.stages, args.preset, args.device, overrides, gt)
+    if truth is not None:
+        scores, note = groom_scores(proj_dir, args.stages, args.preset, args.device, overrides,
+                                    truth["groom"])
         case["f_scores"], case["f_score_note"] = scores, note
         try:
             acc = preprocess_accuracy(proj_dir, args.stages, args.preset, args.device, overrides,
-                                      gt.parent)
+                                      truth)
         except Exception as exc:  # a broken artifact must not lose the timings
             acc = {"error": f"{type(exc).__name__}: {exc}"}
         if acc is not None:
@@ -564,8 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="preview", choices=("preview", "standard", "high"))
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--cases", default="straight,wavy,curly,d3,d10",
-                    help="comma-separated: straight, wavy, curly, d3, d10, or a video/folder path")
+    ap.add_argument("--cases", default="sample,straight,wavy,curly,d3,d10",
+                    help="comma-separated: sample (the embedded sample), straight, wavy, curly, "
+                    "d3, d10, or a video/folder path")
     ap.add_argument("--until", default=None, help="stop after this stage")
     ap.add_argument("--stages", default=None, help="module:function returning the stage list "
                     "(default engine.pipeline.default_stages)")
@@ -616,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cases": [], "synthetic": {}, "notes": notes,
     }
     for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
-        gt = None
+        truth = None
         if case in SYNTHETIC:
             log(f"rendering the synthetic {case} capture ...")
             t0 = time.perf_counter()
@@ -627,7 +655,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ImportError as exc:
                 report["cases"].append({"name": case, "skipped": f"cannot render ({exc})"})
                 continue
+            truth = synthetic_truth(gt.parent)
             report["synthetic"][case] = desc | {"case_s": round(time.perf_counter() - t0, 1)}
+        elif case == "sample":
+            from engine.resources import resource
+
+            source = resource("sample", "capture.mp4")
+            truth = sample_truth()
         elif case in REAL:
             source = SHARED / "videos" / f"{case}.mp4"
             if not source.is_file():
@@ -640,8 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["cases"].append({"name": case, "skipped": f"{source} does not exist"})
                 continue
         log(f"case {case}: {len(names)} stage(s)")
-        label = case if case in SYNTHETIC + REAL else _slug(source.stem)
-        report["cases"].append(run_case(label, source, gt, work, args, names, log))
+        label = case if case in SYNTHETIC + REAL + ("sample",) else _slug(source.stem)
+        report["cases"].append(run_case(label, source, truth, work, args, names, log))
     jp, mp = write_report(report, Path(args.out))
     print(markdown(report))
     log(f"wrote {jp} and {mp}")

@@ -142,7 +142,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for old in ("frames", "jitter.json", "capture.mp4"):  # old files (and the interim sample's)
+    for old in ("frames", "jitter.json"):  # old frames (and the interim sample's files)
         p = out / old
         if p.is_dir():
             shutil.rmtree(p)
@@ -150,7 +150,8 @@ def main() -> None:
             p.unlink()
 
     t0 = time.perf_counter()
-    head = HeadModel.load(args.head, seed=1)
+    head_seed = 1
+    head = HeadModel.load(args.head, seed=head_seed)
     strands, uv, gen = make_groom(args.strands, args.points)
     settings = RenderSettings(hair_width_m=0.0007, ssaa=args.ssaa, seed=5)
     cams, poses = turning_head_rig(args.frames, args.size, args.size,
@@ -191,7 +192,7 @@ def main() -> None:
     meta = {
         "schema_version": 1, "frames": len(cams), "fps": args.fps, "width": args.size,
         "height": args.size, "yaw_range_deg": [-args.yaw, args.yaw], "strands": int(len(strands)),
-        "points_per_strand": int(strands.shape[1]), "groom": gen,
+        "points_per_strand": int(strands.shape[1]), "groom": gen, "head_seed": head_seed,
         "render_settings": {k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in settings.__dict__.items()},
         "mean_hair_coverage": float(np.mean(hair_cover)),

@@ -149,3 +149,23 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     md = (out / "2000-01-02-t.md").read_text()
     assert "| straight | 2 | - | - | - | 1.0 | 1.0 |" in md
     assert (tmp_path / "work" / "synthetic-straight" / "capture.mp4").stat().st_size > 0
+
+
+@pytest.mark.skipif(not ICT.is_file(), reason="needs ../shared/data/heads/ict_face_model_light.npz")
+def test_sample_truth_reproduces_the_sample_video():
+    from engine.io.export import load_groom
+    from engine.resources import resource
+    from engine.synthetic import HeadModel, load_cameras, render
+
+    run = _load_run()
+    truth = run.sample_truth()
+    cap = cv2.VideoCapture(str(resource("sample", "capture.mp4")))
+    for _ in range(31):
+        ok, bgr = cap.read()
+    cap.release()
+    assert ok
+    head = HeadModel.load(truth["head"], seed=truth["head_seed"])
+    r = render(load_cameras(truth["cameras"])[30], head, load_groom(truth["groom"]).strands,
+               settings=truth["settings"])
+    diff = np.abs(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(int) - r.rgb).mean()
+    assert diff < 5.0, diff  # only the video compression differs
