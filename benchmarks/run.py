@@ -372,7 +372,7 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
 
     from engine.io.export import load_groom
     from engine.pipeline import PipelineConfig, Project, resolve_artifact
-    from engine.synthetic import Camera, HeadModel, load_cameras, render
+    from engine.synthetic import Camera, HeadModel, load_camera_records, load_cameras, render
 
     try:
         from engine.preprocess import artifacts as A
@@ -388,7 +388,7 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
         return None
     meta, kf_names = A.load_keyframes(art["keyframes"].path)
     cams = load_cameras(truth["cameras"])
-    cam_meta = json.loads(Path(truth["cameras"]).read_text())["frames"]
+    cam_meta = load_camera_records(truth["cameras"])
     strands = load_groom(truth["groom"]).strands
     head = HeadModel.load(truth["head"], seed=truth["head_seed"])
     settings = truth["settings"]

@@ -62,7 +62,7 @@ CPU renderer (`engine/synthetic`), so the true groom and cameras are known.
 | `capture.mp4` | {frames} frames, {size}x{size}, {fps:g} fps (mp4v): a still camera and a head turning from -{yaw:g} to +{yaw:g} degrees of yaw with small pitch and roll wobbles |
 | `frames/frame_<k>.jpg` | every {step}th frame of the same capture as JPEG ({n_jpg} files), named by video frame index `k` |
 | `groom.npz` | the ground-truth groom, exactly the rendered strands: {strands} strands x {points} points, metres, head frame (`engine.io.export.load_groom`) |
-| `cameras.json` | per-frame cameras in the head frame (OpenCV convention, world-to-camera R, t in metres, fx, fy, cx, cy in pixels), with the head's yaw/pitch/roll; `engine.synthetic.load_cameras` |
+| `cameras.json` | per-frame cameras in the head frame (OpenCV convention, world-to-camera R, t in metres, fx, fy, cx, cy in pixels), keyed by video frame index ("000" ... ), with the head's yaw/pitch/roll; `engine.cameras.camera.load_cameras` and `engine.synthetic.load_cameras` read it |
 | `transforms.json` | the cameras of the `frames/` images in nerfstudio / instant-ngp format (camera-to-world, OpenGL axes, head frame, metres) |
 | `sample.json` | how it was made: groom style, render settings, mediapipe result per frame |
 

@@ -8,14 +8,15 @@ Entry points: :class:`Camera`, :func:`orbit_rig`, :func:`turning_head_rig`,
 ``python -m engine.synthetic --out DIR [--rig orbit|turning] [--shell] [--groom curly]``).
 """
 
-from engine.synthetic.camera import (Camera, HeadPose, load_cameras, look_at, orbit_rig,
-                                     save_cameras, turning_head_rig)
+from engine.synthetic.camera import (Camera, HeadPose, frame_key, load_camera_records,
+                                     load_cameras, look_at, orbit_rig, save_cameras,
+                                     turning_head_rig)
 from engine.synthetic.head import HeadModel
 from engine.synthetic.render import RenderResult, RenderSettings, projected_angle, render
 from engine.synthetic.shell import HairShell, make_hair_shell
 from engine.synthetic.capture import render_capture
 
-__all__ = ["Camera", "HeadPose", "load_cameras", "look_at", "orbit_rig", "save_cameras",
+__all__ = ["Camera", "HeadPose", "frame_key", "load_camera_records", "load_cameras", "look_at", "orbit_rig", "save_cameras",
            "turning_head_rig", "HeadModel", "RenderResult", "RenderSettings", "projected_angle",
            "render", "HairShell", "make_hair_shell",
            "render_capture"]

@@ -222,37 +222,49 @@ def turning_head_rig(n_frames: int, width: int = 512, height: int = 512, fov_x_d
     return cams, poses
 
 
+def frame_key(index: int, count: int) -> str:
+    """Name of frame ``index`` of ``count``: the zero-padded index ("000", "001", ...), as the
+    keyframes stage and :func:`engine.synthetic.render_capture` name frames."""
+    return f"{index:0{max(3, len(str(max(count - 1, 0))))}d}"
+
+
 def save_cameras(path: str | os.PathLike, cameras: Sequence[Camera], *, fps: float | None = None,
                  poses: Sequence[HeadPose] | None = None, extra: dict | None = None) -> Path:
-    """Write cameras as JSON::
+    """Write cameras as the project's ``cameras.json`` (the layout of
+    :mod:`engine.cameras.camera`, which reads it)::
 
-        {"schema_version": 1, "frame": "head", "units": "m", "convention": "opencv",
-         "fps": fps|null, "frames": [{"index": i, "time_s": .., "width", "height", "fx", "fy",
-         "cx", "cy", "R": 3x3, "t": 3, ["yaw_deg", "pitch_deg", "roll_deg"]}, ...], ...extra}
+        {"schema_version": 1,
+         "frames": {"000": {"fx", "fy", "cx", "cy", "width", "height", "R": 3x3, "t": 3,
+                            "index": i, "time_s": .. | null, ["yaw_deg", "pitch_deg", "roll_deg"]},
+                    "001": ...},
+         "meta": {"frame": "head", "units": "m", "convention": "opencv", "fps": fps | null,
+                  "keys": "video frame index", ...extra}}
 
-    Returns the path. The file is written atomically.
+    Keys are :func:`frame_key` of the frame index (for a video: its frame number). Written
+    atomically; returns the path.
     """
     from engine.pipeline import write_json_atomic
 
-    frames = []
+    frames = {}
     for i, cam in enumerate(cameras):
         d = {"index": i, "time_s": (i / fps) if fps else None, **cam.to_dict()}
         if poses is not None:
             p = poses[i]
             d.update(yaw_deg=p.yaw_deg, pitch_deg=p.pitch_deg, roll_deg=p.roll_deg,
                      time_s=p.time_s)
-        frames.append(d)
-    obj = {"schema_version": CAMERAS_SCHEMA_VERSION, "frame": "head", "units": "m",
-           "convention": "opencv", "fps": fps, "frames": frames, **(extra or {})}
-    write_json_atomic(Path(path), obj)
+        frames[frame_key(i, len(cameras))] = d
+    meta = {"frame": "head", "units": "m", "convention": "opencv", "fps": fps,
+            "keys": "frame index, zero-padded", **(extra or {})}
+    write_json_atomic(Path(path), {"schema_version": CAMERAS_SCHEMA_VERSION, "frames": frames,
+                                   "meta": meta})
     return Path(path)
 
 
-def load_cameras(path: str | os.PathLike) -> list[Camera]:
-    """Read the cameras written by :func:`save_cameras`, in frame order.
-
-    Raises InputError naming the file when it is missing or malformed.
-    """
+def load_camera_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-frame entries of a ``cameras.json`` (dicts with the camera fields and, when
+    written by :func:`save_cameras`, ``index``, ``time_s`` and the head pose), in key order
+    (a ``frames`` dict) or list order (a ``frames`` list). Raises InputError naming the file
+    when it is missing or malformed."""
     p = Path(path)
     try:
         obj = json.loads(p.read_text(encoding="utf-8"))
@@ -261,17 +273,32 @@ def load_cameras(path: str | os.PathLike) -> list[Camera]:
         raise InputError(f"{p}: no such cameras file") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{p}: not a Strandcap cameras file ({exc})") from exc
+    if isinstance(frames, dict):
+        return [frames[k] for k in sorted(frames)]
+    if isinstance(frames, list):
+        return list(frames)
+    raise InputError(f"{p}: 'frames' must be an object or a list")
+
+
+def load_cameras(path: str | os.PathLike) -> list[Camera]:
+    """Read a ``cameras.json`` (:func:`save_cameras`) into cameras in frame order.
+
+    Raises InputError naming the file when it is missing or malformed.
+    """
     try:
-        return [Camera.from_dict(f) for f in frames]
+        return [Camera.from_dict(f) for f in load_camera_records(path)]
     except InputError as exc:
-        raise InputError(f"{p}: {exc}") from exc
+        if str(exc).startswith(str(Path(path))):
+            raise
+        raise InputError(f"{Path(path)}: {exc}") from exc
 
 
 def save_transforms_json(path: str | os.PathLike, cameras: Sequence[Camera],
                          file_paths: Sequence[str], *, extra: dict | None = None) -> Path:
     """Write cameras as a nerfstudio / instant-ngp ``transforms.json`` (per-frame intrinsics).
 
-    Each frame gets ``file_path`` (relative to the JSON file), ``fl_x, fl_y, cx, cy, w, h`` and
+    Each frame gets ``file_path`` (relative to the JSON file), ``fl_x, fl_y, cx, cy, w, h`` (the
+    principal point in nerfstudio's pixel-corner origin: OpenCV's ``cx + 0.5``) and
     ``transform_matrix``: the 4x4 camera-to-world matrix in the OpenGL camera convention (x right,
     y up, z backwards), i.e. ``[[R^T, -R^T t], [0, 1]] @ diag(1, -1, -1, 1)``. World = head frame,
     metres. Written atomically; returns the path. Raises InputError when the lengths differ.
@@ -286,8 +313,8 @@ def save_transforms_json(path: str | os.PathLike, cameras: Sequence[Camera],
         c2w = np.eye(4)
         c2w[:3, :3] = cam.R.T
         c2w[:3, 3] = cam.centre
-        frames.append({"file_path": str(fp), "fl_x": cam.fx, "fl_y": cam.fy, "cx": cam.cx,
-                       "cy": cam.cy, "w": cam.width, "h": cam.height,
+        frames.append({"file_path": str(fp), "fl_x": cam.fx, "fl_y": cam.fy, "cx": cam.cx + 0.5,
+                       "cy": cam.cy + 0.5, "w": cam.width, "h": cam.height,
                        "transform_matrix": (c2w @ flip).tolist()})
     obj = {"camera_model": "OPENCV", "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
            "frames": frames, **(extra or {})}

@@ -11,7 +11,8 @@ Layout of the folder written by :func:`render_capture` (names are zero-padded fr
   image +x on screen, ``confidence`` (H, W) float32 (the hair mask; 0 outside hair);
 * ``truth/<name>.npz``: ``depth`` (H, W) float32 metres (0 = empty), ``tangent`` (H, W, 3)
   float32 head-frame unit tangents (0 outside hair), ``strand_index`` (H, W) int32 (-1 = none);
-* ``cameras.json``: :func:`engine.synthetic.camera.save_cameras` (head frame);
+* ``cameras.json``: :func:`engine.synthetic.camera.save_cameras` (head frame; keys = frame
+  names);
 * ``groom.npz``: the rendered strands (:func:`engine.io.export.export_groom`, units "m"), when
   strands were given.
 """
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 
 from engine.errors import InputError
-from engine.synthetic.camera import Camera, HeadPose, save_cameras
+from engine.synthetic.camera import Camera, HeadPose, frame_key, save_cameras
 from engine.synthetic.head import HeadModel
 from engine.synthetic.render import RenderSettings, ShellLike, render
 
@@ -71,10 +72,9 @@ def render_capture(out_dir: str | os.PathLike, cameras: Sequence[Camera],
     if video:
         writer = cv2.VideoWriter(str(out / "capture.mp4"), cv2.VideoWriter_fourcc(*"mp4v"),
                                  float(fps or 30.0), (W, H))
-    width = max(3, len(str(len(cameras) - 1)))
     frames = []
     for k, cam in enumerate(cameras):
-        name = f"{k:0{width}d}"
+        name = frame_key(k, len(cameras))
         r = render(cam, head, strands, shell, settings)
         bgr = cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR)
         cv2.imwrite(str(out / "frames" / f"{name}.png"), bgr)

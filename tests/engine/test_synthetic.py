@@ -193,6 +193,13 @@ def test_orbit_rig_looks_at_target_and_cameras_round_trip(tmp_path):
     assert len(back) == 4
     for a, b in zip(cams, back):
         assert np.allclose(a.R, b.R) and np.allclose(a.t, b.t) and a.width == 80 and b.height == 60
+    # the cameras stage's reader takes the same file, keyed by frame name
+    from engine.cameras.camera import load_cameras as load_project_cameras
+
+    theirs = load_project_cameras(path)
+    assert sorted(theirs) == ["000", "001", "002", "003"]
+    assert np.allclose(theirs["002"].project(np.array([[0.01, 0.02, 0.03]])),
+                       cams[2].project(np.array([[0.01, 0.02, 0.03]]))[0])
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="bad.json"):
         load_cameras(tmp_path / "bad.json")
@@ -311,9 +318,15 @@ def test_transforms_json_is_camera_to_world_in_opengl_axes(tmp_path):
         assert np.allclose(M[:3, 3], cam.centre)
         # a world point expressed in the OpenGL camera: x right, y up, looking down -z
         pc = np.linalg.inv(M) @ np.append(x, 1.0)
-        u = fr["cx"] + fr["fl_x"] * pc[0] / -pc[2]
-        v = fr["cy"] - fr["fl_y"] * pc[1] / -pc[2]
+        u = fr["cx"] - 0.5 + fr["fl_x"] * pc[0] / -pc[2]  # nerfstudio: pixel-corner origin
+        v = fr["cy"] - 0.5 - fr["fl_y"] * pc[1] / -pc[2]
         assert np.allclose([u, v], cam.project(x[None])[0][0])
+    # the cameras stage's importer gets the same cameras back
+    from engine.cameras.camera import import_transforms_json
+
+    back = import_transforms_json(p)
+    for cam, name in zip(cams, ("a", "b", "c")):
+        assert np.allclose(back[name].project(x[None]), cam.project(x[None])[0])
     with pytest.raises(InputError):
         save_transforms_json(tmp_path / "t.json", cams, ["a.png"])
 
