@@ -67,7 +67,11 @@ class LossPlot(QtWidgets.QWidget):
                 colour = PALETTE[len(self.curves) % len(PALETTE)]
                 curve = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=key)
                 self.curves[key] = curve
-            curve.setData(np.asarray(xs), np.asarray(ys))
+            # a few points (a stage that reports one loss at its end) get markers to be visible
+            few = len(xs) < 20
+            curve.setData(np.asarray(xs), np.asarray(ys), symbol="o" if few else None,
+                          symbolSize=6, symbolBrush=curve.opts["pen"].color(),
+                          symbolPen=None)
 
     def point_count(self, key: str | None = None) -> int:
         """Points currently drawn (all curves, or the curve ``key``)."""

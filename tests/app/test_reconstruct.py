@@ -213,3 +213,21 @@ def test_template_head_until_a_fitted_one_arrives(qtbot, page):
     page.strand_view.apply_pending()
     if page.strand_view.available:
         assert page.strand_view.mesh.visible
+
+
+def test_loss_plot_curves_and_markers(qtbot):
+    from app.views.loss_plot import LossPlot
+
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    plot.add("cameras", 200, {"landmark_median_px": 2.3})  # one value at a stage's end
+    for step in range(1, 41):
+        plot.add("coarse", step, {"total": 1.0 / step, "eikonal": 0.0})  # 0 is clamped
+    plot.redraw()
+    assert plot.point_count() == 81
+    assert plot.curves["cameras: landmark_median_px"].opts["symbol"] == "o"  # visible alone
+    assert plot.curves["coarse: total"].opts["symbol"] is None
+    _, ys = plot.curves["coarse: eikonal"].getData()
+    assert np.all(ys > 0)
+    plot.clear()
+    assert plot.point_count() == 0 and not plot.curves
