@@ -199,6 +199,32 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_stages_in_process(project: Path, stage_names: Sequence[str], preset: str, device: str,
+                          overrides: dict | None, stages_spec: str | None) -> list[dict[str, Any]]:
+    """Run the stages in this process (``--in-process``: quick runs and tests). Wall times as in
+    the subprocess mode; ``peak_rss_mb`` is this process's peak so far (not per stage)."""
+    from engine.pipeline import PipelineConfig, Project, StageFinished, run_pipeline
+
+    stages = load_stages(stages_spec)
+    stages = stages[: len(stage_names)]
+    config = PipelineConfig(stages, preset, {k: v for k, v in (overrides or {}).items()
+                                             if k in set(stage_names)}, device)
+    out: list[dict[str, Any]] = []
+    rss0 = peak_rss_mb()
+    try:
+        for ev in run_pipeline(Project.open(project), stages, config):
+            if isinstance(ev, StageFinished):
+                out.append({"stage": ev.stage, "ok": True, "wall_s": round(ev.wall_s, 3),
+                            "cached": ev.cached, "path": str(ev.path),
+                            "summary": json.loads(json.dumps(dict(ev.summary), default=str)),
+                            "baseline_rss_mb": rss0, "peak_rss_mb": peak_rss_mb(),
+                            "in_process": True})
+    except Exception as exc:  # reported like a failed subprocess
+        out.append({"stage": stage_names[len(out)], "ok": False,
+                    "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
 def run_stage_subprocess(project: Path, stage: str, preset: str, device: str,
                          overrides: dict | None, stages_spec: str | None,
                          timeout_s: float | None = None) -> dict[str, Any]:
@@ -353,6 +379,27 @@ def sample_truth() -> dict[str, Any]:
             "head_seed": int(meta.get("head_seed", 1)), "settings": RenderSettings(**settings)}
 
 
+def camera_accuracy(cam_file: Path, true_cams: dict[str, Any]) -> dict[str, Any]:
+    """Cameras stage output (``cameras.json`` keyed by keyframe name, head frame) against the
+    true keyframe cameras: median rotation error (degrees) and centre error (mm), as estimated
+    (the head frame is the ICT model's, so no alignment is needed) and after a similarity
+    alignment of the centres (:func:`engine.cameras.camera.align_cameras`)."""
+    from engine.cameras import camera as C
+
+    est = C.load_cameras(cam_file)
+    truth = {k: C.Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, c.R, c.t)
+             for k, c in true_cams.items()}
+    raw = C.camera_errors(est, truth)
+    out = {"camera_frames": len(raw["frames"]),
+           "camera_rot_deg": round(raw["median_rot_deg"], 2),
+           "camera_centre_mm": round(1000 * raw["median_centre_m"], 1)}
+    if len(raw["frames"]) >= 3:
+        aligned = C.camera_errors(C.align_cameras(est, truth)[0], truth)
+        out.update(camera_rot_deg_aligned=round(aligned["median_rot_deg"], 2),
+                   camera_centre_mm_aligned=round(1000 * aligned["median_centre_m"], 1))
+    return out
+
+
 def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str, device: str,
                         overrides: dict | None, truth: dict[str, Any]) -> dict[str, Any] | None:
     """Preprocessing outputs of a synthetic capture against the renderer's ground truth.
@@ -383,7 +430,7 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
     config = PipelineConfig(stages, preset, overrides, device)
     project = Project.open(project_root)
     art = {n: resolve_artifact(project, stages, config, n)
-           for n in ("keyframes", "landmarks", "masks", "orientation") if n in names}
+           for n in ("keyframes", "landmarks", "masks", "orientation", "cameras") if n in names}
     if art.get("keyframes") is None:
         return None
     meta, kf_names = A.load_keyframes(art["keyframes"].path)
@@ -395,12 +442,14 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
     lms = A.load_landmarks(art["landmarks"].path) if art.get("landmarks") else None
     rows: dict[str, list] = {k: [] for k in ("hair_iou", "bust_iou", "orient_err", "orient_cover",
                                              "nose_px", "found", "yaw_pred", "yaw_true")}
+    true_cams: dict[str, Any] = {}
     for i, (fr, name) in enumerate(zip(meta["frames"], kf_names)):
         k = int(fr["source_index"])
         c = cams[k]
         sc = meta["width"] / c.width
         cam = Camera(meta["width"], meta["height"], c.fx * sc, c.fy * sc, (c.cx + 0.5) * sc - 0.5,
                      (c.cy + 0.5) * sc - 0.5, c.R, c.t)
+        true_cams[name] = cam
         truth = render(cam, head, strands, settings=settings)
         gt_hair, gt_bust = truth.hair_mask > 0.5, truth.bust_mask > 0.5
         if art.get("masks"):
@@ -437,6 +486,9 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
                            "landmarks_found": mean(rows["found"]),
                            "nose_tip_median_px": (round(float(np.median(rows["nose_px"])), 2)
                                                   if rows["nose_px"] else None)}
+    cam_file = art["cameras"].path / "cameras.json" if art.get("cameras") else None
+    if cam_file is not None and cam_file.is_file():
+        out.update(camera_accuracy(cam_file, true_cams))
     if rows["yaw_pred"]:
         yp, yt = np.array(rows["yaw_pred"]), np.array(rows["yaw_true"])
         sign = 1.0 if np.abs(yp - yt).mean() <= np.abs(yp + yt).mean() else -1.0
@@ -459,9 +511,16 @@ def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argp
     overrides = json.loads(args.overrides or "{}")
     stages_out = []
     t0 = time.perf_counter()
-    for st in stage_names:
-        res = run_stage_subprocess(proj_dir, st, args.preset, args.device, overrides, args.stages,
-                                   args.stage_timeout)
+    in_process = run_stages_in_process(proj_dir, stage_names, args.preset, args.device,
+                                       overrides, args.stages) if args.in_process else None
+    for k, st in enumerate(stage_names):
+        if in_process is not None:
+            if k >= len(in_process):
+                break
+            res = in_process[k]
+        else:
+            res = run_stage_subprocess(proj_dir, st, args.preset, args.device, overrides,
+                                       args.stages, args.stage_timeout)
         stages_out.append(res)
         log(f"  {name}: {st}: " + (f"{res.get('wall_s')} s, peak RSS {res.get('peak_rss_mb')} MiB"
                                   if res.get("ok") else f"FAILED ({res.get('error')})"))
@@ -542,7 +601,9 @@ def markdown(report: dict[str, Any]) -> str:
                 ("nose_tip_median_px", "nose tip px"), ("yaw_mae_deg", "yaw MAE deg"),
                 ("hair_iou", "hair IoU"), ("bust_iou", "bust IoU"),
                 ("orientation_median_err_deg", "orientation median err deg"),
-                ("orientation_coverage", "orientation coverage")]
+                ("orientation_coverage", "orientation coverage"),
+                ("camera_rot_deg", "camera rot deg"), ("camera_centre_mm", "camera centre mm"),
+                ("camera_centre_mm_aligned", "camera centre mm (aligned)")]
         lines += ["", "## Preprocessing against the synthetic ground truth (keyframes)", "",
                   "| case | " + " | ".join(c[1] for c in cols) + " |",
                   "|---|" + "---:|" * len(cols)]
@@ -608,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="reuse finished stages in --work")
     ap.add_argument("--stage-timeout", type=float, default=None, help="seconds per stage")
+    ap.add_argument("--in-process", action="store_true",
+                    help="run the stages in this process (quick; memory is not per stage)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--project", help=argparse.SUPPRESS)
     ap.add_argument("--stage", help=argparse.SUPPRESS)

@@ -85,7 +85,12 @@ def bench_toy_truth_stages() -> list[Stage]:
         for sub in ("hair", "bust"):
             yield from _copy_from_keyframes(sub)(cfg, ins, ctx)
 
+    def cameras(cfg, ins, ctx):
+        shutil.copy2(ins["keyframes"].path / "cameras.json", ctx.out_dir / "cameras.json")
+        yield ctx.progress(1, 1)
+
     return [Stage("keyframes", 1, ToyConfig, (), _truth_keyframes),
+            Stage("cameras", 1, ToyConfig, ("keyframes",), cameras),
             Stage("masks", 1, ToyConfig, ("keyframes",), masks),
             Stage("orientation", 1, ToyConfig, ("keyframes",), _copy_from_keyframes("orientation")),
             Stage("strands", 1, ToyConfig, ("masks",), _strands)]
@@ -127,15 +132,16 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     run = _load_run()
     out = tmp_path / "docs"
     rc = run.main(["--stages", "tests.engine.test_benchmark:bench_toy_truth_stages",
-                   "--cases", "straight",
+                   "--in-process", "--cases", "straight",
                    "--frames", "2", "--size", "64", "--strands", "300", "--points", "12",
                    "--out", str(out), "--work", str(tmp_path / "work"), "--machine", "t",
                    "--date", "2000-01-02", "--device", "cpu"])
     assert rc == 0
     report = json.loads((out / "2000-01-02-t.json").read_text())
     (case,) = report["cases"]
-    assert [s["stage"] for s in case["stages"]] == ["keyframes", "masks", "orientation", "strands"]
-    assert all(s["ok"] for s in case["stages"])
+    assert [s["stage"] for s in case["stages"]] == ["keyframes", "cameras", "masks",
+                                                    "orientation", "strands"]
+    assert all(s["ok"] and s["in_process"] and s["wall_s"] >= 0 for s in case["stages"])
     # the toy strands stage copied the ground truth: every threshold scores 100
     assert [round(s["f_score"], 6) for s in case["f_scores"]] == [100.0] * 3
     syn = report["synthetic"]["straight"]
@@ -146,6 +152,8 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
     assert acc["keyframes"] == 2 and acc["hair_iou"] == 1.0 and acc["bust_iou"] == 1.0
     assert acc["orientation_median_err_deg"] < 1e-3 and acc["orientation_coverage"] == 1.0
     assert acc["landmarks_found"] is None  # no landmarks stage in this graph
+    assert acc["camera_frames"] == 2 and acc["camera_rot_deg"] < 1e-3
+    assert acc["camera_centre_mm"] < 1e-3
     md = (out / "2000-01-02-t.md").read_text()
     assert "| straight | 2 | - | - | - | 1.0 | 1.0 |" in md
     assert (tmp_path / "work" / "synthetic-straight" / "capture.mp4").stat().st_size > 0
