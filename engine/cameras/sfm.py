@@ -111,35 +111,40 @@ def run_sfm(images: dict[str, np.ndarray], work_dir: Path, masks: dict[str, np.n
 
 
 def background_motion(images: dict[str, np.ndarray], person_masks: dict[str, np.ndarray]) -> float:
-    """Median optical-flow magnitude of the background between consecutive keyframes.
+    """Median displacement of background features between consecutive keyframes.
 
-    Uses Farneback flow on grey images (OpenCV) restricted to pixels outside the (dilated)
-    person mask and with texture (gradient magnitude above a threshold, since flat walls carry
-    no motion information). A still camera gives ~0; an orbiting camera moves the background.
+    ORB features (OpenCV) detected outside the dilated person mask are matched between
+    consecutive keyframes (Hamming distance, cross-checked); the median match displacement is
+    taken per pair and the median over pairs returned. A still camera gives ~0 (the background
+    is identical), an orbiting camera moves it by many pixels.
 
     Args:
         images: {name: (H, W, 3) uint8 RGB}. person_masks: {name: (H, W) float} 1 on the person.
     Returns:
-        pixels per keyframe step, as a fraction of the image width (float); NaN when the
-        background has no texture anywhere.
+        displacement per keyframe step as a fraction of the image width (float); NaN when the
+        background has too few features (a blank wall) to tell.
     """
     names = sorted(images)
+    orb = cv2.ORB_create(nfeatures=1500, fastThreshold=5)
+    bf = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    feats = {}
+    for n in names:
+        g = cv2.cvtColor(images[n], cv2.COLOR_RGB2GRAY)
+        m = person_masks.get(n)
+        bg = np.full(g.shape, 255, np.uint8)
+        if m is not None:
+            bg[cv2.dilate((m > 0.3).astype(np.uint8), np.ones((25, 25), np.uint8)) > 0] = 0
+        feats[n] = orb.detectAndCompute(g, bg)
     vals = []
     for a, b in zip(names[:-1], names[1:]):
-        ga = cv2.cvtColor(images[a], cv2.COLOR_RGB2GRAY)
-        gb = cv2.cvtColor(images[b], cv2.COLOR_RGB2GRAY)
-        flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 4, 21, 3, 5, 1.1, 0)
-        bg = np.ones(ga.shape, bool)
-        for n in (a, b):
-            m = person_masks.get(n)
-            if m is not None:
-                bg &= cv2.dilate((m > 0.3).astype(np.uint8), np.ones((25, 25), np.uint8)) == 0
-        gx = cv2.Sobel(ga, cv2.CV_32F, 1, 0)
-        gy = cv2.Sobel(ga, cv2.CV_32F, 0, 1)
-        tex = np.hypot(gx, gy) > 20
-        sel = bg & tex
-        if sel.sum() > 0.005 * sel.size:
-            vals.append(float(np.median(np.linalg.norm(flow[sel], axis=1))))
+        (ka, da), (kb, db) = feats[a], feats[b]
+        if da is None or db is None or len(ka) < 10 or len(kb) < 10:
+            continue
+        ms = bf.match(da, db)
+        if len(ms) < 8:
+            continue
+        d = [np.hypot(*(np.subtract(kb[m.trainIdx].pt, ka[m.queryIdx].pt))) for m in ms]
+        vals.append(float(np.median(d)))
     if not vals:
         return float("nan")
     return float(np.median(vals)) / images[names[0]].shape[1]

@@ -96,6 +96,23 @@ def _cams_from_fit(fit, names, cx=None, cy=None) -> dict[str, Camera]:
             for i, n in enumerate(names) if fit.fitted[i]}
 
 
+def _pnp_cameras(model, fit, pts, use, names, focal) -> dict[str, Camera]:
+    """Per-frame head poses by PnP of the fitted head's landmark vertices at a known focal."""
+    from engine.head.fit import _pnp
+
+    K = np.array([[focal, 0, fit.cx], [0, focal, fit.cy], [0, 0, 1.0]])
+    out = {}
+    for i, n in enumerate(names):
+        if not use[i]:
+            continue
+        obj = model.vertices_np(fit.identity, fit.expression[i])[model.mp_vertex]
+        r = _pnp(obj, pts[i, model.mp_index, :2].astype(np.float64), K)
+        if r is not None:
+            R = cv2.Rodrigues(r[0])[0]
+            out[n] = Camera(focal, focal, fit.cx, fit.cy, fit.width, fit.height, R, r[1])
+    return out
+
+
 def choose_mode(images, pts, found, person, cfg) -> tuple[str, dict]:
     """Automatic capture-situation choice; returns (mode, evidence dict)."""
     from engine.cameras.sfm import background_motion, landmark_hull_masks
@@ -199,11 +216,16 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     if known is not None:
         # head frame: similarity from the known cameras to the landmark poses, then the head
         # model fitted once more to all views with the known cameras held rigid (metric scale)
-        _, s1, R1, t1 = align_cameras(known, head_cams)
         use = np.array([bool(found[i]) and n in known for i, n in enumerate(names)])
         Rr = np.stack([known[n].R if n in known else np.eye(3) for n in names])
         tr = np.stack([known[n].t if n in known else np.zeros(3) for n in names])
         f_known = float(np.median([0.5 * (c.fx + c.fy) for c in known.values()]))
+        # initial similarity: per-frame PnP of the fitted head at the known focal length
+        pnp_cams = _pnp_cameras(model, fit, pts, use, names, f_known)
+        if len(pnp_cams) < 3:
+            raise InputError("fewer than 3 keyframes have both known cameras and landmarks; "
+                             "check that the imported frame names match the keyframes")
+        _, s1, R1, t1 = align_cameras(known, pnp_cams)
         fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
                        rig_init=(1 / s1, R1.T, -(R1.T @ t1) / s1), progress=prog, **common)
         scale = 1.0 / s1

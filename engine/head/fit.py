@@ -223,9 +223,9 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
         with torch.no_grad():
             psi.clamp_(0.0, 1.0)
         if progress is not None and (it % 25 == 0 or it == iterations - 1):
-            progress(it + 1, iterations, {"total": float(loss), "landmarks": float(data),
-                                          "prior": float(prior),
-                                          "median_px": float(res.median())})
+            progress(it + 1, iterations, {"total": loss.item(), "landmarks": data.item(),
+                                          "prior": prior.item(),
+                                          "median_px": res.detach().median().item()})
 
     with torch.no_grad():
         res = torch.linalg.norm(project() - x_obs, dim=-1).numpy()

@@ -236,9 +236,10 @@ def environment_background(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: 
     c = centre @ centre - radius ** 2
     s = -b + np.sqrt(np.maximum(b * b - c, 0))
     p = centre + s[:, None] * d
-    g = value_noise_3d(p, 0.25, seed, octaves=4)
+    g = value_noise_3d(p, 0.25, seed, octaves=5)
     h = value_noise_3d(p, 0.6, seed + 3, octaves=2)
-    rgb = np.stack([0.3 + 0.6 * g, 0.35 + 0.5 * h, 0.3 + 0.4 * (1 - g)], -1)
+    g = np.clip(0.5 + 2.0 * (g - 0.5), 0, 1)  # contrast: corners for feature detectors
+    rgb = np.stack([0.2 + 0.7 * g, 0.35 + 0.5 * h, 0.25 + 0.5 * (1 - g)], -1)
     return (np.clip(rgb, 0, 1).reshape(height, width, 3) * 255).astype(np.uint8)
 
 
