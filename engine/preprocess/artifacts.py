@@ -11,6 +11,10 @@ Stage folders (``cache/<stage>/<key>/``):
 * masks: ``hair/<name>.png`` and ``bust/<name>.png``, 16-bit single-channel PNG, value / 65535;
 * orientation: ``orientation/<name>.npz`` with ``angle`` (H, W) float32 radians in [0, pi) and
   ``confidence`` (H, W) float32 (0 outside the hair mask).
+
+Every preprocessing stage folder also holds ``previews/<name>.png`` per keyframe and
+``previews/sheet.png`` (a contact sheet), RGB PNGs for people to look at (keyframes: only the
+sheet; landmarks: the mesh drawn; masks: hair red, bust blue; orientation: hue = angle).
 """
 
 from __future__ import annotations

@@ -80,21 +80,23 @@ def orientation_map(rgb: np.ndarray, mask: np.ndarray | None = None,
            - cv2.GaussianBlur(img, (0, 0), params.dog_sigma_high))
     angles, kernels = gabor_bank(params)
     h, w = img.shape
-    best = np.full((h, w), -1.0, np.float32)
-    arg = np.zeros((h, w), np.int32)
     responses = np.empty((len(kernels), h, w), np.float32)
     for k, kern in enumerate(kernels):
-        r = np.abs(cv2.filter2D(dog, cv2.CV_32F, kern, borderType=cv2.BORDER_REFLECT))
-        responses[k] = r
-        better = r > best
-        best[better] = r[better]
-        arg[better] = k
+        cv2.filter2D(dog, cv2.CV_32F, kern, dst=responses[k], borderType=cv2.BORDER_REFLECT)
+    np.abs(responses, out=responses)
+    arg = responses.argmax(axis=0)
+    best = np.take_along_axis(responses, arg[None], axis=0)[0]
     angle = angles[arg].astype(np.float32)
     # Confidence (Paris et al. 2004 Eq. 1): spread of responses around the best orientation,
     # normalised by the best response: sqrt(sum_k d(a_k, a*)^2 (F* - F_k)^2) / F*.
-    diff = np.abs(angles[:, None, None] - angle[None])
-    dist = np.minimum(diff, np.pi - diff).astype(np.float32)
-    spread = np.sqrt(np.sum(dist ** 2 * (best[None] - responses) ** 2, axis=0) / len(kernels))
+    # Accumulated one orientation at a time (no (K, H, W) temporaries: memory-bound otherwise).
+    acc = np.zeros((h, w), np.float32)
+    for k in range(len(kernels)):
+        d = np.abs(np.float32(angles[k]) - angle)
+        d = np.minimum(d, np.float32(np.pi) - d)
+        d *= best - responses[k]
+        acc += d * d
+    spread = np.sqrt(acc / len(kernels))
     confidence = spread / np.maximum(best, 1e-6)
     if mask is not None:
         confidence = np.where(mask > 0.5, confidence, 0.0).astype(np.float32)

@@ -58,11 +58,11 @@ def contact_sheet(images: list[np.ndarray], columns: int = 4, width: int = 256) 
 
 
 def save_preview(folder: Path, name: str, rgb: np.ndarray) -> Path:
-    """Write ``previews/<name>.jpg`` under ``folder``."""
+    """Write ``previews/<name>.png`` (RGB uint8 in) under ``folder``; returns its path."""
     out = Path(folder) / "previews"
     out.mkdir(parents=True, exist_ok=True)
-    file = out / f"{name}.jpg"
+    file = out / f"{name}.png"
     if not cv2.imwrite(str(file), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                       [cv2.IMWRITE_JPEG_QUALITY, 88]):
+                       [cv2.IMWRITE_PNG_COMPRESSION, 3]):
         raise OSError(f"could not write {file}")
     return file

@@ -269,18 +269,18 @@ def run_orientation(cfg: OrientationConfig, inputs: Mapping[str, Artifact],
 
 
 STAGES = [
-    Stage("keyframes", 2, KeyframesConfig, (), run_keyframes, _keyframes_fingerprint,
+    Stage("keyframes", 3, KeyframesConfig, (), run_keyframes, _keyframes_fingerprint,
           "Keyframes", presets={"preview": {"max_keyframes": 12, "max_candidates": 90,
                                             "max_side": 512},
                                 "high": {"max_keyframes": 48, "max_candidates": 400,
                                          "max_side": 1024}}),
-    Stage("landmarks", 1, LandmarksConfig, ("keyframes",), run_landmarks, None,
+    Stage("landmarks", 2, LandmarksConfig, ("keyframes",), run_landmarks, None,
           "Face landmarks"),
-    Stage("masks", 3, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
+    Stage("masks", 4, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
           "Hair and bust masks", presets={"preview": {"grabcut_iterations": 2,
                                                       "grabcut_side": 256},
                                           "high": {"grabcut_iterations": 5,
                                                    "grabcut_side": 512}}),
-    Stage("orientation", 1, OrientationConfig, ("keyframes", "masks"), run_orientation, None,
+    Stage("orientation", 2, OrientationConfig, ("keyframes", "masks"), run_orientation, None,
           "Orientation maps", presets={"preview": {"orientations": 60}}),
 ]

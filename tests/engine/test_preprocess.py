@@ -95,6 +95,16 @@ def test_media_errors_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):
         probe_source(tmp_path / "empty")
+    empty = tmp_path / "zero.mp4"  # a valid container with no frame in it
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 64)).release()
+    with pytest.raises(InputError, match="zero.mp4: not a video"):
+        probe_source(empty)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.zeros((8, 8, 3), np.uint8))
+    (folder / "1.png").write_text("not an image")
+    with pytest.raises(InputError, match="1.png: missing or not a readable image"):
+        list(iter_frames(folder))
 
 
 def test_sharpness_prefers_sharp_frames():
@@ -178,7 +188,7 @@ def test_preprocessing_stages_on_the_rendered_sample_apply_a_mask_edit(tmp_path)
     assert hair[max(top[1] - 25, 0), top[0]] > 0.5
     angle, conf = art.load_orientation(fin["orientation"].path, names[0])
     assert angle.shape == hair.shape and conf[hair < 0.01].max() == 0
-    assert (fin["masks"].path / "previews" / f"{names[0]}.jpg").exists()
+    assert (fin["masks"].path / "previews" / f"{names[0]}.png").exists()
 
     # paint the whole first keyframe as "not hair": masks and orientation re-run, others don't
     project.mask_edits_dir.mkdir(parents=True)
@@ -199,7 +209,7 @@ def test_hair_masks_on_real_frames_match_hand_drawn_outlines(tmp_path):
     """Masks of real d3 frames against hair outlines drawn by hand (tests/engine/data)."""
     polys = json.loads((Path(__file__).parent / "data" / "d3_hair_polygons.json").read_text())
     annotated = sorted(int(k) for k in polys["frames"])
-    wanted = sorted(set(annotated) | {16, 92, 130, 210, 318})
+    wanted = sorted(set(annotated) | {92, 130, 210, 318})
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, rgb in read_frames(D3, wanted).items():  # frames stay in tmp, never in the repo
@@ -220,6 +230,8 @@ def test_hair_masks_on_real_frames_match_hand_drawn_outlines(tmp_path):
         cv2.fillPoly(truth, [np.array(polys["frames"][str(src)], np.int32)], 1)
         hair = art.load_mask(fin["masks"].path, "hair", names[src]) > 0.5
         ious.append((hair & (truth > 0)).sum() / (hair | (truth > 0)).sum())
-    # the outlines are rough (+-10 px); 0.67 / 0.82 / 0.75 were measured when they were drawn
-    print("hair-mask IoU against hand outlines:", [round(float(v), 3) for v in ious])
+    # the outlines are rough (+-10 px); on the full 24-keyframe run of the clip (standard
+    # preset) these frames measured 0.67 / 0.67 / 0.81 / 0.68 / 0.78 / 0.75 (frames 16, 44, 158,
+    # 178, 254, 260), 0.77-0.94 when a 10-px band around each outline is left out
+    print("hair-mask IoU against hand outlines:", dict(zip(annotated, np.round(ious, 3))))
     assert min(ious) > 0.6 and np.mean(ious) > 0.68, ious
