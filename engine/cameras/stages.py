@@ -113,7 +113,7 @@ def _pnp_cameras(model, fit, pts, use, names, focal) -> dict[str, Camera]:
     return out
 
 
-def choose_mode(images, pts, found, person, cfg) -> tuple[str, dict]:
+def choose_mode(images, pts, found, person, fit, cfg) -> tuple[str, dict]:
     """Automatic capture-situation choice; returns (mode, evidence dict)."""
     from engine.cameras.sfm import background_motion, landmark_hull_masks
 
@@ -123,7 +123,7 @@ def choose_mode(images, pts, found, person, cfg) -> tuple[str, dict]:
                                grow=1.5)
     masks = {n: np.maximum(hull.get(n, 0), person.get(n, 0)) for n in names}
     motion = background_motion(images, masks)
-    yaw = _yaw_range(pts, found)
+    yaw = _yaw_range(fit)
     ev = {"background_motion": motion, "yaw_range_deg": yaw}
     if np.isfinite(motion) and motion > cfg.orbit_motion:
         return "orbit", ev
@@ -132,18 +132,11 @@ def choose_mode(images, pts, found, person, cfg) -> tuple[str, dict]:
     return "landmarks", ev
 
 
-def _yaw_range(pts, found) -> float:
-    """Head yaw range (degrees) estimated from the nose-tip offset between the face sides."""
-    yaws = []
-    for p, f in zip(pts, found):
-        if not f:
-            continue
-        left, right, nose = p[234, :2], p[454, :2], p[1, :2]
-        w = np.linalg.norm(right - left)
-        if w > 0:
-            r = np.clip(2 * (nose - (left + right) / 2) @ (right - left) / w ** 2, -1, 1)
-            yaws.append(np.degrees(np.arcsin(r)) * 1.6)
-    return float(np.ptp(yaws)) if len(yaws) > 1 else 0.0
+def _yaw_range(fit) -> float:
+    """Head yaw range (degrees) over the fitted frames, from the landmark-fit rotations."""
+    fwd = fit.R[fit.fitted][:, :, 2]  # head +Z axis in camera coordinates
+    yaw = np.degrees(np.arctan2(fwd[:, 0], -fwd[:, 2]))
+    return float(np.ptp(yaw)) if len(yaw) > 1 else 0.0
 
 
 def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
@@ -167,7 +160,7 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
                                    if k != "per_frame_median_px"}}
     mode = cfg.mode
     if mode == "auto":
-        mode, ev = choose_mode(images, pts, found, person, cfg)
+        mode, ev = choose_mode(images, pts, found, person, fit, cfg)
         info["auto"] = ev
         yield ctx.log(f"capture looks like '{mode}' (background motion "
                       f"{ev['background_motion']:.4f} widths/step, yaw range "

@@ -162,65 +162,11 @@ def make_scene(n_views: int = 12, size: int = 64) -> tuple[CoarseData, list[dict
 def evaluate(fields, centre, scale: float, cams: CameraSet, views: list[dict],
              hair_mesh: tuple[np.ndarray, np.ndarray], max_points: int = 20000, seed: int = 0
              ) -> dict[str, float]:
-    """Accuracy of fitted fields against this scene's truth, on the visible hair surface.
+    """Accuracy of fitted fields against this scene's truth on the visible hair surface
+    (:func:`engine.coarse.evaluate.surface_metrics`; truth points are the hair pixels' hit
+    points in ``views``, truth distance ``|sdf_hair|``)."""
+    from engine.coarse.evaluate import surface_metrics
 
-    * ``chamfer_mm``: symmetric chamfer distance (mean of the two one-sided mean distances, mm)
-      between the true visible hair points (hit points of hair pixels in ``views``) and the
-      predicted visible hair surface (expected hair depth of the fitted fields along the same
-      cameras' rays where the rendered hair opacity > 0.5). Truth -> prediction distances go to
-      the predicted marching-cubes mesh (densely sampled); prediction -> truth distances are
-      ``|sdf_hair|`` of the analytic cap.
-    * ``angle_median_deg`` / ``angle_mean_deg``: unsigned angle between the fitted ``beta`` and
-      the true direction at the true visible hair points.
-    """
-    import trimesh
-    from scipy.spatial import cKDTree
-
-    from engine.coarse.export import render_maps
-
-    rng = np.random.default_rng(seed)
-    truth = np.concatenate([r["points"][r["hair"] > 0.5] for r in views])
-    if len(truth) > max_points:
-        truth = truth[rng.choice(len(truth), max_points, replace=False)]
-    dev = next(fields.parameters()).device
-    c = torch.as_tensor(np.asarray(centre), dtype=torch.float32, device=dev)
-    cams_d = cams.to(dev)
-    pred = []
-    for v in range(len(views)):
-        m = render_maps(fields, cams_d, v, c, scale)
-        o, d = _rays_np(cams, v)
-        sel = (m["mask_hair"] > 0.5).reshape(-1)
-        pred.append(o + d[sel] * m["depth_hair"].reshape(-1)[sel, None])
-    pred = np.concatenate(pred)
-    if len(pred) > max_points:
-        pred = pred[rng.choice(len(pred), max_points, replace=False)]
-    v_, f_ = hair_mesh
-    if len(f_) == 0 or len(pred) == 0:
-        return {"chamfer_mm": float("inf"), "angle_median_deg": 90.0, "angle_mean_deg": 90.0}
-    samples, _ = trimesh.sample.sample_surface_even(trimesh.Trimesh(v_, f_, process=False),
-                                                    400000, seed=seed)
-    d_tp = cKDTree(samples).query(truth, workers=1)[0]
-    d_pt = np.abs(sdf_hair(pred.astype(np.float64)))
-    with torch.no_grad():
-        u = (torch.as_tensor(truth, dtype=torch.float32, device=dev) - c) / scale
-        beta = fields.orientation(u).cpu().numpy()
-    cos = np.abs((beta * direction(truth.astype(np.float64))).sum(-1)).clip(0, 1)
-    ang = np.degrees(np.arccos(cos))
-    return {"chamfer_mm": float(500.0 * (d_tp.mean() + d_pt.mean())),
-            "truth_to_pred_mm": float(1000 * d_tp.mean()),
-            "pred_to_truth_mm": float(1000 * d_pt.mean()),
-            "angle_median_deg": float(np.median(ang)), "angle_mean_deg": float(ang.mean()),
-            "n_truth": int(len(truth)), "n_pred": int(len(pred))}
-
-
-def _rays_np(cams: CameraSet, v: int) -> tuple[np.ndarray, np.ndarray]:
-    """Camera centre (3,) and unit ray directions (H*W, 3) of view v, head frame (metres)."""
-    H, W = cams.height, cams.width
-    K, R, t = (cams.K[v].numpy().astype(np.float64), cams.R[v].numpy().astype(np.float64),
-               cams.t[v].numpy().astype(np.float64))
-    ys, xs = np.mgrid[0:H, 0:W]
-    d_cam = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs, float)],
-                     -1).reshape(-1, 3)
-    d = d_cam @ R
-    d /= np.linalg.norm(d, axis=-1, keepdims=True)
-    return -R.T @ t, d
+    truth = np.concatenate([r["points"][r["hair"] > 0.5] for r in views]).astype(np.float64)
+    return surface_metrics(fields, centre, scale, cams, truth, direction(truth),
+                           lambda p: np.abs(sdf_hair(p)), hair_mesh, max_points, seed)

@@ -24,9 +24,9 @@ a time with
   tangent plane this fixes beta wherever a surface point is seen by few views.
 * ``L_tv``: total variation of the tri-plane features (K-Planes, Fridovich-Keil et al. 2023).
 
-Rays that leave the box through its bottom face (the torso continues below the box) get no
-colour or bust-mask loss where the bust mask is on, since the surface they see may lie outside
-the box.
+Rays that leave the box below the lowest point of the head mesh (the end of the neck; the torso
+continues below and beside the box) get no colour or bust-mask loss where the bust mask is on,
+since the surface they see may lie outside the box.
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ class CoarseTrainer:
                                     eps=1e-15)
         self.base_lr = [cfg.lr_grid, cfg.lr_mlp]
         self.step_count = 0
+        self.y_cut = float(hp_u[:, 1].min())
         self._prepare_sampling()
         V, H, W = self.data.shape
         fg = torch.maximum(self.data.hair, self.data.bust)
@@ -220,7 +221,9 @@ class CoarseTrainer:
         bust_t = d.bust[v, py, px]
         fg_t = torch.maximum(hair_t, bust_t)
         rgb_t = d.images[v, py, px] * fg_t[:, None]
-        below = (exit_face == 2) & (bust_t > 0.5)  # leaves through the box bottom (y = -1)
+        # rays that leave the box below the neck end may see the torso outside the box
+        exit_y = o[:, 1] + dirs[:, 1] * far
+        below = (exit_y < self.y_cut) & (bust_t > 0.5)
         keep = (~below).float()
         l_color = (keep[:, None] * (out["color"] - rgb_t).abs()).sum() / (3 * keep.sum() + 1e-6)
         l_mask = L.mask_bce(out["mask_hair"], hair_t) + L.mask_bce(out["mask_bust"], bust_t, keep)

@@ -126,7 +126,19 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
     Raises:
         InputError: fewer than ``min_frames`` frames have landmarks.
     """
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small problem: one thread is fastest and plays well with others
+    try:
+        return _fit_head(model, landmarks, found, width, height, names, focal, principal,
+                         n_identity, iterations, w_identity, w_expression, fit_expression,
+                         min_frames, progress, rig, rig_init)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_head(model, landmarks, found, width, height, names, focal, principal, n_identity,
+              iterations, w_identity, w_expression, fit_expression, min_frames, progress, rig,
+              rig_init) -> HeadFit:
     lm = np.asarray(landmarks, np.float64)[:, :, :2]
     K_all = lm.shape[0]
     names = names or [f"{i:03d}" for i in range(K_all)]

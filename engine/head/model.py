@@ -97,9 +97,12 @@ class HeadModel:
         v0, I, E = self._tensors(vertex_ids, device, dtype)
         out = v0
         if identity is not None:
-            out = out + torch.einsum("...k,kvc->...vc", identity, I[: identity.shape[-1]])
+            n = identity.shape[-1]
+            out = out + (identity @ I[:n].reshape(n, -1)).reshape(*identity.shape[:-1], *v0.shape)
         if expression is not None:
-            out = out + torch.einsum("...k,kvc->...vc", expression, E[: expression.shape[-1]])
+            n = expression.shape[-1]
+            out = out + (expression @ E[:n].reshape(n, -1)).reshape(*expression.shape[:-1],
+                                                                     *v0.shape)
         return out
 
     def vertices_np(self, identity=None, expression=None) -> np.ndarray:

@@ -6,7 +6,7 @@ scalp; everything is seeded. Configs (:data:`CONFIGS`):
 * ``tiny``: a few small grooms, tiny networks, tens of steps; runs in the test suite on a CPU in
   seconds (it checks the machinery, not the quality).
 * ``standard``: the shipped models. VAE: 64 grooms x 3000 strands (16 per curl class), MLP
-  512 x 3, batch 512, AdamW 1e-3 with cosine decay. Diffusion: 64 grooms x 2500 strands
+  512 x 3, batch 128, AdamW 1e-3 with cosine decay. Diffusion: 64 grooms x 2500 strands
   encoded by the VAE (z_mu) into 64 x 64 latent textures (plus their mirror images), a U-Net at
   32 x 32 x 64. Each stage also stops at ``max_minutes`` (wall clock), recorded in the JSON.
 
@@ -39,13 +39,13 @@ class VAETrainConfig:
     strands_per_groom: int = 3000
     hidden: int = 512
     depth: int = 3
-    batch: int = 512
-    steps: int = 6000
+    batch: int = 128
+    steps: int = 20000
     lr: float = 1e-3
     lambda_d: float = 1.0
     lambda_c: float = 1.0
     lambda_kl: float = 1e-4
-    max_minutes: float = 14.0
+    max_minutes: float = 15.0
     seed: int = 0
 
 
@@ -59,7 +59,7 @@ class DiffusionTrainConfig:
     batch: int = 16
     steps: int = 4000
     lr: float = 2e-4
-    max_minutes: float = 11.0
+    max_minutes: float = 9.0
     seed: int = 1
 
 
