@@ -235,3 +235,23 @@ def test_hair_masks_on_real_frames_match_hand_drawn_outlines(tmp_path):
     # 178, 254, 260), 0.77-0.94 when a 10-px band around each outline is left out
     print("hair-mask IoU against hand outlines:", dict(zip(annotated, np.round(ious, 3))))
     assert min(ious) > 0.6 and np.mean(ious) > 0.68, ious
+
+
+def test_keyframes_never_pick_excluded_frames(tmp_path):
+    """Excluded source frames (manifest "excluded_frames") change the key and are never picked."""
+    project = Project.open_or_create(tmp_path / "p")
+    project.import_source(SAMPLE_FRAMES)
+    stages = default_stages("keyframes")
+    cfg = PipelineConfig(stages, preset="preview", device="cpu",
+                         overrides={"keyframes": {"max_keyframes": 15, "min_frames": 4}})
+    first = [e for e in run_pipeline(project, stages, cfg) if isinstance(e, StageFinished)][0]
+    meta, _ = art.load_keyframes(first.path)
+    picked = [f["source_index"] for f in meta["frames"]]
+    assert len(picked) == 15  # every image is taken when the maximum allows it
+    project.manifest["excluded_frames"] = [0, 3, 7]
+    project.save()
+    again = [e for e in run_pipeline(project, stages, cfg) if isinstance(e, StageFinished)][0]
+    assert not again.cached and again.key != first.key
+    meta, _ = art.load_keyframes(again.path)
+    picked = [f["source_index"] for f in meta["frames"]]
+    assert len(picked) == 12 and not {0, 3, 7} & set(picked)
