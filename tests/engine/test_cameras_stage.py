@@ -110,3 +110,30 @@ def test_sfm_on_textureless_frames_raises(tmp_path):
     images = {f"{i:03d}": np.full((96, 96, 3), 128, np.uint8) for i in range(4)}
     with pytest.raises(InputError, match="capture more slowly|no model"):
         run_sfm(images, tmp_path / "sfm", max_features=256, num_threads=1)
+
+
+def test_imported_cameras_are_brought_into_the_head_frame(tmp_path):
+    from engine.cameras.camera import export_transforms_json, transform_cameras
+    from engine.head.render import look_at, synthetic_capture
+
+    images, truth_raw = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60)
+    truth = {k: Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], SIZE, SIZE, R, t)
+             for k, (K, R, t) in truth_raw.items()}
+    # the imported cameras live in some other similarity frame (e.g. a SfM tool's)
+    Rw, _ = look_at([1.0, 0.3, 0.2])
+    other = transform_cameras(truth, 3.0, Rw, np.array([0.5, -1.0, 2.0]))
+    export_transforms_json(tmp_path / "transforms.json", other)
+    inputs, ctx = _project(tmp_path, images)
+    summary, _ = _run({"mode": "transforms", "import_path": str(tmp_path / "transforms.json"),
+                       "iterations": 300}, inputs, ctx)
+    cams = load_cameras(ctx.out_dir / "cameras.json")
+    err = camera_errors(cams, truth)  # no alignment: already in the metric head frame
+    assert err["median_rot_deg"] < 2.0, err
+    assert err["median_centre_m"] < 0.03, err
+    _, scale, _, _ = align_cameras(cams, truth, robust=False)
+    assert abs(scale - 1) < 0.05
+    # cameras made for other frames are refused with a readable error
+    small = {k: Camera(c.fx, c.fy, c.cx, c.cy, 100, 100, c.R, c.t) for k, c in other.items()}
+    export_transforms_json(tmp_path / "small.json", small)
+    with pytest.raises(InputError, match="image size"):
+        _run({"mode": "transforms", "import_path": str(tmp_path / "small.json")}, inputs, ctx)
