@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.coarse.fields import CoarseFields, FieldSpec
 from engine.coarse.losses import project_direction_angle
@@ -47,7 +46,8 @@ def marching_cubes(volume: np.ndarray, centre: np.ndarray, scale: float
     """Zero level set of a (R, R, R) SDF grid over [-1, 1]^3 (scikit-image's marching cubes).
 
     Returns vertices (V, 3) float32 in the head frame (metres) and faces (F, 3) int32,
-    counter-clockwise seen from outside (the SDF's positive side). Empty arrays when the grid has
+    counter-clockwise seen from outside (the SDF's positive side, scikit-image's winding for
+    an SDF that grows outwards). Empty arrays when the grid has
     no zero crossing.
     """
     from skimage.measure import marching_cubes as mc
@@ -57,7 +57,7 @@ def marching_cubes(volume: np.ndarray, centre: np.ndarray, scale: float
     r = volume.shape[0]
     verts, faces, _, _ = mc(volume, level=0.0, spacing=(2.0 / (r - 1),) * 3)
     verts = (verts - 1.0) * scale + np.asarray(centre)
-    return verts.astype(np.float32), faces[:, ::-1].astype(np.int32).copy()
+    return verts.astype(np.float32), faces.astype(np.int32)
 
 
 def extract_meshes(fields: CoarseFields, centre: np.ndarray, scale: float, resolution: int
@@ -237,6 +237,3 @@ def normalise_mesh_for_preview(v: np.ndarray, f: np.ndarray) -> dict:
     return {"vertices": np.ascontiguousarray(v, np.float32),
             "faces": np.ascontiguousarray(f, np.int32)}
 
-
-def unit(x: torch.Tensor) -> torch.Tensor:
-    return F.normalize(x, dim=-1, eps=1e-8)

@@ -194,7 +194,8 @@ def train_and_export(data: CoarseData, names: list[str], cfg: CoarseConfig, devi
     for v in pick:
         if ctx is not None:
             ctx.check()
-        m = render_maps(fields, cams_d, v, trainer.data.centre, data.scale)
+        m = render_maps(fields, cams_d, v, trainer.data.centre, data.scale,
+                        n_samples=cfg.n_samples, n_importance=cfg.n_importance)
         img = (data.images[v].numpy() * 255).astype(np.uint8)
         last_preview = preview_image(m, img)
         cv2.imwrite(str(prev_dir / f"{names[v]}.png"), last_preview[..., ::-1])

@@ -262,10 +262,10 @@ class CoarseTrainer:
         total.backward()
         self.opt.step()
         self.step_count += 1
-        return {"total": total.item(), "color": l_color.item(), "mask": l_mask.item(),
-                "eikonal": float(l_reg), "head": float(l_head), "dir": float(l_dir),
-                "tangent": float(l_tan), "tv": float(l_tv),
-                "inv_s": float(self.fields.inv_s())}
+        terms = {"total": total, "color": l_color, "mask": l_mask, "eikonal": l_reg,
+                 "head": l_head, "dir": l_dir, "tangent": l_tan, "tv": l_tv,
+                 "inv_s": self.fields.inv_s()}
+        return {k: float(v.detach()) for k, v in terms.items()}
 
     def run(self, n: int | None = None):
         """Generator: run ``n`` (default ``cfg.iterations``) steps, yielding (step, losses)."""
