@@ -253,8 +253,20 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
             "focal_px": fit.focal}
 
 
+def _fingerprint(project, cfg: CamerasConfig):
+    """Content hash of imported camera files (so editing them re-runs the stage)."""
+    from engine.pipeline import file_sha256
+
+    if cfg.mode not in ("colmap", "transforms") or not cfg.import_path:
+        return None
+    p = Path(cfg.import_path)
+    files = sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p]
+    return [(x.name, file_sha256(x)) for x in files if x.exists()]
+
+
 STAGES = [
-    Stage("cameras", 1, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras, None,
+    Stage("cameras", 1, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
+          _fingerprint,
           title="Cameras and head",
           presets={"preview": {"iterations": 200, "sfm_features": 2048},
                    "high": {"iterations": 800, "sfm_features": 8192}}),
