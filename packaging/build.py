@@ -7,8 +7,8 @@ Usage (from the repository root, with the project's virtual environment)::
 It runs PyInstaller on ``packaging/strandcap.spec`` in this Python (whatever torch is installed
 here ships: a CUDA build of torch gives a GPU bundle), writes ``BUILD-INFO.txt`` into the bundle
 (versions, torch's CUDA version, build time) and prints the build time and the bundle size.
-``--smoke`` then runs ``packaging/smoke_test.py`` on the result. Portable: no shell commands, only
-PyInstaller's Python API.
+``--smoke`` then runs ``packaging/smoke_test.py`` on the result. Portable: no shell commands; PyInstaller
+runs through its Python API in this process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -102,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"built {bundle} in {seconds:.0f} s; size {size / 2**20:.0f} MiB", flush=True)
 
     if args.smoke:
-        return subprocess.call([sys.executable, str(HERE / "smoke_test.py"), str(bundle)])
+        sys.path.insert(0, str(HERE))
+        import smoke_test
+
+        return smoke_test.main([str(bundle)])
     return 0
 
 
