@@ -147,6 +147,21 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cameras(args: argparse.Namespace) -> int:
+    if args.mode:
+        args.set.append(f"cameras.mode={args.mode}")
+    if args.import_path:
+        path = Path(args.import_path)
+        if not path.exists():
+            raise InputError(f"{path}: no such COLMAP model folder or transforms.json")
+        mode = "transforms" if path.is_file() else "colmap"
+        args.set += [f"cameras.mode={mode}", f"cameras.import_path={json.dumps(str(path.resolve()))}"]
+    if args.focal:
+        args.set.append(f"cameras.focal_px={args.focal}")
+    args.until = "cameras"
+    return cmd_run(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     plan = _config(args, args.until)
     project = Project.open(args.project)
@@ -253,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="stop after this stage")
     run_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cameras", help="camera poses and intrinsics, fitted head and scalp")
+    p.add_argument("--project", required=True, help="a project made by `strandcap preprocess`")
+    p.add_argument("--mode", choices=("auto", "orbit", "turn", "landmarks"),
+                   help="capture situation (default auto): orbit = camera walked around a still "
+                        "head, turn = head turning before a still camera, landmarks = talking head")
+    p.add_argument("--import", dest="import_path", metavar="PATH",
+                   help="known cameras instead: a transforms.json or a COLMAP sparse model folder")
+    p.add_argument("--focal", type=float, help="known focal length in keyframe pixels")
+    run_options(p)
+    p.set_defaults(func=cmd_cameras)
 
     p = sub.add_parser("status", help="which stages of a project are finished")
     p.add_argument("--project", required=True)

@@ -717,9 +717,10 @@ def default_stages(until: str | None = None) -> list[Stage]:
     Raises:
         ConfigError: ``until`` names no stage.
     """
+    from engine.cameras.stages import STAGES as cameras
     from engine.preprocess.stages import STAGES as preprocess
 
-    stages = [*preprocess]
+    stages = [*preprocess, *cameras]
     if until is None:
         return stages
     names = [s.name for s in stages]
