@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.strandcap-installed
 
-.PHONY: demo test venv
+.PHONY: demo test venv bundle bundle-test
 
 venv: $(STAMP)
 
@@ -25,3 +25,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	if command -v xvfb-run >/dev/null 2>&1; then xvfb-run -a -s "-screen 0 1280x1024x24" $(PY) -m pytest -q; \
 	else $(PY) -m pytest -q; fi
+
+# One-folder desktop bundle (PyInstaller) in dist/strandcap; see docs/packaging.md.
+bundle: $(STAMP)
+	$(PY) packaging/build.py
+
+# Build, then smoke-test the bundle (it starts xvfb-run itself when no DISPLAY is set).
+bundle-test: bundle
+	$(PY) packaging/smoke_test.py dist/strandcap
