@@ -175,7 +175,7 @@ def test_real_turning_capture_fills_coverage_with_estimated_yaw(qtbot, capture):
     """The embedded sample (rendered head turning from -50 to +50 degrees) played as the camera:
     the yaw comes from mediapipe's landmarks only, and the guide fills the turned range."""
     truth = {f["index"]: f["yaw_deg"] for f in
-             json.loads((SAMPLE / "cameras.json").read_text())["frames"]}
+             json.loads((SAMPLE / "cameras.json").read_text())["frames"].values()}
     capture.coverage.min_frames = 1
     run_source(qtbot, capture, VideoFileSource(SAMPLE / "capture.mp4", realtime=False, stride=3),
                segment=False)
