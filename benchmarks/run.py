@@ -89,6 +89,10 @@ def machine_info(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": device,
     }
+    try:  # other work on the machine inflates wall times: record it
+        info["load_average_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        pass
     if device == "cuda" and torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         info.update(gpu=p.name, gpu_memory_gb=round(p.total_memory / 2**30, 1),
@@ -557,7 +561,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"- Preset: {report['preset']}; device: {m['device']}"
              + (f" ({m.get('gpu')})" if m.get("gpu") else ""),
              f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; {m['os']}; "
-             f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}",
+             f"Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}"
+             + (f"; load average {m['load_average_1_5_15'][0]} at the start, "
+                f"{m.get('load_average_at_end', ['?'])[0]} at the end"
+                if m.get("load_average_1_5_15") else ""),
              f"- Stages in the graph: {', '.join(report['stages']) or '(none yet)'}", ""]
     lines += ["## Per-stage wall time and peak memory", "",
               "| case | stage | wall s | peak RSS MiB | RSS before stage MiB | GPU peak MiB "
@@ -739,6 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"case {case}: {len(names)} stage(s)")
         label = case if case in SYNTHETIC + REAL + ("sample",) else _slug(source.stem)
         report["cases"].append(run_case(label, source, truth, work, args, names, log))
+    try:
+        report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        pass
     jp, mp = write_report(report, Path(args.out))
     print(markdown(report))
     log(f"wrote {jp} and {mp}")
