@@ -180,17 +180,20 @@ def upsample(sdf_fn, o: torch.Tensor, d: torch.Tensor, z: torch.Tensor, n_import
     return z
 
 
-def stratified(near: torch.Tensor, far: torch.Tensor, n: int, jitter: bool) -> torch.Tensor:
-    """(R,) near/far -> (R, n) sorted depths, one per equal bin (random within it if jitter)."""
+def stratified(near: torch.Tensor, far: torch.Tensor, n: int, jitter: bool,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """(R,) near/far -> (R, n) sorted depths, one per equal bin (random within it if jitter;
+    drawn on the CPU from ``generator`` when given, so CPU and CUDA runs see the same numbers)."""
     t = torch.arange(n, device=near.device, dtype=near.dtype)
-    off = torch.rand(near.shape[0], n, device=near.device) if jitter else torch.full(
+    off = torch.rand(near.shape[0], n, generator=generator).to(near.device) if jitter else torch.full(
         (near.shape[0], n), 0.5, device=near.device)
     return near[:, None] + (far - near)[:, None] * (t + off) / n
 
 
 def render_rays(fields, o: torch.Tensor, d: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
                 n_samples: int = 32, n_importance: int = 32, jitter: bool = True,
-                cos_anneal: float = 1.0, with_color: bool = True) -> dict[str, torch.Tensor]:
+                cos_anneal: float = 1.0, with_color: bool = True,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Two-SDF NeuS volume rendering of rays that hit the box.
 
     Args:
@@ -200,13 +203,14 @@ def render_rays(fields, o: torch.Tensor, d: torch.Tensor, near: torch.Tensor, fa
         near, far: (R,) depth interval inside the box.
         n_samples: stratified samples per ray; n_importance: NeuS up-sampled samples per ray.
         cos_anneal: NeuS's cosine annealing ratio in [0, 1] (1 = exact estimate).
+        generator: CPU generator for the jitter (None: the global one on the rays' device).
     Returns:
         dict: ``color`` (R, 3), ``mask_hair`` (R,), ``mask_bust`` (R,), ``depth_hair`` (R,) the
         expected depth of the hair surface (normalised units; 0 where no hair weight),
         ``weight_hair`` (R,) = mask_hair, ``normal`` (R, 3) weighted unit normal of the union,
         ``grad`` (R*S, 2, 3) SDF gradients at all samples (for the eikonal term), ``z`` (R, S).
     """
-    z = stratified(near, far, n_samples, jitter)
+    z = stratified(near, far, n_samples, jitter, generator)
     if n_importance > 0:
         z = upsample(lambda p: fields.sdf(p), o, d, z, n_importance)
     R, S = z.shape

@@ -216,7 +216,7 @@ class CoarseTrainer:
         flat = self.sample_rays(cfg.rays_per_batch)
         v, py, px, o, dirs, near, far, exit_face = self.rays_for(flat)
         out = render_rays(self.fields, o, dirs, near, far, cfg.n_samples, cfg.n_importance,
-                          jitter=True, cos_anneal=self.cos_anneal())
+                          jitter=True, cos_anneal=self.cos_anneal(), generator=self.gen)
         hair_t = d.hair[v, py, px]
         bust_t = d.bust[v, py, px]
         fg_t = torch.maximum(hair_t, bust_t)
