@@ -385,23 +385,13 @@ def sample_truth() -> dict[str, Any]:
 
 def camera_accuracy(cam_file: Path, true_cams: dict[str, Any]) -> dict[str, Any]:
     """Cameras stage output (``cameras.json`` keyed by keyframe name, head frame) against the
-    true keyframe cameras: median rotation error (degrees) and centre error (mm), as estimated
-    (the head frame is the ICT model's, so no alignment is needed) and after a similarity
-    alignment of the centres (:func:`engine.cameras.camera.align_cameras`)."""
+    true keyframe cameras (:func:`engine.cameras.camera.camera_accuracy`; the head frame is the
+    ICT model's, so the raw figures need no alignment)."""
     from engine.cameras import camera as C
 
-    est = C.load_cameras(cam_file)
     truth = {k: C.Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, c.R, c.t)
              for k, c in true_cams.items()}
-    raw = C.camera_errors(est, truth)
-    out = {"camera_frames": len(raw["frames"]),
-           "camera_rot_deg": round(raw["median_rot_deg"], 2),
-           "camera_centre_mm": round(1000 * raw["median_centre_m"], 1)}
-    if len(raw["frames"]) >= 3:
-        aligned = C.camera_errors(C.align_cameras(est, truth)[0], truth)
-        out.update(camera_rot_deg_aligned=round(aligned["median_rot_deg"], 2),
-                   camera_centre_mm_aligned=round(1000 * aligned["median_centre_m"], 1))
-    return out
+    return C.camera_accuracy(C.load_cameras(cam_file), truth)
 
 
 def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str, device: str,

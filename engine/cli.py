@@ -191,7 +191,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finished = _run(project, plan, args)
     _print_summary(finished, project)
     print(f"demo finished in {time.monotonic() - t0:.1f}s; project: {project.root}")
+    for line in evaluate_sample({ev.stage: ev.path for ev in finished}):
+        print(line)
     return 0
+
+
+def evaluate_sample(outputs: dict[str, Path]) -> list[str]:
+    """Lines comparing a run on the embedded sample with its ground truth: cameras (rotation
+    and centre errors, metric scale) when a cameras stage ran, strand precision / recall /
+    F-score (engine.metrics) when a strands stage wrote groom.npz."""
+    from engine.cameras.camera import camera_accuracy, load_cameras
+    from engine.preprocess.artifacts import load_keyframes
+    from engine.resources import resource
+
+    lines = []
+    if "cameras" in outputs and "keyframes" in outputs:
+        meta, _ = load_keyframes(outputs["keyframes"])
+        true_all = load_cameras(resource("sample", "cameras.json"))  # keyed by video frame
+        truth = {f["name"]: true_all[f"{f['source_index']:03d}"] for f in meta["frames"]
+                 if f"{f['source_index']:03d}" in true_all}
+        acc = camera_accuracy(load_cameras(outputs["cameras"] / "cameras.json"), truth)
+        lines.append(f"cameras vs truth ({acc['camera_frames']} keyframes): rotation "
+                     f"{acc['camera_rot_deg']:.2f} deg, centre {acc['camera_centre_mm']:.1f} mm; "
+                     f"after similarity alignment {acc.get('camera_rot_deg_aligned', 'n/a')} deg, "
+                     f"{acc.get('camera_centre_mm_aligned', 'n/a')} mm, "
+                     f"scale {acc.get('camera_scale', 'n/a')}")
+    groom_file = outputs.get(GROOM_STAGE, Path("/nonexistent")) / "groom.npz"
+    if groom_file.is_file():
+        from engine.io.export import load_groom
+        from engine.metrics import format_scores, strand_scores
+
+        scores = strand_scores(load_groom(groom_file), load_groom(resource("sample", "groom.npz")))
+        lines += ["strands vs the true groom:", format_scores(scores)]
+    else:
+        lines.append("strands vs the true groom: no strand stage yet, nothing to score")
+    return lines
 
 
 GROOM_STAGE = "strands"  # the stage whose folder holds the project's final groom.npz

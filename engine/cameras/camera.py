@@ -306,3 +306,26 @@ def camera_errors(est: dict[str, Camera], truth: dict[str, Camera]) -> dict:
     return {"frames": keys, "rot_deg": rot, "centre_m": cen,
             "median_rot_deg": float(np.median(rot)) if rot else float("nan"),
             "median_centre_m": float(np.median(cen)) if cen else float("nan")}
+
+
+def camera_accuracy(est: dict[str, Camera], truth: dict[str, Camera]) -> dict:
+    """Estimated cameras against true ones (same keys, head frame): median rotation error in
+    degrees and centre error in millimetres, as estimated and, with 3 or more common frames,
+    after a similarity alignment of the centres (:func:`align_cameras`).
+
+    Returns:
+        dict with ``camera_frames``, ``camera_rot_deg``, ``camera_centre_mm`` and, when aligned,
+        ``camera_rot_deg_aligned``, ``camera_centre_mm_aligned`` and ``camera_scale`` (the
+        alignment's scale: 1.0 means the estimate's metric scale is right).
+    """
+    raw = camera_errors(est, truth)
+    out = {"camera_frames": len(raw["frames"]),
+           "camera_rot_deg": round(raw["median_rot_deg"], 2),
+           "camera_centre_mm": round(1000 * raw["median_centre_m"], 1)}
+    if len(raw["frames"]) >= 3:
+        aligned_cams, scale, _, _ = align_cameras(est, truth)
+        aligned = camera_errors(aligned_cams, truth)
+        out.update(camera_rot_deg_aligned=round(aligned["median_rot_deg"], 2),
+                   camera_centre_mm_aligned=round(1000 * aligned["median_centre_m"], 1),
+                   camera_scale=round(float(scale), 4))
+    return out

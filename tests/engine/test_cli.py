@@ -151,3 +151,31 @@ def test_a_real_command_line_prints_exactly_one_error_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("strandcap: error: ") and "face" in lines[0], \
         out.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_demo_scoring_against_the_sample_truth(tmp_path):
+    """The demo's report: perfect cameras and the true groom score perfectly; a shifted groom
+    does not."""
+    import shutil
+
+    from engine.cameras.camera import load_cameras, save_cameras
+    from engine.cli import evaluate_sample
+    from engine.io.export import export_groom, load_groom
+    from engine.resources import resource
+
+    truth = load_cameras(resource("sample", "cameras.json"))
+    picks = [0, 20, 45, 70, 89]
+    kf, cams, strands = tmp_path / "kf", tmp_path / "cams", tmp_path / "strands"
+    for d in (kf, cams, strands):
+        d.mkdir()
+    (kf / "keyframes.json").write_text(json.dumps({"frames": [
+        {"name": f"{k:03d}", "source_index": i} for k, i in enumerate(picks)]}))
+    save_cameras(cams / "cameras.json", {f"{k:03d}": truth[f"{i:03d}"] for k, i in enumerate(picks)})
+    shutil.copy(resource("sample", "groom.npz"), strands / "groom.npz")
+    lines = evaluate_sample({"keyframes": kf, "cameras": cams, "strands": strands})
+    assert "rotation 0.00 deg, centre 0.0 mm" in lines[0] and "scale 1.0" in lines[0]
+    assert lines[-1].split()[-1] == "100.00"  # F-score at the last threshold
+    g = load_groom(resource("sample", "groom.npz"))
+    far = g.strands + np.array([0.0, 0.5, 0.0], np.float32)  # half a metre above the head
+    export_groom(g.replace(strands=far), strands / "groom.npz", units="m")
+    assert float(evaluate_sample({"strands": strands})[-1].split()[-1]) < 5.0
