@@ -12,8 +12,8 @@ from ``../shared/data/heads/ict_face_model_light.npz``; ICT-FaceKit, MIT licence
 * Head frame: ICT Face Model frame scaled centimetres -> metres (+Y up, +Z out of the face).
 * Signed distance: a 4 mm voxel grid of the signed distance to the neutral ICT mesh (face, head,
   neck and eyeballs). Distances come from a KD-tree over 400k area-uniform surface samples; the
-  sign is the side of the nearest samples' face normals (majority of 8) within 3.6 mm of the
-  surface, and a flood fill from the grid boundary further away (inside = not reachable from
+  sign is the side of the nearest samples' face normals (majority of 8; triangles re-oriented
+  outward first) within 3.6 mm of the surface, and a flood fill from the grid boundary further away (inside = not reachable from
   outside). Below y = -0.12 m the open neck is continued as an infinite column (a crude stand-in
   for the body). Trilinear interpolation; outside the grid the distance to the grid box is added.
 * Scalp UV: an azimuthal map around the head centre ``c``. For a UV (u, v), with
@@ -251,14 +251,7 @@ def build_head_asset(ict_path: Path = ICT_PATH, out_path: Path = HEAD_ASSET, spa
 
     v, tris = _ict_mesh(ict_path)
     mesh = trimesh.Trimesh(v, tris, process=False)
-    fn = mesh.face_normals
-    # orient outward: the majority of face normals should point away from the centroid
-    if np.mean(((mesh.triangles_center - v.mean(0)) * fn).sum(1) > 0) < 0.5:
-        tris = tris[:, ::-1]
-        mesh = trimesh.Trimesh(v, tris, process=False)
-        fn = mesh.face_normals
     pts, fid = trimesh.sample.sample_surface(mesh, n_samples, seed=seed)
-    nrm = fn[fid]
     tree = cKDTree(pts)
     lo = v.min(0) - 0.04
     hi = v.max(0) + 0.04
@@ -266,12 +259,9 @@ def build_head_asset(ict_path: Path = ICT_PATH, out_path: Path = HEAD_ASSET, spa
     axes = [lo[i] + spacing * np.arange(shape[i]) for i in range(3)]
     gp = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
     dist, idx = tree.query(gp, k=8, workers=-1)
-    side = ((gp[:, None, :] - pts[idx]) * nrm[idx]).sum(-1)
-    near_sign = np.where((side > 0).sum(1) >= 4, 1.0, -1.0).reshape(tuple(shape))
     dist0 = dist[:, 0].reshape(tuple(shape))
-    # Inside/outside away from the surface by flood fill from the grid boundary (the nearest-normal
-    # sign is wrong deep inside, where the nearest surface is the mouth or eye sockets). Below
-    # y_cut the open neck is continued as an infinite column (inside = inside of the cut slice).
+    # Inside/outside away from the surface by flood fill from the grid boundary. Below y_cut the
+    # open neck is continued as an infinite column (inside = inside of the cut slice).
     from scipy import ndimage
     band = dist0 < 0.9 * spacing
     j_cut = int(np.searchsorted(axes[1], _NECK_CUT_Y))
@@ -281,6 +271,27 @@ def build_head_asset(ict_path: Path = ICT_PATH, out_path: Path = HEAD_ASSET, spa
     b = np.unique(np.concatenate([lab[0].ravel(), lab[-1].ravel(), lab[:, -1].ravel(),
                                   lab[:, :, 0].ravel(), lab[:, :, -1].ravel()]))
     outside = np.isin(lab, b[b > 0])
+    outside[:, :j_cut, :] = outside[:, j_cut:j_cut + 1, :]
+    # Orient every triangle outward (the ICT face and head regions differ in winding): its normal
+    # must point from the flood-filled inside towards the outside.
+    occ = np.where(outside, 1.0, np.where(band, 0.5, 0.0))
+    occ[:, :j_cut, :] = occ[:, j_cut:j_cut + 1, :]
+    fn = mesh.face_normals
+    fc = mesh.triangles_center
+
+    def occ_at(p):
+        ij = np.clip(np.round((p - lo) / spacing).astype(int), 0, shape - 1)
+        return occ[ij[:, 0], ij[:, 1], ij[:, 2]]
+
+    flipf = np.zeros(len(fn), bool)
+    for step in (0.006, 0.010):
+        score = occ_at(fc + step * fn) - occ_at(fc - step * fn)
+        flipf |= (score < 0) & ~flipf
+    tris = np.where(flipf[:, None], tris[:, ::-1], tris)
+    mesh = trimesh.Trimesh(v, tris, process=False)
+    nrm = mesh.face_normals[fid]
+    side = ((gp[:, None, :] - pts[idx]) * nrm[idx]).sum(-1)
+    near_sign = np.where((side > 0).sum(1) >= 4, 1.0, -1.0).reshape(tuple(shape))
     sign = np.where(outside, 1.0, -1.0)
     sign[band] = near_sign[band]
     sign[:, :j_cut, :] = sign[:, j_cut:j_cut + 1, :]

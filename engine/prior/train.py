@@ -105,7 +105,7 @@ def train_vae(cfg: VAETrainConfig, out: Path, log=print) -> tuple[StrandVAE, dic
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     cache = out / "vae_strands_cache.npz"  # reused only when generated with the same config
-    key = json.dumps(asdict(cfg), sort_keys=True)
+    key = json.dumps([cfg.grooms_per_curl, cfg.strands_per_groom, cfg.seed])
     if cache.exists() and str(np.load(cache)["key"]) == key:
         x = np.load(cache)["x"]
     else:

@@ -43,9 +43,25 @@ def draw_groom(ax, strands: np.ndarray, mesh=None, view: str = "front", max_stra
         cols = base[None] * (1 - t[:, None]) + tip[None] * t[:, None]
     else:
         cols = np.tile(np.asarray(color, float)[None], (len(segs2), 1))
-    mid = 0.0 if view != "front" else 0.01
-    back = depth < mid
-    ax.add_collection(LineCollection(segs2[back], colors=cols[back] * 0.7, linewidths=lw))
+    if mesh is not None:
+        # visibility against a coarse depth map of the head (max depth of mesh vertices per 4 mm
+        # pixel, dilated): a segment is in front if it is nearer than the head at its pixel
+        from scipy.ndimage import maximum_filter
+
+        vxy, vd = _view(np.asarray(mesh[0], float), view)
+        px = 0.004
+        lo = np.array([-0.4, -0.6])
+        shape = (int(0.8 / px), int(1.0 / px))
+        ij = np.clip(((vxy - lo) / px).astype(int), 0, np.array(shape) - 1)
+        dmap = np.full(shape, -np.inf)
+        np.maximum.at(dmap, (ij[:, 0], ij[:, 1]), vd)
+        dmap = maximum_filter(dmap, size=3)
+        mxy = 0.5 * (xy0 + xy1)
+        sij = np.clip(((mxy - lo) / px).astype(int), 0, np.array(shape) - 1)
+        back = depth < dmap[sij[:, 0], sij[:, 1]]
+    else:
+        back = np.zeros(len(depth), bool)
+    ax.add_collection(LineCollection(segs2[back], colors=cols[back] * 0.7, linewidths=lw, zorder=1))
     if mesh is not None:
         v, f = mesh
         tri = v[f]
@@ -59,8 +75,8 @@ def draw_groom(ax, strands: np.ndarray, mesh=None, view: str = "front", max_stra
         order = np.argsort(dz[keep])
         shade = np.clip(0.25 + 0.7 * nd[keep][order], 0, 1)
         fc = np.stack([shade * 0.93, shade * 0.82, shade * 0.75], 1)
-        ax.add_collection(PolyCollection(xy[keep][order], facecolors=fc, edgecolors="none"))
-    ax.add_collection(LineCollection(segs2[~back], colors=cols[~back], linewidths=lw))
+        ax.add_collection(PolyCollection(xy[keep][order], facecolors=fc, edgecolors="none", zorder=2))
+    ax.add_collection(LineCollection(segs2[~back], colors=cols[~back], linewidths=lw, zorder=3))
     ax.set_xlim(-0.3, 0.3)
     ax.set_ylim(-0.45, 0.25)
     ax.set_aspect("equal")
