@@ -118,12 +118,15 @@ def accuracy(args) -> dict:
 
     q = load_coarse_fields(out_dir, args.device)
     hair_mesh = load_head_mesh(out_dir / "hair_mesh.ply")
-    truth_pts, truth_dirs = _truth(capture, names)
+    every = max(1, len(names) // args.eval_views)
+    eval_views = list(range(0, len(names), every))
+    truth_pts, truth_dirs = _truth(capture, [names[i] for i in eval_views])
     surf, _ = shell.sample_surface(400000, seed=1)
     tree = cKDTree(surf)
     metrics = surface_metrics(q.fields, q.centre.cpu().numpy(), q.scale, data.cams, truth_pts,
-                              truth_dirs, lambda p: tree.query(p, workers=1)[0], hair_mesh)
-    return {"preset": args.preset, "views": len(names), "capture_size": args.size,
+                              truth_dirs, lambda p: tree.query(p, workers=1)[0], hair_mesh,
+                              views=eval_views)
+    return {"preset": args.preset, "views": len(names), "eval_views": len(eval_views), "capture_size": args.size,
             "training_size": summary["image_size"], "iterations": cfg.iterations,
             "device": args.device, "threads": torch.get_num_threads(),
             "render_capture_s": round(render_s, 1), "stage_wall_s": round(stage_s, 1),
@@ -142,6 +145,8 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=24)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=None)
+    ap.add_argument("--eval-views", type=int, default=8,
+                    help="views (evenly spread) on which the visible surface is compared")
     ap.add_argument("--capture", default=None)
     ap.add_argument("--head", default=None)
     ap.add_argument("--out", default=None)

@@ -25,7 +25,7 @@ def predicted_visible_hair(fields, centre: np.ndarray, scale: float, cams: Camer
     ys, xs = np.mgrid[0:H, 0:W]
     pts = []
     for v in (range(cams.K.shape[0]) if views is None else views):
-        m = render_maps(fields, cams_d, v, c, scale)
+        m = render_maps(fields, cams_d, v, c, scale, n_samples=32, n_importance=32)
         K, R, t = (cams.K[v].cpu().double().numpy(), cams.R[v].cpu().double().numpy(),
                    cams.t[v].cpu().double().numpy())
         d = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones((H, W))],
@@ -40,12 +40,13 @@ def surface_metrics(fields, centre: np.ndarray, scale: float, cams: CameraSet,
                     truth_points: np.ndarray, truth_dirs: np.ndarray,
                     truth_distance: Callable[[np.ndarray], np.ndarray],
                     hair_mesh: tuple[np.ndarray, np.ndarray], max_points: int = 20000,
-                    seed: int = 0) -> dict[str, float]:
+                    seed: int = 0, views: list[int] | None = None) -> dict[str, float]:
     """Chamfer distance and orientation error on the visible hair surface.
 
     Args:
         fields: fitted :class:`~engine.coarse.fields.CoarseFields`; centre (3,), scale: its box.
-        cams: the views on which visibility is judged (head frame).
+        cams: the views on which visibility is judged (head frame); ``views``: which of them
+            (default all) render the predicted visible surface.
         truth_points: (N, 3) metres, true visible hair-surface points (e.g. depth-map hits).
         truth_dirs: (N, 3) true unit growth directions there (sign-free).
         truth_distance: (M, 3) -> (M,) unsigned distance (metres) to the true hair surface.
@@ -63,7 +64,7 @@ def surface_metrics(fields, centre: np.ndarray, scale: float, cams: CameraSet,
     if len(truth_points) > max_points:
         keep = rng.choice(len(truth_points), max_points, replace=False)
         truth_points, truth_dirs = truth_points[keep], truth_dirs[keep]
-    pred = predicted_visible_hair(fields, centre, scale, cams)
+    pred = predicted_visible_hair(fields, centre, scale, cams, views)
     if len(pred) > max_points:
         pred = pred[rng.choice(len(pred), max_points, replace=False)]
     v_, f_ = hair_mesh

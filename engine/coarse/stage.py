@@ -142,7 +142,8 @@ def load_capture_data(keyframes_dir: Path, masks_dir: Path, orientation_dir: Pat
         ts.append(c.t)
     f32 = lambda a: torch.from_numpy(np.asarray(a, np.float32))  # noqa: E731
     camset = CameraSet(f32(Ks), f32(Rs), f32(ts), H0, W0).scaled(H, W)
-    centre, scale = box_from_points(np.asarray(head_vertices), box_margin)
+    used = np.asarray(head_vertices)[np.unique(np.asarray(head_faces))]  # referenced vertices
+    centre, scale = box_from_points(used, box_margin)
     hp, hn = sample_mesh(head_vertices, head_faces, head_samples)
     data = CoarseData(images=f32(imgs), hair=f32(hair), bust=f32(bust), angle=f32(ang),
                       confidence=f32(conf), cams=camset, head_points=f32(hp),
