@@ -190,7 +190,7 @@ def synth_groom(style: HairStyle, n_strands: int = 10_000, n_points: int = 100,
 
     Returns a :class:`Groom` (strands (N, L, 3) float32 metres, head frame, root first, uniform
     arc length; root UVs (N, 2) float32). Deterministic for a given style (its ``seed``) and
-    arguments. ~1 s for 10k strands on one CPU core. Raises InputError for n_strands < 1 or
+    arguments. ~2 s for 10k strands on one (shared) CPU core. Raises InputError for n_strands < 1 or
     n_points < 2.
     """
     if n_strands < 1 or n_points < 2:

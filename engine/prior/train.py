@@ -7,8 +7,8 @@ scalp; everything is seeded. Configs (:data:`CONFIGS`):
   seconds (it checks the machinery, not the quality).
 * ``standard``: the shipped models. VAE: 64 grooms x 3000 strands (16 per curl class), MLP
   512 x 3, batch 128, AdamW 1e-3 with cosine decay. Diffusion: 64 grooms x 2500 strands
-  encoded by the VAE (z_mu) into 64 x 64 latent textures (plus their mirror images), a U-Net at
-  32 x 32 x 64. Each stage also stops at ``max_minutes`` (wall clock), recorded in the JSON.
+  encoded by the VAE (z_mu) into 64 x 64 latent textures (plus their mirror images), a U-Net
+  (width 32) at 32 x 32 x 64, batch 8, Adam 5e-4, EMA. Each stage also stops at ``max_minutes`` (wall clock), recorded in the JSON.
 
 Outputs in ``--out``: ``strand_vae.safetensors`` / ``.json`` and ``texture_diffusion.safetensors``
 / ``.json`` (config, steps run, final losses, wall time, hardware) and ``train_log.json``.
@@ -55,11 +55,11 @@ class DiffusionTrainConfig:
     strands_per_groom: int = 2500
     dense_res: int = 64
     model_res: int = 32
-    channels: int = 64
-    batch: int = 16
+    channels: int = 32
+    batch: int = 8
     steps: int = 4000
-    lr: float = 2e-4
-    max_minutes: float = 9.0
+    lr: float = 5e-4
+    max_minutes: float = 8.0
     seed: int = 1
 
 
