@@ -184,7 +184,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from engine.resources import sample_dir
 
-    plan = _config(args, None)
+    plan = _config(args, args.until)
     project = Project.open_or_create(Path(args.project))
     project.import_source(sample_dir() / "capture.mp4")
     t0 = time.monotonic()
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded sample capture")
     p.add_argument("--project", default="out/demo", help="project folder (default out/demo)")
+    p.add_argument("--until", help="stop after this stage (default: run every stage)")
     run_options(p, preset="preview")
     p.set_defaults(func=cmd_demo)
     return parser

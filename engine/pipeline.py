@@ -718,9 +718,10 @@ def default_stages(until: str | None = None) -> list[Stage]:
         ConfigError: ``until`` names no stage.
     """
     from engine.cameras.stages import STAGES as cameras
+    from engine.coarse.stage import STAGES as coarse
     from engine.preprocess.stages import STAGES as preprocess
 
-    stages = [*preprocess, *cameras]
+    stages = [*preprocess, *cameras, *coarse]
     if until is None:
         return stages
     names = [s.name for s in stages]

@@ -5,7 +5,7 @@ clean environment (on Linux/macOS ``PATH=/usr/bin:/bin``, no ``PYTHONPATH``/``PY
 ``VIRTUAL_ENV``, a fresh temporary ``HOME``), so nothing of the build's Python is reachable:
 
 1. ``strandcap --version`` prints ``strandcap <version of engine/__init__.py>``.
-2. ``strandcap demo --project TMP/demo -q`` exits 0 on the embedded sample and every stage it
+2. ``strandcap demo --project TMP/demo --until cameras -q`` exits 0 on the embedded sample and every stage it
    lists has its ``done.json``.
 3. ``strandcap export --groom <bundle>/…/resources/sample/groom.npz -o x.abc`` and ``-o x.usda``
    exit 0; both files convert back to ``.npz`` inside the bundle (``export --groom x.abc -o
@@ -167,7 +167,10 @@ def check_version(bundle: Path, work: Path) -> str:
 
 def check_demo(bundle: Path, work: Path) -> str:
     project = work / "demo"
-    rc, out, err, leaks = run([str(exe(bundle, "strandcap")), "demo", "--project", str(project), "-q"],
+    # up to the cameras stage (torch head fit, pycolmap, mediapipe, OpenCV all run); the coarse
+    # NeuS stage would add minutes of CPU training that the venv's tests already cover
+    rc, out, err, leaks = run([str(exe(bundle, "strandcap")), "demo", "--project", str(project),
+                               "--until", "cameras", "-q"],
                               clean_env(work / "home"), bundle, 900, cwd=work)
     expect_ok("strandcap demo", rc, out, err, leaks)
     if "demo finished" not in out:
