@@ -195,11 +195,7 @@ class CapturePage(QtWidgets.QWidget):
         self.worker.wait(wait_ms)
         QtCore.QCoreApplication.sendPostedEvents()
         self.worker = None
-        self.start_button.setText("Start camera")
-        self.record_button.setEnabled(False)
-        self.record_button.setText("● Record")
-        self.source_label.setText("No source running.")
-        self._set_warnings([], idle=True)
+        self._show_idle()
 
     # -- slots (GUI thread) ----------------------------------------------------------------
     @QtCore.Slot(object)
@@ -226,16 +222,20 @@ class CapturePage(QtWidgets.QWidget):
     def on_failed(self, message: str, details: str) -> None:
         show_error(self, "Capture failed", message, details)
 
-    @QtCore.Slot()
-    def on_finished(self) -> None:
-        if self.worker is not None and self.sender() is not self.worker:
-            return  # a stopped earlier source finishing late
-        self.worker = None
+    def _show_idle(self) -> None:
+        """Controls and labels for 'no source running'."""
         self.start_button.setText("Start camera")
         self.record_button.setEnabled(False)
         self.record_button.setText("● Record")
         self.source_label.setText("No source running.")
         self._set_warnings([], idle=True)
+
+    @QtCore.Slot()
+    def on_finished(self) -> None:
+        if self.worker is not None and self.sender() is not self.worker:
+            return  # a stopped earlier source finishing late
+        self.worker = None
+        self._show_idle()
 
     def on_recording_done(self, done: RecordingDone) -> None:
         self.last_recording = done.path
