@@ -1,0 +1,211 @@
+"""Soft hair rasteriser: binned forward against the brute-force reference, blending by hand,
+gradcheck, empty images and bad inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.errors import InputError
+from engine.strands.raster import (
+    Fragments,
+    RasterSettings,
+    blend,
+    rasterize_strands,
+    rasterize_strands_reference,
+)
+
+
+def random_strands(S, P, H, W, seed, dtype=torch.float32, step=3.0, margin=4.0):
+    """Smooth-ish random walks in pixels (some leave the image), depths in [0.4, 0.6]."""
+    g = torch.Generator().manual_seed(seed)
+    root = torch.rand(S, 1, 2, generator=g, dtype=torch.float64) * torch.tensor(
+        [W + 2 * margin, H + 2 * margin], dtype=torch.float64) - margin
+    heading = torch.rand(S, 1, generator=g, dtype=torch.float64) * 6.283
+    turn = torch.randn(S, P - 1, generator=g, dtype=torch.float64).mul(0.4).cumsum(1) + heading
+    steps = torch.stack([turn.cos(), turn.sin()], -1) * step
+    xy = torch.cat([root, root + steps.cumsum(1)], 1)
+    z = 0.4 + 0.2 * torch.rand(S, P, 1, generator=g, dtype=torch.float64)
+    return torch.cat([xy, z], -1).to(dtype)
+
+
+def assert_same_fragments(f: Fragments, r: Fragments, atol=1e-5):
+    assert f.seg.shape == r.seg.shape
+    assert torch.equal(f.seg, r.seg)
+    torch.testing.assert_close(f.coverage, r.coverage, atol=atol, rtol=1e-4)
+    torch.testing.assert_close(f.depth, r.depth, atol=atol, rtol=1e-5)
+    torch.testing.assert_close(f.t, r.t, atol=atol, rtol=1e-4)
+
+
+CASES = {
+    # name: (S, P, H, W, K, sigma, bin_size, width kind, occluder)
+    "several": (8, 7, 21, 27, 16, 0.5, 8, "scalar", False),
+    "k_small": (14, 9, 24, 20, 3, 0.5, 16, "strand", False),
+    "per_point": (10, 8, 19, 23, 4, 0.7, 5, "point", False),
+    "occluder": (10, 8, 22, 22, 5, 0.4, 8, "point", True),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_binned_forward_matches_reference(name, dtype):
+    S, P, H, W, K, sigma, bin_size, kind, with_occ = CASES[name]
+    v = random_strands(S, P, H, W, seed=list(CASES).index(name) + 100, dtype=dtype)
+    g = torch.Generator().manual_seed(7)
+    hw = {"scalar": 1.3,
+          "strand": (0.5 + 2 * torch.rand(S, generator=g)).to(dtype),
+          "point": (0.3 + 2 * torch.rand(S, P, generator=g)).to(dtype)}[kind]
+    occ = None
+    if with_occ:
+        occ = torch.full((H, W), float("inf"), dtype=dtype)
+        occ[:, : W // 2] = 0.5  # left half: an opaque surface at 0.5 hides the farther strands
+    st = RasterSettings(H, W, faces_per_pixel=K, sigma=sigma, bin_size=bin_size)
+    ref = rasterize_strands_reference(v, hw, st, occ)
+    n_cand = (ref.seg >= 0).sum(-1)
+    assert n_cand.sum() > 50, "the case must actually cover pixels"
+    if K < 16:
+        assert int(n_cand.max()) == K, "the case must have more overlapping segments than K"
+    for chunk in (None, 300):  # one chunk and many small chunks
+        out = rasterize_strands(v, hw, st, occ, chunk_pairs=chunk)
+        assert out.coverage.dtype == dtype
+        assert_same_fragments(out, ref)
+    # Front to back, empty slots last.
+    d = torch.where(ref.seg >= 0, ref.depth, torch.inf)
+    assert bool((d[..., 1:] >= d[..., :-1]).all())
+    if occ is not None:
+        hidden = (ref.seg >= 0) & (ref.depth >= 0.5)
+        assert not bool(hidden[:, : W // 2].any())
+        assert bool(((ref.seg >= 0) & (ref.depth > 0.5))[:, W // 2:].any())
+
+
+def test_crossing_strands_nearer_first():
+    # Two straight strands crossing at pixel (10, 10): the nearer one (z = 0.4) is first there.
+    H = W = 20
+    v = torch.tensor([[[0.0, 10.5, 0.5], [20.0, 10.5, 0.5]],
+                      [[10.5, 0.0, 0.4], [10.5, 20.0, 0.4]]])
+    st = RasterSettings(H, W, faces_per_pixel=4, sigma=0.5, bin_size=8)
+    f = rasterize_strands(v, 1.5, st)
+    assert f.seg[10, 10].tolist() == [1, 0, -1, -1]
+    assert f.depth[10, 10, 0].item() == pytest.approx(0.4)
+    assert f.coverage[10, 10, 0].item() == pytest.approx(torch.sigmoid(torch.tensor(1.5 / 0.5)).item(), abs=1e-5)
+    assert f.t[10, 3, 0].item() == pytest.approx(3.5 / 20.0, abs=1e-6)
+    # Far from both strands: nothing.
+    assert f.seg[2, 2].tolist() == [-1] * 4
+    assert_same_fragments(f, rasterize_strands_reference(v, 1.5, st))
+
+
+def test_blend_by_hand():
+    # Two semi-transparent layers on one pixel.
+    frag = Fragments(seg=torch.tensor([[[0, 1, -1]]]), coverage=torch.tensor([[[0.5, 0.5, 0.0]]]),
+                     depth=torch.tensor([[[0.4, 0.5, -1.0]]]), t=torch.zeros(1, 1, 3))
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    img, alpha = blend(frag, feats, background=torch.tensor([0.2, 0.4]))
+    assert img.shape == (2, 1, 1) and alpha.shape == (1, 1)
+    # w = [0.5, 0.25]; rest 0.25 of background.
+    torch.testing.assert_close(img[:, 0, 0], torch.tensor([0.5 + 0.25 * 0.2, 0.25 + 0.25 * 0.4]))
+    assert alpha.item() == pytest.approx(0.75)
+
+    # Two opaque strands over a 1-pixel image: the front colour wins, whatever the order.
+    for z0, z1, front in ((0.4, 0.6, 0), (0.6, 0.4, 1)):
+        v = torch.tensor([[[-5.0, 0.5, z0], [5.0, 0.5, z0]], [[0.5, -5.0, z1], [0.5, 5.0, z1]]])
+        f = rasterize_strands(v, 20.0, RasterSettings(1, 1, faces_per_pixel=4, sigma=0.5))
+        colours = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        img, alpha = blend(f, colours, background=0.5)
+        torch.testing.assert_close(img[:, 0, 0], colours[front], atol=1e-6, rtol=0)
+        assert alpha.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_gradcheck_through_raster_and_blend():
+    H, W = 9, 10
+    v = random_strands(3, 4, H, W, seed=3, dtype=torch.float64, step=2.5, margin=0.0)
+    hw = (0.8 + torch.rand(3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    feats = torch.rand(3 * 3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    st = RasterSettings(H, W, faces_per_pixel=3, sigma=0.6, bin_size=4)
+    vv = v.clone().requires_grad_(True)
+    ff = feats.clone().requires_grad_(True)
+    hh = hw.clone().requires_grad_(True)
+
+    def fn(verts, features, half_width):
+        frag = rasterize_strands(verts, half_width, st)
+        img, alpha = blend(frag, features, background=0.25)
+        return img, alpha, frag.depth, frag.t
+
+    # Selection must stay constant under the finite-difference steps (no ties at the boundary).
+    base = rasterize_strands(v, hw, st)
+    assert (base.seg >= 0).sum() > 20
+    for dv in (1e-6, -1e-6):
+        assert torch.equal(rasterize_strands(v + dv, hw, st).seg, base.seg)
+    assert torch.autograd.gradcheck(fn, (vv, ff, hh), eps=1e-6, atol=1e-5, rtol=1e-4)
+    img, alpha, _, _ = fn(vv, ff, hh)
+    (img.sum() + alpha.sum()).backward()
+    assert vv.grad.abs().sum() > 0 and ff.grad.abs().sum() > 0 and hh.grad.abs().sum() > 0
+
+
+def test_gradients_match_reference():
+    H, W = 16, 18
+    v = random_strands(8, 6, H, W, seed=11, dtype=torch.float64)
+    feats = torch.rand(8 * 5, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    st = RasterSettings(H, W, faces_per_pixel=4, sigma=0.5, bin_size=8)
+    grads = []
+    for fn in (rasterize_strands, rasterize_strands_reference):
+        vv = v.clone().requires_grad_(True)
+        ff = feats.clone().requires_grad_(True)
+        frag = fn(vv, 1.2, st)
+        img, alpha = blend(frag, ff, torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
+        (img.square().sum() + alpha.sum() + (frag.depth * frag.coverage).sum()).backward()
+        grads.append((vv.grad, ff.grad))
+    assert grads[0][0].abs().sum() > 0
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-9, rtol=1e-7)
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-9, rtol=1e-7)
+
+
+def test_empty_image():
+    H, W = 12, 14
+    st = RasterSettings(H, W, faces_per_pixel=4)
+    v = random_strands(5, 6, H, W, seed=0)
+    v[..., 0] += 1000.0  # all off-screen
+    f = rasterize_strands(v, 1.5, st)
+    assert f.seg.shape == (H, W, 4) and bool((f.seg == -1).all())
+    assert float(f.coverage.abs().sum()) == 0.0
+    img, alpha = blend(f, torch.ones(5 * 5, 3), background=0.3)
+    assert float(alpha.abs().max()) == 0.0
+    torch.testing.assert_close(img, torch.full((3, H, W), 0.3))
+    # Behind the camera, or behind an occluder, is empty too.
+    v2 = random_strands(5, 6, H, W, seed=0)
+    assert bool((rasterize_strands(v2, 1.5, st).seg >= 0).any())
+    behind = v2.clone()
+    behind[..., 2] = -behind[..., 2]
+    assert bool((rasterize_strands(behind, 1.5, st).seg == -1).all())
+    occ = torch.full((H, W), 0.3)
+    assert bool((rasterize_strands(v2, 1.5, st, occ).seg == -1).all())
+    # No strands at all.
+    f0 = rasterize_strands(torch.zeros(0, 4, 3), 1.0, st)
+    assert bool((f0.seg == -1).all())
+
+
+@pytest.mark.parametrize("call", [
+    lambda st: rasterize_strands(torch.zeros(3, 5, 2), 1.0, st),            # no depth
+    lambda st: rasterize_strands(torch.zeros(3, 1, 3), 1.0, st),            # one point per strand
+    lambda st: rasterize_strands(torch.zeros(5, 3), 1.0, st),               # not (S, P, 3)
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3, dtype=torch.int64), 1.0, st),
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3), torch.ones(4), st),  # width shape
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3), torch.ones(3, 4), st),
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3), -1.0, st),           # negative width
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3), 1.0, st, torch.ones(8, 7)),  # occluder shape
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3), 1.0, RasterSettings(0, 8)),
+    lambda st: rasterize_strands(torch.zeros(3, 5, 3), 1.0, RasterSettings(8, 8, sigma=0.0)),
+    lambda st: blend(rasterize_strands(torch.zeros(3, 5, 3), 1.0, st), torch.ones(12)),
+    lambda st: blend(rasterize_strands(torch.zeros(3, 5, 3), 1.0, st), torch.ones(12, 3),
+                     background=torch.ones(2)),
+])
+def test_bad_inputs_raise(call):
+    with pytest.raises(InputError):
+        call(RasterSettings(8, 8, faces_per_pixel=2))
+
+
+def test_blend_rejects_too_few_features():
+    v = torch.tensor([[[0.0, 4.0, 0.5], [8.0, 4.0, 0.5], [8.0, 8.0, 0.5]]])
+    f = rasterize_strands(v, 1.0, RasterSettings(8, 8, faces_per_pixel=2))
+    assert int(f.seg.max()) == 1
+    with pytest.raises(InputError):
+        blend(f, torch.ones(1, 3))
