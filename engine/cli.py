@@ -191,8 +191,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finished = _run(project, plan, args)
     _print_summary(finished, project)
     print(f"demo finished in {time.monotonic() - t0:.1f}s; project: {project.root}")
-    for line in evaluate_sample({ev.stage: ev.path for ev in finished}):
+    outputs = {ev.stage: ev.path for ev in finished}
+    for line in evaluate_sample(outputs):
         print(line)
+    groom_file = outputs.get(GROOM_STAGE, project.root / "missing") / "groom.npz"
+    if groom_file.is_file():
+        from engine.io.export import load_groom
+
+        preview = write_project_preview(load_groom(groom_file), outputs, project.root)
+        print(f"preview: {preview['preview']}; turntable: {preview['turntable']}")
     return 0
 
 
@@ -232,7 +239,7 @@ GROOM_STAGE = "strands"  # the stage whose folder holds the project's final groo
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.io.export import export_groom, load_groom
+    from engine.io.export import load_groom
 
     if args.groom:
         groom = load_groom(args.groom)
@@ -250,11 +257,134 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise InputError(f"{project.root}: no finished groom yet; run `strandcap run "
                              f"--project {args.project}` first")
         groom = load_groom(art.path / "groom.npz")
+    _write_groom(groom, args.output, args.format, args)
+    return 0
+
+
+def _write_groom(groom, path: str | Path, fmt: str | None, args: argparse.Namespace) -> Path:
+    """Export ``groom`` with the command's --units/--up/--guides/--basis options (those a
+    command lacks take export_groom's defaults) and print one ``wrote ...`` line."""
+    from engine.io.export import export_groom
+
+    guides = getattr(args, "guides", None)
     t0 = time.monotonic()
-    out = export_groom(groom, args.output, fmt=args.format, units=args.units, up=args.up,
-                       guides=args.guides, basis=args.basis)
-    print(f"wrote {out} ({groom.strands.shape[0] if not args.guides else args.guides} strands, "
+    out = export_groom(groom, path, fmt=fmt, units=getattr(args, "units", "cm"),
+                       up=getattr(args, "up", "y"), guides=guides,
+                       basis=getattr(args, "basis", "linear"))
+    print(f"wrote {out} ({groom.strands.shape[0] if not guides else guides} strands, "
           f"{out.stat().st_size / 1e6:.1f} MB, {time.monotonic() - t0:.1f}s)")
+    return out
+
+
+# -- the main job: video in, groom and preview out ------------------------------------------------
+
+EXPORT_SUFFIX = {"abc": "abc", "usd": "usd", "obj": "obj", "ply": "ply", "hair": "hair",
+                 "npz": "npz"}
+
+
+def parse_formats(text: str) -> list[str]:
+    """``"abc,usd"`` -> ``["abc", "usd"]`` (aliases alembic, usda, usdc accepted; duplicates
+    dropped, order kept).
+
+    Raises:
+        ConfigError: an empty list or a format Strandcap cannot write.
+    """
+    aliases = {"alembic": "abc", "usda": "usd", "usdc": "usd"}
+    out: list[str] = []
+    for item in text.split(","):
+        name = aliases.get(item.strip().lower().lstrip("."), item.strip().lower().lstrip("."))
+        if not name:
+            continue
+        if name not in EXPORT_SUFFIX:
+            raise ConfigError(f"--format {item.strip()!r}: unknown groom format (write one of "
+                              f"{', '.join(EXPORT_SUFFIX)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ConfigError(f"--format {text!r}: no format given (e.g. abc or abc,usd,obj)")
+    return out
+
+
+def _camera_import_overrides(path_text: str) -> list[str]:
+    """``--set`` items that make the cameras stage import known cameras from a transforms.json
+    file or a COLMAP sparse model folder. Raises InputError when the path does not exist."""
+    path = Path(path_text)
+    if not path.exists():
+        raise InputError(f"{path}: no such COLMAP model folder or transforms.json")
+    mode = "transforms" if path.is_file() else "colmap"
+    return [f"cameras.mode={mode}", f"cameras.import_path={json.dumps(str(path.resolve()))}"]
+
+
+def write_project_preview(groom, outputs: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    """``preview.png`` and ``turntable.mp4`` of ``groom`` in ``out_dir``: the turntable, and the
+    strands over up to 8 keyframes when the run has keyframes and cameras (the cameras stage's
+    fitted ``head.obj`` is shaded underneath when the groom carries no head).
+    ``outputs``: stage name -> finished stage folder. Returns engine.preview.write_preview's
+    paths."""
+    from engine.preview import load_head_mesh, write_preview
+
+    cameras = frames = names = head = None
+    cam_dir = outputs.get("cameras")
+    if cam_dir is not None and (cam_dir / "cameras.json").is_file():
+        from engine.cameras.camera import load_cameras
+
+        cameras = load_cameras(cam_dir / "cameras.json")
+        if not groom.has_head and (cam_dir / "head.obj").is_file():
+            head = load_head_mesh(cam_dir / "head.obj")
+    kf_dir = outputs.get("keyframes")
+    if cameras and kf_dir is not None:
+        from engine.preprocess.artifacts import load_frame, load_keyframes
+
+        _, all_names = load_keyframes(kf_dir)
+        usable = [n for n in all_names if n in cameras]
+        if usable:
+            k = min(8, len(usable))
+            pick = sorted({round(i * (len(usable) - 1) / max(k - 1, 1)) for i in range(k)})
+            names = [usable[i] for i in pick]
+            frames = [load_frame(kf_dir, n) for n in names]
+    return write_preview(groom, out_dir, cameras, frames, names, head=head)
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from engine.io.export import load_groom
+    from engine.io.media import probe_source
+
+    formats = parse_formats(args.format)  # bad options fail before anything is touched
+    if args.cameras:
+        args.set += _camera_import_overrides(args.cameras)
+    plan = _config(args, None)
+    source = Path(args.video)
+    probe_source(source)  # so does a bad input
+    root = Path(args.output)
+    created = not (root / MANIFEST).is_file()
+    project = Project.open_or_create(root)
+    t0 = time.monotonic()
+    try:
+        with project.trying_source(source):
+            finished = _run(project, plan, args)
+    except InputError:
+        if created:  # a project this command made for a bad input is removed again
+            shutil.rmtree(project.root, ignore_errors=True)
+        raise
+    _print_summary(finished, project)
+    outputs = {ev.stage: ev.path for ev in finished}
+    groom_file = outputs.get(GROOM_STAGE, project.root / "missing") / "groom.npz"
+    if not groom_file.is_file():
+        if GROOM_STAGE not in {s.name for s in plan[0]}:
+            raise StrandcapError(f"{project.root}: stages up to {plan[0][-1].name} are finished "
+                                 f"and kept, but this version has no {GROOM_STAGE!r} stage to "
+                                 "make the groom yet")
+        raise StrandcapError(f"{groom_file}: the {GROOM_STAGE} stage finished without a groom")
+    groom = load_groom(groom_file)
+    written = [_write_groom(groom, project.root / f"groom.{EXPORT_SUFFIX[f]}", f, args)
+               for f in formats]
+    preview = write_project_preview(groom, outputs, project.root)
+    print(f"reconstruct finished in {time.monotonic() - t0:.1f}s")
+    for path in written:
+        print(f"groom:     {path}")
+    print(f"preview:   {preview['preview']}")
+    print(f"turntable: {preview['turntable']}")
+    print(f"project:   {project.root} (run the same command again to resume or re-export)")
     return 0
 
 
@@ -334,6 +464,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="curve basis for Alembic and USD")
     p.add_argument("-o", "--output", required=True, help="output file")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("reconstruct", help="the main job: a video in, a groom file and a "
+                                          "turntable preview out (every stage, resumable)")
+    p.add_argument("video", help="a video file (any format OpenCV reads) or a folder of images")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="project folder (created when missing; run again to resume); the groom, "
+                        "preview.png and turntable.mp4 are written into it")
+    p.add_argument("--cameras", metavar="PATH",
+                   help="known cameras instead of estimating them: a transforms.json or a COLMAP "
+                        "sparse model folder")
+    p.add_argument("--format", default="abc", metavar="FMT[,FMT...]",
+                   help=f"groom file formats, comma-separated: {', '.join(EXPORT_SUFFIX)} "
+                        "(default abc)")
+    p.add_argument("--units", choices=("m", "cm", "mm"), default="cm",
+                   help="groom file units (default cm)")
+    p.add_argument("--up", choices=("y", "z"), default="y",
+                   help="groom file up axis: y (Maya, Houdini, Unreal) or z (Blender)")
+    run_options(p)
+    p.set_defaults(func=cmd_reconstruct)
 
     p = sub.add_parser("demo", help="run the pipeline on the embedded sample capture")
     p.add_argument("--project", default="out/demo", help="project folder (default out/demo)")
