@@ -378,6 +378,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     groom = load_groom(groom_file)
     written = [_write_groom(groom, project.root / f"groom.{EXPORT_SUFFIX[f]}", f, args)
                for f in formats]
+    print("writing the preview (turntable and strands over the keyframes) ...", flush=True)
     preview = write_project_preview(groom, outputs, project.root)
     print(f"reconstruct finished in {time.monotonic() - t0:.1f}s")
     for path in written:

@@ -330,7 +330,7 @@ def overlay_frames(groom: Groom, cameras: Mapping[str, Any],
         groom: the groom, head frame metres.
         cameras: frame name -> camera with ``K`` (3, 3), ``R``, ``t`` (world-to-camera OpenCV,
             metres) and the ``width``, ``height`` its intrinsics refer to
-            (:class:`engine.cameras.camera.Camera`).
+            (:class:`engine.cameras.camera.Camera`); lens distortion is ignored.
         frames: RGB uint8 (H, W, 3) keyframes, in the order of ``names`` or keyed by name. A
             frame whose size differs from its camera's has the intrinsics scaled to it.
         names: the keyframe names; those without a camera are skipped.
