@@ -66,6 +66,8 @@ _EPS_LEN2 = 1e-12
 #: Added to the squared distance (px^2) before the square root so its gradient stays finite.
 _EPS_DIST2 = 1e-12
 _EMPTY = torch.iinfo(torch.int64).max
+#: Segments per tile merged at a time in the candidate search (see :func:`_select_binned`).
+SLAB_SEGMENTS = 64
 _LOW32 = 0xFFFFFFFF
 
 
@@ -198,12 +200,18 @@ def _default_chunk_pairs(device: torch.device) -> int:
 
 @torch.no_grad()
 def _select_binned(a, b, hwa, hwb, per_point, settings, occ, chunk_pairs):
-    """Top-K candidate segments per pixel: (H*W, K) int64, -1 = empty (see module doc)."""
+    """Top-K candidate segments per pixel: (H*W, K) int64, -1 = empty (see module doc).
+
+    Segments are binned into tiles; inside a tile they are visited in order of their nearest
+    endpoint depth, SLAB_SEGMENTS at a time, merging each slab's candidates into a running
+    top-K per pixel. A tile stops as soon as all its pixels hold K faces that are all nearer
+    than the next segment can be (exact early termination: dense hair only costs its front
+    layers).
+    """
     H, W, K, B = settings.height, settings.width, settings.faces_per_pixel, settings.bin_size
     pad = 3.0 * float(settings.sigma)
     dev, dt = a.device, a.dtype
     a, b, hwa, hwb = a.detach(), b.detach(), hwa.detach(), hwb.detach()
-    out = torch.full((H * W, K), _EMPTY, dtype=torch.int64, device=dev)
     if a.shape[0] == 0:
         return torch.full((H * W, K), -1, dtype=torch.int64, device=dev)
 
@@ -215,19 +223,27 @@ def _select_binned(a, b, hwa, hwb, per_point, settings, occ, chunk_pairs):
     y1 = torch.maximum(a[:, 1], b[:, 1]) + r_max
     j_lo, j_hi = torch.ceil(x0 - 0.5), torch.floor(x1 - 0.5)
     i_lo, i_hi = torch.ceil(y0 - 0.5), torch.floor(y1 - 0.5)
+    zmin = torch.minimum(a[:, 2], b[:, 2])
     ok = (torch.isfinite(a).all(1) & torch.isfinite(b).all(1) & torch.isfinite(r_max)
           & (torch.maximum(a[:, 2], b[:, 2]) > NEAR)
           & (j_hi >= 0) & (j_lo <= W - 1) & (i_hi >= 0) & (i_lo <= H - 1) & (j_lo <= j_hi) & (i_lo <= i_hi))
     keep = ok.nonzero().squeeze(1)
     if keep.numel() == 0:
         return torch.full((H * W, K), -1, dtype=torch.int64, device=dev)
+    # Visit order: nearest endpoint depth first. The lower bound's key is below the key of any
+    # depth the segment can have (1e-6 relative margin against rounding of the interpolation).
+    zlow = zmin[keep]
+    zlow = zlow - zlow.abs() * 1e-6
+    zorder = torch.argsort(zlow)
+    keep, zlow = keep[zorder], zlow[zorder]
+    zlow_key = _depth_key(zlow.clamp(min=0.0), torch.zeros_like(keep))
     bx0 = j_lo[keep].clamp(0, W - 1).long() // B
     bx1 = j_hi[keep].clamp(0, W - 1).long() // B
     by0 = i_lo[keep].clamp(0, H - 1).long() // B
     by1 = i_hi[keep].clamp(0, H - 1).long() // B
     nbx, nby = -(-W // B), -(-H // B)
 
-    # (segment, bin) pairs, sorted by bin (stable: segments ascending within a bin).
+    # (segment, bin) pairs sorted by bin; stable, so by increasing depth bound within a bin.
     nx = bx1 - bx0 + 1
     nper = nx * (by1 - by0 + 1)
     total = int(nper.sum())
@@ -236,9 +252,13 @@ def _select_binned(a, b, hwa, hwb, per_point, settings, occ, chunk_pairs):
     off = torch.arange(total, device=dev) - rep(first)
     nx_r = rep(nx)
     bin_id = (rep(by0) + off // nx_r) * nbx + rep(bx0) + off % nx_r
+    del off, nx_r
     bin_sorted, order = torch.sort(bin_id, stable=True)
-    seg_sorted = rep(keep)[order]
-    del off, nx_r, bin_id, order
+    del bin_id
+    pair_pos = rep(torch.arange(keep.numel(), device=dev))[order]   # position in the z order
+    seg_sorted = keep[pair_pos]
+    zkey_sorted = torch.cat([zlow_key[pair_pos], zlow_key.new_full((1,), _EMPTY)])  # +sentinel
+    del order, pair_pos
     counts = torch.bincount(bin_sorted, minlength=nbx * nby)
     starts = torch.cumsum(counts, 0) - counts
 
@@ -247,56 +267,66 @@ def _select_binned(a, b, hwa, hwb, per_point, settings, occ, chunk_pairs):
     len2 = torch.clamp(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1], min=_EPS_LEN2)
     table = torch.stack([a[:, 0], a[:, 1], d[:, 0], d[:, 1], len2, a[:, 2], d[:, 2], hwa, hwb - hwa], 0)
 
-    # Bins in order of decreasing load, so each chunk pads little.
+    out = torch.full((H * W, K), _EMPTY, dtype=torch.int64, device=dev)
     nonempty = (counts > 0).nonzero().squeeze(1)
     cnt_sorted, o = torch.sort(counts[nonempty], descending=True)
     bins_order = nonempty[o]
-    cnt_list = cnt_sorted.tolist()
+    nbins = bins_order.numel()
     lj = torch.arange(B, device=dev).repeat(B)
     li = torch.arange(B, device=dev).repeat_interleave(B)
-    nbins = len(cnt_list)
-    budget = max(1, int(chunk_pairs))
-    i = 0
-    while i < nbins:
-        M = cnt_list[i]
-        nb = max(1, budget // (B * B * M))
-        bsel = bins_order[i:i + nb]
-        cb = cnt_sorted[i:i + nb]
-        i += nb
-        ar = torch.arange(M, device=dev)
-        valid_m = ar < cb[:, None]                                    # (nb, M)
-        idx = torch.where(valid_m, starts[bsel][:, None] + ar, 0)
-        sid = seg_sorted[idx]                                         # (nb, M)
-        prm = table[:, sid].unsqueeze(2)                              # (9, nb, 1, M)
-        ax, ay, dx, dy, l2, az, dz, hw0, dhw = prm.unbind(0)
-
+    slab = max(1, int(SLAB_SEGMENTS))
+    per_bin = B * B * (slab + K)
+    nb_chunk = max(1, int(chunk_pairs) // per_bin)
+    ar = torch.arange(slab, device=dev)
+    for c0 in range(0, nbins, nb_chunk):
+        bsel = bins_order[c0:c0 + nb_chunk]
+        cb = cnt_sorted[c0:c0 + nb_chunk]
+        st0 = starts[bsel]
         pj = (bsel % nbx)[:, None] * B + lj                           # (nb, B*B)
         pi = (bsel // nbx)[:, None] * B + li
         inimg = (pj < W) & (pi < H)
         pix = pi * W + pj
         px = (pj.to(dt) + 0.5).unsqueeze(2)                           # (nb, B*B, 1)
         py = (pi.to(dt) + 0.5).unsqueeze(2)
-
-        vx = px - ax
-        vy = py - ay
-        t = ((vx * dx + vy * dy) / l2).clamp_(0.0, 1.0)
-        ex = vx - t * dx
-        ey = vy - t * dy
-        d2 = ex * ex + ey * ey
-        del ex, ey, vx, vy
-        r = ((hw0 + t * dhw) + pad) if per_point else (hw0 + pad)
-        depth = az + t * dz
-        del t
-        cand = (d2 < r * r) & (depth > NEAR) & valid_m[:, None, :]
-        del d2, r
-        if occ is not None:
-            cand &= depth < occ[pix.clamp(max=H * W - 1)].unsqueeze(2)
-        key = _depth_key(depth, sid[:, None, :]).masked_fill_(~cand, _EMPTY)
-        del depth, cand
-        kk = min(K, M)
-        vals = torch.topk(key, kk, dim=-1, largest=False, sorted=True).values  # (nb, B*B, kk)
-        del key
-        out[pix[inimg], :kk] = vals[inimg]
+        occ_b = occ[pix.clamp(max=H * W - 1)].unsqueeze(2) if occ is not None else None
+        run = torch.full((bsel.numel(), B * B, K), _EMPTY, dtype=torch.int64, device=dev)
+        act = torch.arange(bsel.numel(), device=dev)                  # active bins of the chunk
+        done_at = 0
+        while act.numel():
+            k_in = done_at + ar                                       # (slab,) rank in the bin
+            valid_m = k_in < cb[act, None]                            # (na, slab)
+            idx = torch.where(valid_m, st0[act, None] + k_in, 0)
+            sid = seg_sorted[idx]                                     # (na, slab)
+            prm = table[:, sid].unsqueeze(2)                          # (9, na, 1, slab)
+            ax, ay, dx, dy, l2, az, dz, hw0, dhw = prm.unbind(0)
+            pxa, pya = px[act], py[act]
+            vx = pxa - ax
+            vy = pya - ay
+            t = ((vx * dx + vy * dy) / l2).clamp_(0.0, 1.0)
+            ex = vx - t * dx
+            ey = vy - t * dy
+            d2 = ex * ex + ey * ey
+            del ex, ey, vx, vy
+            r = ((hw0 + t * dhw) + pad) if per_point else (hw0 + pad)
+            depth = az + t * dz
+            del t
+            cand = (d2 < r * r) & (depth > NEAR) & valid_m[:, None, :]
+            del d2, r
+            if occ_b is not None:
+                cand &= depth < occ_b[act]
+            key = _depth_key(depth, sid[:, None, :]).masked_fill_(~cand, _EMPTY)
+            del depth, cand
+            merged = torch.cat([run[act], key], dim=-1)
+            best = torch.topk(merged, K, dim=-1, largest=False, sorted=True).values
+            run[act] = best
+            done_at += slab
+            # Finished bins: no segment left, or every in-image pixel's K-th face is nearer
+            # than the next segment's depth bound.
+            kth = best[:, :, K - 1].masked_fill(~inimg[act], -1).amax(1)  # (na,)
+            nxt = torch.where(cb[act] > done_at, st0[act] + done_at, zkey_sorted.numel() - 1)
+            live = (cb[act] > done_at) & (kth >= zkey_sorted[nxt])
+            act = act[live]
+        out[pix[inimg]] = run[inimg]
 
     empty = out == _EMPTY
     return torch.where(empty, -1, out & _LOW32)

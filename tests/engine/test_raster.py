@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from engine.errors import InputError
+from engine.strands import raster
 from engine.strands.raster import (
     Fragments,
     RasterSettings,
@@ -48,7 +49,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_binned_forward_matches_reference(name, dtype):
+def test_binned_forward_matches_reference(name, dtype, monkeypatch):
     S, P, H, W, K, sigma, bin_size, kind, with_occ = CASES[name]
     v = random_strands(S, P, H, W, seed=list(CASES).index(name) + 100, dtype=dtype)
     g = torch.Generator().manual_seed(7)
@@ -65,7 +66,10 @@ def test_binned_forward_matches_reference(name, dtype):
     assert n_cand.sum() > 50, "the case must actually cover pixels"
     if K < 16:
         assert int(n_cand.max()) == K, "the case must have more overlapping segments than K"
-    for chunk in (None, 300):  # one chunk and many small chunks
+    # One chunk of tiles with one slab of segments each; then many small chunks and slabs of 3
+    # segments (front-to-back merging with early termination of full tiles).
+    for chunk, slab in ((None, 64), (300, 3)):
+        monkeypatch.setattr(raster, "SLAB_SEGMENTS", slab)
         out = rasterize_strands(v, hw, st, occ, chunk_pairs=chunk)
         assert out.coverage.dtype == dtype
         assert_same_fragments(out, ref)
@@ -135,7 +139,7 @@ def test_gradcheck_through_raster_and_blend():
     assert (base.seg >= 0).sum() > 20
     for dv in (1e-6, -1e-6):
         assert torch.equal(rasterize_strands(v + dv, hw, st).seg, base.seg)
-    assert torch.autograd.gradcheck(fn, (vv, ff, hh), eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert torch.autograd.gradcheck(fn, (vv, ff, hh), eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
     img, alpha, _, _ = fn(vv, ff, hh)
     (img.sum() + alpha.sum()).backward()
     assert vv.grad.abs().sum() > 0 and ff.grad.abs().sum() > 0 and hh.grad.abs().sum() > 0
