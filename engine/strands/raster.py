@@ -336,9 +336,81 @@ def _select_binned(a, b, hwa, hwb, per_point, settings, occ, chunk_pairs):
 # differentiable recomputation for the selected faces
 
 
+class _SelectedFaces(torch.autograd.Function):
+    """Coverage, depth and t of selected (pixel, segment) pairs with a hand-written backward.
+
+    Saves only the inputs, the pair indices and two floats per pair (t, coverage) instead of
+    the ~20 intermediate tensors autograd would keep, and runs the backward as one fused pass.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, hwa, hwb, sid, px, py, sigma):
+        A, Bp = a[sid], b[sid]
+        dx, dy, dz = Bp[:, 0] - A[:, 0], Bp[:, 1] - A[:, 1], Bp[:, 2] - A[:, 2]
+        vx = px - A[:, 0]
+        vy = py - A[:, 1]
+        len2 = torch.clamp(dx * dx + dy * dy, min=_EPS_LEN2)
+        t = ((vx * dx + vy * dy) / len2).clamp(0.0, 1.0)
+        ex = vx - t * dx
+        ey = vy - t * dy
+        dist = torch.sqrt(ex * ex + ey * ey + _EPS_DIST2)
+        w0 = hwa[sid]
+        hw = w0 + t * (hwb[sid] - w0)
+        cov = torch.sigmoid((hw - dist) / sigma)
+        depth = A[:, 2] + t * dz
+        ctx.save_for_backward(a, b, hwa, hwb, sid, px, py, t, cov)
+        ctx.sigma = sigma
+        return cov, depth, t
+
+    @staticmethod
+    def backward(ctx, g_cov, g_depth, g_t):
+        a, b, hwa, hwb, sid, px, py, t, cov = ctx.saved_tensors
+        sigma = ctx.sigma
+        zero = torch.zeros_like(t)
+        g_cov = zero if g_cov is None else g_cov
+        g_depth = zero if g_depth is None else g_depth
+        g_t = zero if g_t is None else g_t
+        A, Bp = a[sid], b[sid]
+        dx, dy, dz = Bp[:, 0] - A[:, 0], Bp[:, 1] - A[:, 1], Bp[:, 2] - A[:, 2]
+        vx = px - A[:, 0]
+        vy = py - A[:, 1]
+        len2_raw = dx * dx + dy * dy
+        len2 = torch.clamp(len2_raw, min=_EPS_LEN2)
+        u = vx * dx + vy * dy
+        t_raw = u / len2
+        ex = vx - t * dx
+        ey = vy - t * dy
+        dist = torch.sqrt(ex * ex + ey * ey + _EPS_DIST2)
+        w0, w1 = hwa[sid], hwb[sid]
+        # cov = sigmoid((hw - dist) / sigma)
+        g_hw = g_cov * cov * (1.0 - cov) / sigma
+        g_ex = -g_hw * ex / dist
+        g_ey = -g_hw * ey / dist
+        # t enters hw, depth, ex, ey (and is an output itself).
+        g_tt = g_t + g_hw * (w1 - w0) + g_depth * dz - g_ex * dx - g_ey * dy
+        g_traw = torch.where((t_raw >= 0.0) & (t_raw <= 1.0), g_tt, zero)   # clamp(0, 1)
+        g_u = g_traw / len2
+        g_len2 = torch.where(len2_raw >= _EPS_LEN2, -g_traw * t_raw / len2, zero)
+        g_vx = g_ex + g_u * dx
+        g_vy = g_ey + g_u * dy
+        g_dx = -t * g_ex + g_u * vx + 2.0 * dx * g_len2
+        g_dy = -t * g_ey + g_u * vy + 2.0 * dy * g_len2
+        g_A = torch.stack([-g_vx - g_dx, -g_vy - g_dy, g_depth * (1.0 - t)], 1)
+        g_B = torch.stack([g_dx, g_dy, g_depth * t], 1)
+        ga = gb = gwa = gwb = None
+        if ctx.needs_input_grad[0]:
+            ga = torch.zeros_like(a).index_add_(0, sid, g_A)
+        if ctx.needs_input_grad[1]:
+            gb = torch.zeros_like(b).index_add_(0, sid, g_B)
+        if ctx.needs_input_grad[2]:
+            gwa = torch.zeros_like(hwa).index_add_(0, sid, g_hw * (1.0 - t))
+        if ctx.needs_input_grad[3]:
+            gwb = torch.zeros_like(hwb).index_add_(0, sid, g_hw * t)
+        return ga, gb, gwa, gwb, None, None, None, None
+
+
 def _fragments_from_selection(a, b, hwa, hwb, seg_flat, settings) -> Fragments:
     H, W, K = settings.height, settings.width, settings.faces_per_pixel
-    sig = float(settings.sigma)
     flat = seg_flat.reshape(-1)
     pos = (flat >= 0).nonzero().squeeze(1)
     sid = flat[pos]
@@ -346,19 +418,7 @@ def _fragments_from_selection(a, b, hwa, hwb, seg_flat, settings) -> Fragments:
     dt, dev = a.dtype, a.device
     px = (pix % W).to(dt) + 0.5
     py = (pix // W).to(dt) + 0.5
-    A, Bp = a[sid], b[sid]
-    d = Bp - A
-    vx = px - A[:, 0]
-    vy = py - A[:, 1]
-    len2 = torch.clamp(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1], min=_EPS_LEN2)
-    t = ((vx * d[:, 0] + vy * d[:, 1]) / len2).clamp(0.0, 1.0)
-    ex = vx - t * d[:, 0]
-    ey = vy - t * d[:, 1]
-    dist = torch.sqrt(ex * ex + ey * ey + _EPS_DIST2)
-    w0 = hwa[sid]
-    hw = w0 + t * (hwb[sid] - w0)
-    cov = torch.sigmoid((hw - dist) / sig)
-    depth = A[:, 2] + t * d[:, 2]
+    cov, depth, t = _SelectedFaces.apply(a, b, hwa, hwb, sid, px, py, float(settings.sigma))
     n = H * W * K
 
     def scatter(v, fill):

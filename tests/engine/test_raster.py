@@ -145,22 +145,31 @@ def test_gradcheck_through_raster_and_blend():
     assert vv.grad.abs().sum() > 0 and ff.grad.abs().sum() > 0 and hh.grad.abs().sum() > 0
 
 
-def test_gradients_match_reference():
+@pytest.mark.parametrize("width", ["float", "scalar", "strand", "point"])
+def test_gradients_match_reference(width):
     H, W = 16, 18
-    v = random_strands(8, 6, H, W, seed=11, dtype=torch.float64)
-    feats = torch.rand(8 * 5, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    S, P = 8, 6
+    v = random_strands(S, P, H, W, seed=11, dtype=torch.float64)
+    feats = torch.rand(S * (P - 1), 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    hw0 = {"float": 1.2, "scalar": torch.tensor(1.2, dtype=torch.float64),
+           "strand": 0.8 + torch.rand(S, generator=g, dtype=torch.float64),
+           "point": 0.8 + torch.rand(S, P, generator=g, dtype=torch.float64)}[width]
     st = RasterSettings(H, W, faces_per_pixel=4, sigma=0.5, bin_size=8)
     grads = []
     for fn in (rasterize_strands, rasterize_strands_reference):
         vv = v.clone().requires_grad_(True)
         ff = feats.clone().requires_grad_(True)
-        frag = fn(vv, 1.2, st)
+        hw = hw0.clone().requires_grad_(True) if isinstance(hw0, torch.Tensor) else hw0
+        frag = fn(vv, hw, st)
         img, alpha = blend(frag, ff, torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64))
-        (img.square().sum() + alpha.sum() + (frag.depth * frag.coverage).sum()).backward()
-        grads.append((vv.grad, ff.grad))
+        (img.square().sum() + alpha.sum() + (frag.depth * frag.coverage).sum() + frag.t.sum()).backward()
+        grads.append((vv.grad, ff.grad, hw.grad if isinstance(hw, torch.Tensor) else torch.zeros(())))
     assert grads[0][0].abs().sum() > 0
-    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-9, rtol=1e-7)
-    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-9, rtol=1e-7)
+    if width != "float":
+        assert grads[0][2].abs().sum() > 0
+    for mine, ref in zip(grads[0], grads[1]):
+        torch.testing.assert_close(mine, ref, atol=1e-9, rtol=1e-7)
 
 
 def test_empty_image():
