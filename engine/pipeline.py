@@ -720,8 +720,9 @@ def default_stages(until: str | None = None) -> list[Stage]:
     from engine.cameras.stages import STAGES as cameras
     from engine.coarse.stage import STAGES as coarse
     from engine.preprocess.stages import STAGES as preprocess
+    from engine.strands.stage import STAGES as strands
 
-    stages = [*preprocess, *cameras, *coarse]
+    stages = [*preprocess, *cameras, *coarse, *strands]
     if until is None:
         return stages
     names = [s.name for s in stages]

@@ -1,0 +1,147 @@
+"""Geometry side of the fine strand stage: the coarse volume as fast lookup grids, the fitted
+scalp, and the geometry losses of Neural Haircut (Sec. 3.3, "Geometry losses").
+
+All positions are metres in the head frame. The losses measure distances in centimetres
+(``CM`` = 100 per metre) so that their magnitudes are O(1) for errors of a few millimetres.
+
+* ``L_vol = mean over strand points p of relu(f_hair(p))^2``: strands stay inside the hair volume.
+* ``L_chm``: chamfer from K points sampled on the visible coarse hair surface to their nearest
+  strand points (squared distances, mean): strands fill the volume out to its surface.
+* ``L_orient = mean over strand points near the hair surface (|f_hair| < delta) of
+  1 - |b . beta(p)|`` with ``b`` the unit segment direction and ``beta`` the coarse 3D orientation
+  field (unsigned). ``beta`` is stored as the structure tensor ``beta beta^T`` so that trilinear
+  interpolation of an unsigned direction is well defined; ``|b . beta| = sqrt(b^T M b)``.
+* ``L_bust`` (our addition): ``mean relu(-f_bust(p))^2`` over non-root points, strands do not
+  enter the head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CM = 100.0  # loss unit: centimetres per metre
+
+
+class HairVolume:
+    """The coarse stage's hair SDF, bust SDF and orientation field sampled on a regular grid.
+
+    Args:
+        query: :class:`engine.coarse.export.CoarseFieldQuery` (metres, head frame).
+        resolution: grid points per side over the coarse box.
+        chunk: points per field evaluation.
+    """
+
+    def __init__(self, query, resolution: int = 96, chunk: int = 65536):
+        dev = query.device
+        self.centre = query.centre.float()
+        self.scale = float(query.scale)
+        lin = torch.linspace(-1.0, 1.0, resolution, device=dev)
+        zz, yy, xx = torch.meshgrid(lin, lin, lin, indexing="ij")  # volume index [z, y, x]
+        u = torch.stack([xx, yy, zz], -1).reshape(-1, 3)
+        chans = []
+        with torch.no_grad():
+            for i in range(0, len(u), chunk):
+                x = u[i:i + chunk] * self.scale + self.centre
+                fh, fb, beta = query.sdf_hair(x), query.sdf_bust(x), query.orientation(x)
+                beta = F.normalize(beta, dim=-1)
+                m = beta[:, :, None] * beta[:, None, :]
+                chans.append(torch.cat([fh[:, None], fb[:, None],
+                                        m[:, [0, 0, 0, 1, 1, 2], [0, 1, 2, 1, 2, 2]]], 1))
+        vol = torch.cat(chans).T.reshape(8, resolution, resolution, resolution)
+        self.grid = vol[None].contiguous()  # (1, 8, D, H, W)
+        self.resolution = resolution
+
+    def lookup(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Trilinear lookup at points x (N, 3) metres.
+
+        Returns dict with ``f_hair`` (N,), ``f_bust`` (N,) signed distances in metres (the
+        distance to the box is added outside it, so gradients point back in) and ``M`` (N, 3, 3)
+        the orientation structure tensor; all differentiable in ``x``.
+        """
+        u = (x - self.centre) / self.scale
+        g = F.grid_sample(self.grid, u.view(1, 1, 1, -1, 3), mode="bilinear",
+                          padding_mode="border", align_corners=True)[0, :, 0, 0].T  # (N, 8)
+        outside = (u.abs() - 1).clamp(min=0).norm(dim=-1) * self.scale
+        m = g[:, 2:]
+        M = torch.stack([m[:, 0], m[:, 1], m[:, 2], m[:, 1], m[:, 3], m[:, 4],
+                         m[:, 2], m[:, 4], m[:, 5]], -1).view(-1, 3, 3)
+        return {"f_hair": g[:, 0] + outside, "f_bust": g[:, 1] + outside, "M": M}
+
+
+def fitted_scalp_positions(table_positions: np.ndarray, neutral_vertices: np.ndarray,
+                           fitted_vertices: np.ndarray, k: int = 4) -> np.ndarray:
+    """Move scalp positions of the neutral head onto a fitted head of the same topology.
+
+    The displacement of the k nearest neutral vertices (inverse-distance weighted) is added to
+    each position.
+
+    Args:
+        table_positions: (..., 3) metres on (or near) the neutral head. neutral_vertices,
+        fitted_vertices: (V, 3) metres, same vertex order.
+    Returns:
+        (..., 3) float64 metres.
+    """
+    from scipy.spatial import cKDTree
+
+    p = np.asarray(table_positions, np.float64)
+    flat = p.reshape(-1, 3)
+    d, idx = cKDTree(neutral_vertices).query(flat, k=k)
+    w = 1.0 / np.maximum(d, 1e-6)
+    w /= w.sum(1, keepdims=True)
+    disp = np.asarray(fitted_vertices, np.float64) - np.asarray(neutral_vertices, np.float64)
+    return (flat + (w[..., None] * disp[idx]).sum(1)).reshape(p.shape)
+
+
+def volume_loss(look: dict, skip: int) -> torch.Tensor:
+    """L_vol over points (N, L) after the first ``skip`` of each strand (cm^2)."""
+    f = look["f_hair"][:, skip:] * CM
+    return F.relu(f).square().mean()
+
+
+def bust_loss(look: dict, skip: int) -> torch.Tensor:
+    """L_bust: squared depth inside the bust of points after the first ``skip`` (cm^2)."""
+    f = look["f_bust"][:, skip:] * CM
+    return F.relu(-f).square().mean()
+
+
+def orientation_loss(points: torch.Tensor, look: dict, delta: float) -> torch.Tensor:
+    """L_orient on strands (N, L, 3) metres at segment starts within ``delta`` metres of the hair
+    surface and outside the bust; ``look`` holds lookups at the points, shaped (N, L)."""
+    b = F.normalize(points[:, 1:] - points[:, :-1], dim=-1)  # (N, L-1, 3)
+    M = look["M"][:, :-1]
+    near = (look["f_hair"][:, :-1].abs() < delta) & (look["f_bust"][:, :-1] > 0)
+    if not bool(near.any()):
+        return points.sum() * 0.0
+    proj = torch.einsum("nli,nlij,nlj->nl", b, M, b).clamp(min=1e-8).sqrt()
+    return (1 - proj)[near.detach()].mean()
+
+
+def chamfer_loss(surface: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """L_chm: mean squared distance (cm^2) from surface samples (K, 3) to their nearest points
+    among ``points`` (M, 3); the nearest neighbours are found without gradient (KD-tree) and the
+    distances are differentiable in ``points``."""
+    from scipy.spatial import cKDTree
+
+    with torch.no_grad():
+        tree = cKDTree(points.detach().cpu().numpy())
+        _, idx = tree.query(surface.detach().cpu().numpy(), k=1)
+    near = points[torch.as_tensor(idx, device=points.device)]
+    return ((near - surface) * CM).square().sum(-1).mean()
+
+
+def sample_visible_surface(vertices: np.ndarray, faces: np.ndarray, volume: HairVolume, n: int,
+                           min_bust: float = 0.003, seed: int = 0) -> np.ndarray:
+    """Area-uniform points (<= n, 3) float32 on the coarse hair mesh, keeping only those at least
+    ``min_bust`` metres outside the bust (the hair surface a camera can see, not the part that
+    meets the scalp)."""
+    from engine.coarse.stage import sample_mesh
+
+    if len(faces) == 0:
+        return np.zeros((0, 3), np.float32)
+    p, _ = sample_mesh(vertices, faces, 3 * n, seed)
+    with torch.no_grad():
+        look = volume.lookup(torch.from_numpy(p).to(volume.centre.device))
+    keep = (look["f_bust"] > min_bust).cpu().numpy()
+    return p[keep][:n]

@@ -1,0 +1,438 @@
+"""The ``strands`` stage: fine strand-based reconstruction (Neural Haircut, Sec. 3.3).
+
+A geometry texture ``T`` over scalp UV (:class:`~engine.strands.texture.GeometryTexture`, predicted
+by a U-Net from a constant grid) holds a strand latent and an appearance descriptor per texel.
+Each step samples roots on the fitted scalp, reads their latents from ``T`` (bilinear), decodes
+strands with the frozen strand VAE (:mod:`engine.prior.vae`) in the root's local frame, moves them
+to the head frame, and minimises
+
+``L = L_vol + lambda_chm L_chm + lambda_orient L_orient + lambda_bust L_bust
+      + lambda_render (L_rgb + lambda_mask L_mask) + lambda_prior L_prior``
+
+with the geometry losses of :mod:`engine.strands.geometry` against the coarse stage's volume, the
+rendering losses of :mod:`engine.strands.render` (soft rasteriser + neural renderer) on a random
+training view, and the score-distillation loss of the texture diffusion model
+(:meth:`engine.prior.diffusion.TextureDiffusion.prior_loss`) on ``T``'s latent channels.
+Setting a weight to 0 switches its term off (the ablations of the benchmark).
+
+The final groom: ``dense_strands`` roots sampled uniformly over the scalp UV disc, latents
+interpolated from ``T``, decoded (``L`` = 100 points); strands with more than
+``max_outside`` of their points farther than ``outside_tolerance_mm`` outside the hair volume,
+or any point deeper than ``outside_tolerance_mm`` inside the bust, are dropped.
+
+Inputs: ``keyframes``, ``masks``, ``cameras`` (``cameras.json``, ``head.obj``), ``coarse``
+(fields, ``hair_mesh.ply``), and ``orientation`` (only through the coarse field).
+Outputs (stage folder): ``groom.npz`` (:class:`engine.io.groom.Groom` with the fitted head),
+``texture.safetensors`` (T, latent + appearance channels), ``losses.json``, ``strands.json``
+(timings, counts), ``previews/*.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from engine.errors import InputError
+from engine.pipeline import Stage, option, write_json_atomic
+from engine.strands.geometry import (HairVolume, bust_loss, chamfer_loss, fitted_scalp_positions,
+                                     orientation_loss, sample_visible_surface, volume_loss)
+from engine.strands.texture import GeometryTexture
+
+
+@dataclass(frozen=True)
+class StrandsConfig:
+    """Options of the fine strand stage (the defaults are the standard preset)."""
+
+    iterations: int = option(1500, "optimisation steps", range=(1, 200000))
+    strands_per_step: int = option(1024, "strands decoded per step", range=(16, 100000))
+    texture_res: int = option(64, "geometry texture resolution (texels per side)",
+                              range=(32, 512))
+    unet_width: int = option(32, "width of the texture U-Net", range=(4, 256))
+    lr: float = option(3e-3, "learning rate (Adam)", range=(1e-6, 1.0))
+    volume_resolution: int = option(96, "grid size of the coarse-volume lookup", range=(16, 512))
+    lambda_vol: float = option(3.0, "weight of L_vol", range=(0.0, 1e4))
+    lambda_chm: float = option(2.0, "weight of the chamfer term", range=(0.0, 1e4))
+    lambda_orient: float = option(20.0, "weight of the orientation term", range=(0.0, 1e4))
+    lambda_bust: float = option(1.0, "weight of the head-penetration term", range=(0.0, 1e4))
+    orient_delta_mm: float = option(6.0, "band around the hair surface where L_orient applies",
+                                    unit="mm", range=(0.1, 100.0))
+    chamfer_points: int = option(2000, "hair-surface samples per step for the chamfer",
+                                 range=(16, 1000000))
+    surface_samples: int = option(30000, "hair-surface samples drawn once", range=(16, 10 ** 7))
+    lambda_render: float = option(0.5, "weight of the rendering loss (0 = off)", range=(0.0, 1e4))
+    lambda_mask: float = option(1.0, "weight of the silhouette term within L_render",
+                                range=(0.0, 1e4))
+    render_size: int = option(128, "render size, longer side (multiple of 4)", unit="px",
+                              range=(32, 2048))
+    render_strands: int = option(1024, "strands rasterised per step", range=(16, 100000))
+    render_points: int = option(25, "points per rasterised strand (resampled)", range=(2, 100))
+    half_width_px: float = option(1.0, "hair-quad half width at the render size", unit="px",
+                                  range=(0.1, 20.0))
+    faces_per_pixel: int = option(16, "K nearest hair quads blended per pixel", range=(1, 64))
+    lambda_prior: float = option(0.05, "weight of the diffusion prior (0 = off)",
+                                 range=(0.0, 1e4))
+    dense_strands: int = option(50000, "strands of the final groom", range=(100, 10 ** 7))
+    outside_tolerance_mm: float = option(6.0, "how far outside the hair volume (or inside the "
+                                         "bust) a final strand point may lie", unit="mm",
+                                         range=(0.0, 1000.0))
+    max_outside: float = option(0.3, "share of a final strand's points allowed outside the "
+                                "tolerance before the strand is dropped", range=(0.0, 1.0))
+    strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",
+                                    range=(0.001, 10.0))
+    seed: int = option(0, "random seed", range=(0, 2**31 - 1))
+    preview_every: int = option(100, "steps between preview events", range=(1, 10 ** 6),
+                                affects_output=False)
+
+
+ROOT_SKIP = 3  # points near the root that may lie inside the hair/bust boundary
+
+
+@dataclass
+class StrandScene:
+    """Everything the fine stage optimises against.
+
+    volume: :class:`HairVolume`. surface: (K, 3) visible hair-surface samples, metres.
+    scalp: :class:`engine.prior.scalp.Scalp` moved onto the fitted head.
+    data: :class:`engine.coarse.train.CoarseData` at the render size, or None (no rendering).
+    head_depth: (V, H, W) head depth per view or None. head: (vertices, faces) of the fitted head.
+    """
+
+    volume: HairVolume
+    surface: torch.Tensor
+    scalp: object
+    data: object = None
+    head_depth: torch.Tensor | None = None
+    head: tuple | None = None
+
+
+class StrandTrainer:
+    """Optimises the geometry texture (and the neural renderer) one step at a time."""
+
+    def __init__(self, scene: StrandScene, vae, diffusion, cfg: StrandsConfig, device: str = "cpu"):
+        self.scene, self.cfg, self.device = scene, cfg, torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        for p in self.vae.parameters():
+            p.requires_grad_(False)
+        self.diffusion = diffusion.to(self.device).eval() if diffusion is not None else None
+        init = self.diffusion.lat_mean.detach().cpu() if self.diffusion is not None else None
+        torch.manual_seed(cfg.seed)
+        self.texture = GeometryTexture(cfg.texture_res, vae.cfg.latent, 16, cfg.unet_width,
+                                       seed=cfg.seed, init_latent=init).to(self.device)
+        params = [{"params": self.texture.parameters(), "lr": cfg.lr}]
+        self.renderer = None
+        if cfg.lambda_render > 0 and scene.data is not None:
+            from engine.strands.render import NeuralRenderer
+
+            self.renderer = NeuralRenderer(16).to(self.device)
+            params.append({"params": self.renderer.parameters(), "lr": 1e-3})
+        self.opt = torch.optim.Adam(params)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step_count = 0
+
+    # -- strands from the texture ------------------------------------------------------------
+    def decode(self, texture: torch.Tensor, uv: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Strands (N, L, 3) metres head frame and appearance (N, A) at root UVs (N, 2)."""
+        fr = self.scene.scalp.frames(uv)
+        rot = torch.as_tensor(fr.matrix(), dtype=torch.float32, device=self.device)
+        root = torch.as_tensor(fr.positions, dtype=torch.float32, device=self.device)
+        vals = GeometryTexture.sample(texture, torch.as_tensor(uv, dtype=torch.float32,
+                                                               device=self.device))
+        z, app = vals[:, :self.texture.latent], vals[:, self.texture.latent:]
+        local = self.vae.decode(z)
+        return torch.einsum("nji,nlj->nli", rot, local) + root[:, None], app
+
+    # -- one optimisation step ---------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        cfg, sc = self.cfg, self.scene
+        T = self.texture()
+        uv = sc.scalp.sample_uv(cfg.strands_per_step, self.rng)
+        pts, app = self.decode(T, uv)
+        N, L, _ = pts.shape
+        look = sc.volume.lookup(pts.reshape(-1, 3))
+        look = {k: v.reshape(N, L, *v.shape[1:]) for k, v in look.items()}
+        terms: dict[str, torch.Tensor] = {}
+        terms["vol"] = volume_loss(look, ROOT_SKIP)
+        terms["bust"] = bust_loss(look, ROOT_SKIP)
+        terms["orient"] = orientation_loss(pts, look, cfg.orient_delta_mm / 1000)
+        if len(sc.surface):
+            k = min(cfg.chamfer_points, len(sc.surface))
+            sel = torch.as_tensor(self.rng.choice(len(sc.surface), k, replace=False),
+                                  device=self.device)
+            terms["chm"] = chamfer_loss(sc.surface[sel], pts[:, ROOT_SKIP:].reshape(-1, 3))
+        loss = (cfg.lambda_vol * terms["vol"] + cfg.lambda_bust * terms["bust"]
+                + cfg.lambda_orient * terms["orient"] + cfg.lambda_chm * terms.get("chm", 0.0))
+        out = {}
+        if self.renderer is not None:
+            lr, parts = self._render_loss(pts, app)
+            loss = loss + cfg.lambda_render * lr
+            terms["render"] = lr
+            out.update(parts)
+        if cfg.lambda_prior > 0 and self.diffusion is not None:
+            terms["prior"] = self.diffusion.prior_loss(T[:self.texture.latent], self.gen)
+            loss = loss + cfg.lambda_prior * terms["prior"]
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step_count += 1
+        out.update({k: float(v.detach()) if torch.is_tensor(v) else float(v)
+                    for k, v in terms.items()})
+        out["total"] = float(loss)
+        return out
+
+    def _render_loss(self, pts: torch.Tensor, app: torch.Tensor):
+        from engine.strands.raster import RasterSettings
+        from engine.strands.render import render_loss, render_strands
+
+        cfg, data = self.cfg, self.scene.data
+        v = int(self.rng.integers(data.cams.K.shape[0]))
+        S = min(cfg.render_strands, pts.shape[0])
+        idx = np.linspace(0, pts.shape[1] - 1, cfg.render_points).round().astype(int)
+        sub = pts[:S][:, torch.as_tensor(idx, device=self.device)]
+        H, W = data.cams.height, data.cams.width
+        rs = RasterSettings(H, W, faces_per_pixel=cfg.faces_per_pixel)
+        occ = self.scene.head_depth[v] if self.scene.head_depth is not None else None
+        feats, alpha = render_strands(sub, app[:S], data.cams.K[v], data.cams.R[v], data.cams.t[v],
+                                      rs, cfg.half_width_px, occ)
+        rgb = self.renderer(feats, alpha)
+        self.last_render = (v, rgb.detach(), alpha.detach())
+        return render_loss(rgb, alpha, data.images[v], data.hair[v], cfg.lambda_mask)
+
+    # -- the dense groom -----------------------------------------------------------------------
+    @torch.no_grad()
+    def dense_groom(self, n: int, batch: int = 8192) -> dict[str, np.ndarray]:
+        """Decode ``n`` strands at uniformly sampled scalp UVs and drop those that leave the hair
+        volume or enter the bust. Returns strands (M, L, 3) float32, root_uv (M, 2), kept share."""
+        cfg, sc = self.cfg, self.scene
+        T = self.texture()
+        rng = np.random.default_rng(cfg.seed + 1)
+        uv = sc.scalp.sample_uv(n, rng)
+        tol = cfg.outside_tolerance_mm / 1000
+        keep_s, keep_uv = [], []
+        for i in range(0, n, batch):
+            pts, _ = self.decode(T, uv[i:i + batch])
+            N, L, _ = pts.shape
+            look = sc.volume.lookup(pts.reshape(-1, 3))
+            fh = look["f_hair"].reshape(N, L)[:, ROOT_SKIP:]
+            fb = look["f_bust"].reshape(N, L)[:, ROOT_SKIP:]
+            outside = (fh > tol).float().mean(1)
+            ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= 0.02)
+            keep_s.append(pts[ok].cpu().numpy())
+            keep_uv.append(uv[i:i + batch][ok.cpu().numpy()])
+        strands = np.concatenate(keep_s).astype(np.float32)
+        return {"strands": strands, "root_uv": np.concatenate(keep_uv).astype(np.float32),
+                "kept": len(strands) / max(n, 1)}
+
+
+# --------------------------------------------------------------------------------------------
+# Building the scene from the earlier stages
+# --------------------------------------------------------------------------------------------
+
+
+def fitted_scalp(head_vertices: np.ndarray):
+    """The prior's scalp (:func:`engine.prior.scalp.default_scalp`) moved onto a fitted head
+    (``head_vertices`` (V, 3) metres in the head model's topology; see
+    :func:`engine.strands.geometry.fitted_scalp_positions`)."""
+    from engine.head.model import HeadModel
+    from engine.prior.scalp import Scalp, default_scalp
+
+    base = default_scalp()
+    neutral = HeadModel().vertices
+    if len(neutral) != len(head_vertices):
+        raise InputError(f"fitted head has {len(head_vertices)} vertices, the head model "
+                         f"{len(neutral)}; re-run the cameras stage")
+    tab = base.table
+    pos = fitted_scalp_positions(tab[..., :3], neutral, head_vertices)
+    return Scalp(pos, tab[..., 3:6], tab[..., 6:9], base.mask_table, base.sdf, base.mesh)
+
+
+def build_scene(cfg: StrandsConfig, coarse_dir: Path, head_vertices: np.ndarray,
+                head_faces: np.ndarray, data=None, device: str = "cpu") -> StrandScene:
+    """Scene of the fine stage from the coarse stage folder and the fitted head; ``data``
+    (:class:`engine.coarse.train.CoarseData` at the render size) enables the rendering loss."""
+    import trimesh
+
+    from engine.coarse.export import load_coarse_fields
+
+    query = load_coarse_fields(coarse_dir, device)
+    volume = HairVolume(query, cfg.volume_resolution)
+    mesh_path = Path(coarse_dir) / "hair_mesh.ply"
+    if not mesh_path.is_file():
+        raise InputError(f"{mesh_path}: missing; re-run the coarse stage")
+    m = trimesh.load(mesh_path, force="mesh", process=False)
+    surface = sample_visible_surface(np.asarray(m.vertices), np.asarray(m.faces), volume,
+                                     cfg.surface_samples, seed=cfg.seed)
+    if len(surface) < 16:
+        raise InputError(f"{mesh_path}: the coarse hair surface is empty or inside the head; "
+                         "the coarse stage found no hair")
+    head_depth = None
+    if data is not None:
+        from engine.strands.render import head_depth_maps
+
+        head_depth = head_depth_maps(head_vertices, head_faces, data.cams, data.cams.height,
+                                     data.cams.width).to(device)
+        data.cams = data.cams.to(device)
+    return StrandScene(volume, torch.as_tensor(surface, device=device), fitted_scalp(head_vertices),
+                       data, head_depth, (head_vertices, head_faces))
+
+
+# --------------------------------------------------------------------------------------------
+# Stage entry point
+# --------------------------------------------------------------------------------------------
+
+
+def load_prior(device: str = "cpu"):
+    """The shipped strand VAE and texture diffusion model (resources/prior)."""
+    from engine.prior.diffusion import load_diffusion
+    from engine.prior.vae import load_vae
+    from engine.resources import resource
+
+    return (load_vae(resource("prior", "strand_vae.safetensors"), device),
+            load_diffusion(resource("prior", "texture_diffusion.safetensors"), device))
+
+
+def _preview_sheet(trainer: StrandTrainer) -> np.ndarray | None:
+    """image | rendered colour | rendered alpha over the hair mask, uint8 (H, 3W, 3)."""
+    if getattr(trainer, "last_render", None) is None:
+        return None
+    v, rgb, alpha = trainer.last_render
+    d = trainer.scene.data
+    img = d.images[v].cpu().numpy()
+    r = rgb.permute(1, 2, 0).cpu().numpy()
+    a = alpha.cpu().numpy()
+    m = d.hair[v].cpu().numpy()
+    sil = np.stack([a, m, np.zeros_like(a)], -1)
+    return (np.concatenate([img, r, sil], 1).clip(0, 1) * 255).astype(np.uint8)
+
+
+def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterator:
+    """Run the optimisation and write the stage outputs; yields events when ``ctx`` is given.
+    Returns the summary dict."""
+    import cv2
+    from safetensors.torch import save_file
+
+    from engine.io.export import export_groom
+    from engine.io.groom import Groom
+
+    cfg = trainer.cfg
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    history = []
+    n = cfg.iterations
+    last_preview = time.monotonic()
+    for step in range(1, n + 1):
+        if ctx is not None:
+            ctx.check()
+        losses = trainer.step()
+        if step % 10 == 0 or step == n or step == 1:
+            history.append({"step": step, **{k: round(v, 6) for k, v in losses.items()}})
+        if ctx is not None:
+            yield ctx.loss(step, losses)
+            if step % max(1, n // 100) == 0 or step == n:
+                yield ctx.progress(step, n + 1, f"step {step}/{n}")
+            if step % cfg.preview_every == 0 or time.monotonic() - last_preview > 20:
+                last_preview = time.monotonic()
+                with torch.no_grad():
+                    pts, _ = trainer.decode(trainer.texture(), trainer.scene.scalp.sample_uv(
+                        600, np.random.default_rng(0)))
+                yield ctx.preview("strands", pts.cpu().numpy(), f"step {step}")
+                sheet = _preview_sheet(trainer)
+                if sheet is not None:
+                    yield ctx.preview("image", sheet, f"rendering, step {step}")
+    train_s = time.perf_counter() - t0
+    if ctx is not None:
+        yield ctx.progress(n, n + 1, "decoding the dense groom")
+    dense = trainer.dense_groom(cfg.dense_strands)
+    if len(dense["strands"]) == 0:
+        raise InputError("strands stage: every decoded strand left the hair volume; check the "
+                         "coarse stage's hair mesh")
+    hv, hf = trainer.scene.head if trainer.scene.head is not None else (None, None)
+    groom = Groom(dense["strands"], widths=np.full(len(dense["strands"]),
+                                                   cfg.strand_width_mm / 1000, np.float32),
+                  root_uv=dense["root_uv"],
+                  head_vertices=None if hv is None else np.asarray(hv, np.float32),
+                  head_faces=None if hf is None else np.asarray(hf, np.int32))
+    export_groom(groom, out_dir / "groom.npz")
+    save_file({"texture": trainer.texture().detach().cpu().contiguous()},
+              str(out_dir / "texture.safetensors"))
+    prev = out_dir / "previews"
+    prev.mkdir(exist_ok=True)
+    sheet = _preview_sheet(trainer)
+    if sheet is not None:
+        cv2.imwrite(str(prev / "render.png"), sheet[..., ::-1])
+    if ctx is not None:
+        yield ctx.preview("strands", dense["strands"][:: max(1, len(dense["strands"]) // 3000)],
+                          "final groom")
+    write_json_atomic(out_dir / "losses.json", history)
+    summary = {"iterations": n, "train_s": round(train_s, 1),
+               "total_s": round(time.perf_counter() - t0, 1),
+               "strands": int(len(dense["strands"])), "kept_share": round(dense["kept"], 4),
+               "final_losses": history[-1] if history else {}}
+    write_json_atomic(out_dir / "strands.json", summary)
+    return summary
+
+
+def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
+    """Stage entry point (see the module docstring)."""
+    from engine.coarse.stage import load_capture_data, load_head_mesh
+
+    if cfg.render_size % 4:
+        raise InputError(f"strands.render_size {cfg.render_size} is not a multiple of 4")
+    yield ctx.progress(0, cfg.iterations + 1, "loading the coarse volume and the prior")
+    if ctx.device == "cpu":
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    cam_dir = inputs["cameras"].path
+    hv, hf = load_head_mesh(cam_dir / "head.obj")
+    data = None
+    if cfg.lambda_render > 0:
+        data, _ = load_capture_data(inputs["keyframes"].path, inputs["masks"].path,
+                                    inputs["orientation"].path, cam_dir / "cameras.json", hv, hf,
+                                    cfg.render_size, 1.5, head_samples=16)
+        data = _pad_to_multiple(data, 4)
+    scene = build_scene(cfg, inputs["coarse"].path, hv, hf, data, ctx.device)
+    vae, diffusion = load_prior(ctx.device)
+    trainer = StrandTrainer(scene, vae, diffusion if cfg.lambda_prior > 0 else None, cfg,
+                            ctx.device)
+    yield ctx.log(f"strands: {len(scene.surface)} hair-surface samples, "
+                  f"{'no rendering' if data is None else f'{data.images.shape[0]} views'}, "
+                  f"device {ctx.device}")
+    summary = yield from train_and_export(trainer, ctx.out_dir, ctx)
+    return summary
+
+
+def _pad_to_multiple(data, m: int):
+    """Crop CoarseData images so height and width are multiples of ``m`` (the renderer's
+    U-Net halves the resolution twice)."""
+    from engine.coarse.render import CameraSet
+
+    H, W = data.cams.height, data.cams.width
+    H2, W2 = H - H % m, W - W % m
+    if (H2, W2) == (H, W):
+        return data
+    data.images = data.images[:, :H2, :W2]
+    data.hair = data.hair[:, :H2, :W2]
+    data.bust = data.bust[:, :H2, :W2]
+    data.angle = data.angle[:, :H2, :W2]
+    data.confidence = data.confidence[:, :H2, :W2]
+    data.cams = CameraSet(data.cams.K, data.cams.R, data.cams.t, H2, W2)
+    return data
+
+
+PRESETS = {
+    "preview": {"iterations": 400, "strands_per_step": 512, "render_strands": 512,
+                "render_size": 96, "volume_resolution": 80, "surface_samples": 15000,
+                "chamfer_points": 1000, "dense_strands": 20000, "preview_every": 100},
+    "standard": {},
+    "high": {"iterations": 6000, "strands_per_step": 4096, "render_strands": 4096,
+             "render_size": 512, "render_points": 50, "volume_resolution": 160,
+             "texture_res": 128, "dense_strands": 100000, "half_width_px": 1.5},
+}
+
+STAGE = Stage("strands", 1, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+              run_strands, None, title="Hair strands", presets=PRESETS)
+STAGES = [STAGE]
