@@ -222,3 +222,26 @@ def test_blend_rejects_too_few_features():
     assert int(f.seg.max()) == 1
     with pytest.raises(InputError):
         blend(f, torch.ones(1, 3))
+
+
+def test_benchmark_script_runs_small():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_raster.py"
+    spec = importlib.util.spec_from_file_location("bench_raster", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    verts, hw = mod.hair_like_strands(50, 20, 64, seed=0)
+    assert verts.shape == (50, 20, 3) and hw.shape == (50,)
+    assert float(verts[..., 2].min()) >= 0.4 - 1e-6 and float(verts[..., 2].max()) <= 0.6 + 1e-6
+    threads = torch.get_num_threads()
+    try:
+        out = mod.run(mod.argparse.Namespace(
+            strands=50, points=20, size=64, device="cpu", threads=1, repeat=1, faces=4,
+            bin_size=16, channels=3, chunk_pairs=None))
+    finally:
+        torch.set_num_threads(threads)
+    assert out["forward"]["runs"] == 1 and out["forward"]["median_s"] > 0
+    assert out["forward_backward"]["grad_finite"] is True
+    assert 0 < out["coverage_stats"]["hair_pixels_share"] < 1
