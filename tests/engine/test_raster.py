@@ -245,3 +245,27 @@ def test_benchmark_script_runs_small():
     assert out["forward"]["runs"] == 1 and out["forward"]["median_s"] > 0
     assert out["forward_backward"]["grad_finite"] is True
     assert 0 < out["coverage_stats"]["hair_pixels_share"] < 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+def test_cuda_matches_cpu_reference():
+    H, W = 40, 36
+    v = random_strands(30, 10, H, W, seed=21)
+    hw = 0.4 + 2 * torch.rand(30, 10, generator=torch.Generator().manual_seed(3))
+    occ = torch.full((H, W), float("inf"))
+    occ[H // 2:] = 0.5
+    st = RasterSettings(H, W, faces_per_pixel=5, sigma=0.5, bin_size=8)
+    ref = rasterize_strands_reference(v, hw, st, occ)
+    vv = v.cuda().requires_grad_(True)
+    out = rasterize_strands(vv, hw.cuda(), st, occ.cuda())
+    assert out.seg.is_cuda
+    assert_same_fragments(Fragments(*(x.cpu() for x in (out.seg, out.coverage, out.depth, out.t))), ref)
+    feats = torch.rand(30 * 9, 3)
+    img, _ = blend(out, feats.cuda())
+    img.sum().backward()
+    vr = v.clone().requires_grad_(True)
+    img_r, _ = blend(rasterize_strands_reference(vr, hw, st, occ), feats)
+    img_r.sum().backward()
+    torch.testing.assert_close(img.cpu(), img_r, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(vv.grad.cpu(), vr.grad, atol=1e-4, rtol=1e-3)
