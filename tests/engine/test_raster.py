@@ -257,14 +257,14 @@ def test_cuda_matches_cpu_reference():
     occ[H // 2:] = 0.5
     st = RasterSettings(H, W, faces_per_pixel=5, sigma=0.5, bin_size=8)
     ref = rasterize_strands_reference(v, hw, st, occ)
-    vv = v.cuda().requires_grad_(True)
+    vv = v.detach().clone().cuda().requires_grad_(True)
     out = rasterize_strands(vv, hw.cuda(), st, occ.cuda())
     assert out.seg.is_cuda
     assert_same_fragments(Fragments(*(x.cpu() for x in (out.seg, out.coverage, out.depth, out.t))), ref)
     feats = torch.rand(30 * 9, 3)
     img, _ = blend(out, feats.cuda())
     img.sum().backward()
-    vr = v.clone().requires_grad_(True)
+    vr = v.detach().clone().requires_grad_(True)
     img_r, _ = blend(rasterize_strands_reference(vr, hw, st, occ), feats)
     img_r.sum().backward()
     torch.testing.assert_close(img.cpu(), img_r, atol=1e-5, rtol=1e-4)
