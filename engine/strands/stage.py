@@ -132,6 +132,8 @@ class StrandTrainer:
             params.append({"params": self.renderer.parameters(), "lr": 1e-3})
         self.opt = torch.optim.Adam(params)
         self.rng = np.random.default_rng(cfg.seed)
+        self.view_rng = np.random.default_rng(cfg.seed + 7)  # views: own stream, so switching
+        # the rendering term on or off leaves the sequence of sampled roots unchanged
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step_count = 0
 
@@ -182,7 +184,7 @@ class StrandTrainer:
         self.step_count += 1
         out.update({k: float(v.detach()) if torch.is_tensor(v) else float(v)
                     for k, v in terms.items()})
-        out["total"] = float(loss)
+        out["total"] = float(loss.detach())
         return out
 
     def _render_loss(self, pts: torch.Tensor, app: torch.Tensor):
@@ -190,7 +192,7 @@ class StrandTrainer:
         from engine.strands.render import render_loss, render_strands
 
         cfg, data = self.cfg, self.scene.data
-        v = int(self.rng.integers(data.cams.K.shape[0]))
+        v = int(self.view_rng.integers(data.cams.K.shape[0]))
         S = min(cfg.render_strands, pts.shape[0])
         idx = np.linspace(0, pts.shape[1] - 1, cfg.render_points).round().astype(int)
         sub = pts[:S][:, torch.as_tensor(idx, device=self.device)]
@@ -296,6 +298,36 @@ def load_prior(device: str = "cpu"):
             load_diffusion(resource("prior", "texture_diffusion.safetensors"), device))
 
 
+@torch.no_grad()
+def strand_colours(strands: np.ndarray, data, head_depth: torch.Tensor | None) -> np.ndarray:
+    """Per-strand linear RGB (N, 3) float32 in [0, 1]: the mean captured colour at 30, 50 and
+    70 % along each strand over the views where that point projects into the hair mask and is not
+    behind the fitted head (sRGB decoded with gamma 2.2); grey-brown where no view sees it."""
+    from engine.strands.render import project
+
+    pts = torch.as_tensor(strands[:, [30 * (strands.shape[1] - 1) // 100,
+                                      (strands.shape[1] - 1) // 2,
+                                      70 * (strands.shape[1] - 1) // 100]], dtype=torch.float32)
+    pts = pts.to(data.images.device)
+    H, W = data.cams.height, data.cams.width
+    acc = torch.zeros(len(pts), 3, device=pts.device)
+    cnt = torch.zeros(len(pts), device=pts.device)
+    for v in range(data.images.shape[0]):
+        p = project(pts, data.cams.K[v], data.cams.R[v], data.cams.t[v])
+        x, y = p[..., 0].round().long(), p[..., 1].round().long()
+        ok = (x >= 0) & (x < W) & (y >= 0) & (y < H)
+        xc, yc = x.clamp(0, W - 1), y.clamp(0, H - 1)
+        ok &= data.hair[v][yc, xc] > 0.5
+        if head_depth is not None:
+            ok &= p[..., 2] < head_depth[v][yc, xc] + 0.005
+        col = data.images[v][yc, xc]  # (N, 3, 3)
+        acc += (col * ok[..., None]).sum(1)
+        cnt += ok.sum(1)
+    rgb = torch.where(cnt[:, None] > 0, acc / cnt.clamp(min=1)[:, None],
+                      torch.tensor([0.35, 0.25, 0.18], device=pts.device))
+    return (rgb.clamp(0, 1) ** 2.2).cpu().numpy().astype(np.float32)
+
+
 def _preview_sheet(trainer: StrandTrainer) -> np.ndarray | None:
     """image | rendered colour | rendered alpha over the hair mask, uint8 (H, 3W, 3)."""
     if getattr(trainer, "last_render", None) is None:
@@ -335,7 +367,7 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
             yield ctx.loss(step, losses)
             if step % max(1, n // 100) == 0 or step == n:
                 yield ctx.progress(step, n + 1, f"step {step}/{n}")
-            if step % cfg.preview_every == 0 or time.monotonic() - last_preview > 20:
+            if step % cfg.preview_every == 0 or time.monotonic() - last_preview > 5:
                 last_preview = time.monotonic()
                 with torch.no_grad():
                     pts, _ = trainer.decode(trainer.texture(), trainer.scene.scalp.sample_uv(
@@ -352,9 +384,12 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
         raise InputError("strands stage: every decoded strand left the hair volume; check the "
                          "coarse stage's hair mesh")
     hv, hf = trainer.scene.head if trainer.scene.head is not None else (None, None)
+    colours = None
+    if trainer.scene.data is not None:
+        colours = strand_colours(dense["strands"], trainer.scene.data, trainer.scene.head_depth)
     groom = Groom(dense["strands"], widths=np.full(len(dense["strands"]),
                                                    cfg.strand_width_mm / 1000, np.float32),
-                  root_uv=dense["root_uv"],
+                  root_uv=dense["root_uv"], colors=colours,
                   head_vertices=None if hv is None else np.asarray(hv, np.float32),
                   head_faces=None if hf is None else np.asarray(hf, np.int32))
     export_groom(groom, out_dir / "groom.npz")
