@@ -524,13 +524,39 @@ def rasterize_strands_reference(verts: torch.Tensor, half_width, settings: Raste
                      t=pick(t, 0.0))
 
 
+class _WeightedFeatures(torch.autograd.Function):
+    """``out[p] = sum_k w[p, k] features[seg[p, k]]`` without materialising the (P, K, C)
+    gathered features (one (P, C) slice per k in forward and backward)."""
+
+    @staticmethod
+    def forward(ctx, w, seg, features):
+        out = features.new_zeros((w.shape[0], features.shape[1]))
+        for k in range(w.shape[1]):
+            out.addcmul_(w[:, k, None], features[seg[:, k]])
+        ctx.save_for_backward(w, seg, features)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        w, seg, features = ctx.saved_tensors
+        gw = gf = None
+        if ctx.needs_input_grad[0]:
+            gw = torch.stack([(g * features[seg[:, k]]).sum(1) for k in range(w.shape[1])], 1)
+        if ctx.needs_input_grad[2]:
+            gf = torch.zeros_like(features)
+            for k in range(w.shape[1]):
+                gf.index_add_(0, seg[:, k], w[:, k, None] * g)
+        return gw, None, gf
+
+
 def blend(fragments: Fragments, features: torch.Tensor, background: torch.Tensor | float = 0.0
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Front-to-back alpha compositing of per-segment features (the seed's soft blending of the
     K nearest hair quads; the "over" operator with alpha_k = coverage_k).
 
     ``w_k = a_k prod_{j<k} (1 - a_j)``, ``image = sum_k w_k f_k + (1 - sum_k w_k) background``,
-    ``alpha = 1 - prod_k (1 - a_k)``.
+    ``alpha = 1 - prod_k (1 - a_k)``. Empty slots (``seg == -1``) are no layer (their coverage is
+    ignored and gets no gradient).
 
     Args:
         fragments: from :func:`rasterize_strands`, (H, W, K) fields.
@@ -557,15 +583,15 @@ def blend(fragments: Fragments, features: torch.Tensor, background: torch.Tensor
     if smax >= n_seg:
         raise InputError(f"blend: fragments index segment {smax} but features has only {n_seg} rows")
     valid = seg >= 0
-    if n_seg:
-        f = features[seg.clamp(min=0)]                                   # (H, W, K, C)
-    else:
-        f = features.new_zeros((H, W, K, C))
-    a = a.to(features.dtype)
+    a = torch.where(valid, a.to(features.dtype), 0.0)                    # empty slots: no layer
     trans = torch.cumprod(1.0 - a, dim=-1)                               # prod_{j<=k}(1 - a_j)
     trans_excl = torch.cat([torch.ones_like(trans[..., :1]), trans[..., :-1]], dim=-1)
-    w = torch.where(valid, a * trans_excl, torch.zeros_like(a))          # (H, W, K)
-    img = torch.einsum("hwk,hwkc->chw", w, f)
+    w = a * trans_excl                                                   # (H, W, K)
+    if n_seg:
+        img = _WeightedFeatures.apply(w.reshape(H * W, K), seg.clamp(min=0).reshape(H * W, K), features)
+        img = img.t().reshape(C, H, W)
+    else:
+        img = features.new_zeros((C, H, W)) + 0.0 * w.sum()
     rest = 1.0 - w.sum(-1)                                               # (H, W)
     if isinstance(background, torch.Tensor):
         bg = background.to(device=features.device, dtype=features.dtype)

@@ -119,6 +119,40 @@ def test_blend_by_hand():
         assert alpha.item() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_blend_matches_the_formula_with_gradients():
+    g = torch.Generator().manual_seed(9)
+    H, W, K, N, C = 3, 4, 3, 5, 2
+    seg = torch.randint(-1, N, (H, W, K), generator=g)
+    cov = torch.rand(H, W, K, generator=g, dtype=torch.float64) * (seg >= 0)
+    feats = torch.rand(N, C, generator=g, dtype=torch.float64)
+    bg = torch.rand(C, H, W, generator=g, dtype=torch.float64)
+    results = []
+    for plain in (False, True):
+        c = cov.clone().requires_grad_(True)
+        f = feats.clone().requires_grad_(True)
+        b = bg.clone().requires_grad_(True)
+        if plain:  # the docstring's formula, one pixel and one layer at a time
+            img = torch.zeros(C, H, W, dtype=torch.float64)
+            alpha = torch.zeros(H, W, dtype=torch.float64)
+            for i in range(H):
+                for j in range(W):
+                    trans, acc = 1.0, 0.0
+                    for k in range(K):
+                        if seg[i, j, k] >= 0:
+                            wk = c[i, j, k] * trans
+                            img[:, i, j] = img[:, i, j] + wk * f[seg[i, j, k]]
+                            acc = acc + wk
+                            trans = trans * (1 - c[i, j, k])
+                    img[:, i, j] = img[:, i, j] + (1 - acc) * b[:, i, j]
+                    alpha[i, j] = 1 - trans
+        else:
+            img, alpha = blend(Fragments(seg, c, torch.zeros_like(c), torch.zeros_like(c)), f, b)
+        (img * torch.arange(C * H * W, dtype=torch.float64).reshape(C, H, W)).sum().backward()
+        results.append((img, alpha, c.grad, f.grad, b.grad))
+    for mine, ref in zip(*results):
+        torch.testing.assert_close(mine, ref)
+
+
 def test_gradcheck_through_raster_and_blend():
     H, W = 9, 10
     v = random_strands(3, 4, H, W, seed=3, dtype=torch.float64, step=2.5, margin=0.0)
