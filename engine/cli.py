@@ -22,6 +22,7 @@ from engine.pipeline import (MANIFEST, PRESETS, CancelToken, Event, Log, Loss, P
                              run_pipeline, stage_status)
 
 PREPROCESS_UNTIL = "orientation"
+PREPROCESS_STAGES = {"keyframes", "landmarks", "masks", "orientation"}  # the input's own stages
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -363,7 +364,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         with project.trying_source(source):
             finished = _run(project, plan, args)
     except InputError:
-        if created:  # a project this command made for a bad input is removed again
+        # a project this command made for a bad input is removed again, but once a stage past
+        # preprocessing has finished the error is not the video's, and that work is kept
+        done = {p.parent.parent.name for p in project.cache_dir.glob("*/*/done.json")}
+        if created and not done - PREPROCESS_STAGES:
             shutil.rmtree(project.root, ignore_errors=True)
         raise
     _print_summary(finished, project)

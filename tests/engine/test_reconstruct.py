@@ -175,3 +175,29 @@ def test_demo_writes_the_preview_when_a_groom_exists(tmp_path, capsys, monkeypat
     assert main(["demo", "--project", str(project), "-q"]) == 0
     assert (project / "preview.png").is_file() and (project / "turntable.mp4").is_file()
     assert "turntable.mp4" in capsys.readouterr().out
+
+
+def test_an_error_after_preprocessing_keeps_the_finished_work(tmp_path, monkeypatch, capsys):
+    """An error raised once the cameras stage has finished (e.g. unreadable prior weights) is
+    not the video's fault: the new project and its finished stages stay for a resume, while an
+    error during preprocessing removes the project made for that input."""
+    from engine.errors import InputError
+
+    def failing_run(done_stage):
+        def run(project, plan, args):
+            d = project.cache_dir / done_stage / "k"
+            d.mkdir(parents=True)
+            (d / "done.json").write_text("{}")
+            raise InputError("weights: unreadable")
+        return run
+
+    out = tmp_path / "kept"
+    monkeypatch.setattr(cli, "_run", failing_run("cameras"))
+    assert main(["reconstruct", str(VIDEO), "-o", str(out)]) == 2
+    assert "weights: unreadable" in _error_line(capsys)
+    assert (out / "cache" / "cameras" / "k" / "done.json").is_file()
+    gone = tmp_path / "gone"
+    monkeypatch.setattr(cli, "_run", failing_run("keyframes"))
+    assert main(["reconstruct", str(VIDEO), "-o", str(gone)]) == 2
+    _error_line(capsys)
+    assert not gone.exists()
