@@ -29,6 +29,7 @@ Outputs (stage folder): ``groom.npz`` (:class:`engine.io.groom.Groom` with the f
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -419,8 +420,9 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
     if cfg.render_size % 4:
         raise InputError(f"strands.render_size {cfg.render_size} is not a multiple of 4")
     yield ctx.progress(0, cfg.iterations + 1, "loading the coarse volume and the prior")
-    if ctx.device == "cpu":
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    if ctx.device == "cpu":  # small ops: extra threads only add synchronisation, and on a
+        # 2-core machine a second thread competing with the app or the OS slows steps 3-6x
+        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
     cam_dir = inputs["cameras"].path
     hv, hf = load_head_mesh(cam_dir / "head.obj")
     data = None
