@@ -47,20 +47,45 @@ def reconstruct(vae, local: np.ndarray, batch: int = 4096) -> np.ndarray:
     return np.concatenate(out)
 
 
+def pca_reconstruct(vae, local: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Linear baseline: projection of local strands (M, L, 3) m onto the first ``k`` (default: the
+    latent size) components of the VAE's strand basis (the PCA of its training strands)."""
+    k = k or vae.cfg.latent
+    mean = vae.basis_mean.double().numpy()
+    v = vae.basis[:k].double().numpy()
+    x = local[:, 1:].reshape(len(local), -1).astype(np.float64)
+    y = mean + (x - mean) @ v.T @ v
+    return np.concatenate([np.zeros_like(local[:, :1]), y.reshape(len(local), -1, 3)], 1).astype(np.float32)
+
+
 def vae_heldout(vae, grooms_per_curl=6, strands=1000, seed=987654):
-    """Per-curl-class point-error stats (mm) on held-out procedural styles."""
+    """Per-curl-class point-error stats (mm) on held-out procedural styles, with the median of the
+    linear baseline (PCA with as many components as the latent) beside it."""
     sc = default_scalp()
     rng = np.random.default_rng(seed)
     res = {}
     for curl in CURL_CLASSES:
-        errs = []
+        errs, base = [], []
         for _ in range(grooms_per_curl):
             g = synth_groom(sample_style(rng, curl=curl), strands, scalp=sc)
             loc = to_local(g.strands.astype(np.float64), sc.frames(g.uv).matrix()).astype(np.float32)
             rec = reconstruct(vae, loc)
             errs.append(np.linalg.norm(rec - loc, axis=-1)[:, 1:].ravel() * 1000)
-        res[curl] = _stats(np.concatenate(errs))
+            base.append(np.linalg.norm(pca_reconstruct(vae, loc) - loc, axis=-1)[:, 1:].ravel() * 1000)
+        res[curl] = {**_stats(np.concatenate(errs)),
+                     f"pca{vae.cfg.latent}_median_mm": float(np.median(np.concatenate(base)))}
     return res
+
+
+def data_texture(vae, groom, scalp, res: int) -> np.ndarray:
+    """Latent texture (C, res, res) of a procedural groom: strands encoded with z_mu, nearest
+    neighbour over scalp UV (:func:`engine.prior.diffusion.latent_texture`)."""
+    from engine.prior.diffusion import latent_texture
+
+    loc = to_local(groom.strands.astype(np.float64), scalp.frames(groom.uv).matrix()).astype(np.float32)
+    with torch.no_grad():
+        z = torch.cat([vae.encode(torch.from_numpy(loc[i:i + 4096]))[0] for i in range(0, len(loc), 4096)])
+    return latent_texture(groom.uv, z.numpy(), res)
 
 
 def sintel_local(path: Path | None = None):
@@ -135,8 +160,10 @@ def main(argv=None) -> int:
         loc, scale, width = sintel_local()
         rec = reconstruct(vae, loc)
         e = np.linalg.norm(rec - loc, axis=-1)[:, 1:].ravel() * 1000
+        e_pca = np.linalg.norm(pca_reconstruct(vae, loc) - loc, axis=-1)[:, 1:].ravel() * 1000
         lens = np.linalg.norm(np.diff(loc, axis=1), axis=-1).sum(1)
-        metrics["vae_sintel"] = {**_stats(e), "scale_m_per_unit": scale, "head_width_units": float(width),
+        metrics["vae_sintel"] = {**_stats(e), f"pca{vae.cfg.latent}_median_mm": float(np.median(e_pca)),
+                                 "scale_m_per_unit": scale, "head_width_units": float(width),
                                  "strand_length_cm_median": float(np.median(lens) * 100)}
         print("sintel", metrics["vae_sintel"])
     if "diffusion" not in skip and (a.weights / "texture_diffusion.safetensors").exists():
@@ -164,6 +191,19 @@ def main(argv=None) -> int:
                for k, v in metrics["diffusion"].items()})
         contact_sheet(samples[:8], [f"diffusion sample {i}" for i in range(8)], a.out / "diffusion_samples.png",
                       mesh=sc.mesh, cols=4, max_strands=1000)
+        # reference: procedural grooms through the same texture pipeline (encode -> 32 x 32 latent
+        # texture -> decode), i.e. what a perfect diffusion model would produce
+        rt = [texture_to_strands(data_texture(vae, g, sc, model.cfg.res), vae, sc)[0]
+              for g in [synth_groom(sample_style(rng), 2500, scalp=sc) for _ in range(4)]]
+        lr_ = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in rt])
+        cr = np.concatenate([curl_measure(s) for s in rt])
+        metrics["diffusion"]["texture_roundtrip_reference"] = {
+            "n_grooms": 4, "length_tv": _hist_distances(lr_, ld, np.linspace(0, 1.0, 26))["total_variation"],
+            "curl_tv": _hist_distances(cr, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26))["total_variation"],
+            "curl_median": float(np.median(cr)), "length_median_m": float(np.median(lr_))}
+        print("texture round trip", metrics["diffusion"]["texture_roundtrip_reference"])
+        contact_sheet(rt, [f"procedural groom via 32x32 texture {i}" for i in range(4)],
+                      a.out / "texture_roundtrip.png", mesh=sc.mesh, cols=4, max_strands=1000)
     if "styles" not in skip:
         combos = [("straight", "long", "centre", False), ("straight", "short", "side", True),
                   ("wavy", "long", "side", False), ("wavy", "medium", "none", True),

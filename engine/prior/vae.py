@@ -4,8 +4,11 @@ A strand is expressed in the local frame of its root (tangent T, bitangent B, no
 scalp, see :mod:`engine.prior.scalp`), relative to the root, resampled to L = 100 points. The
 encoder maps it to a Gaussian q(z | strand) with z in R^64 (reparametrisation
 z = z_mu + eps * z_sigma); the decoder maps z back to the L - 1 non-root points (the root is the
-origin). Networks are MLPs (small and fast on a CPU). Internally lengths are in decimetres
-(``SCALE`` = 10) so values are O(1).
+origin). Networks are MLPs (small and fast on a CPU) around a linear core: strands are
+represented by their whitened coefficients in the PCA basis of the training strands, and the
+model starts training as the 64-component probabilistic PCA (an already accurate linear strand
+model: sub-millimetre median error on procedural strands), the MLPs learning the non-linear
+residual (see :class:`StrandVAE`). Loss terms are computed in decimetres (``SCALE`` = 10).
 
 Loss (Eq. of the paper): L_VAE = L_data + lambda_KL * L_KL with
 L_data = sum_l ||p_hat_l - p_l||^2 + lambda_d sum_l (1 - b_hat_l . b_l) + lambda_c sum_l ||g_hat_l - g_l||^2
@@ -31,12 +34,14 @@ SCALE = 10.0  # metres -> decimetres inside the networks
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """n_points: L; latent: z dimension; hidden: MLP width; depth: hidden layers per network."""
+    """n_points: L; latent: z dimension; hidden: MLP width; depth: hidden layers per network;
+    basis: number K of PCA components of the strand basis (0 = all 3 (L - 1))."""
 
     n_points: int = 100
     latent: int = 64
     hidden: int = 512
     depth: int = 3
+    basis: int = 0
 
 
 def _mlp(i, h, o, depth):
@@ -50,28 +55,87 @@ def _mlp(i, h, o, depth):
 
 
 class StrandVAE(nn.Module):
-    """Encoder / decoder of local-frame strands. Inputs and outputs in metres, local root frame."""
+    """Encoder / decoder of local-frame strands. Inputs and outputs in metres, local root frame.
+
+    Strands are represented in a whitened linear basis (buffers ``basis_mean`` (D,), ``basis``
+    (K, D) orthonormal rows, ``basis_scale`` (K,) metres; D = 3 (L - 1) non-root coordinates):
+    coefficients c = (x - mean) basis^T / scale and x = mean + (c scale) basis. The basis is the
+    PCA of the training strands (:meth:`fit_basis`; identity with a 1 dm scale until then). The
+    encoder gives z_mu = A c + MLP(c, b) (A initialised to pick the first ``latent`` whitened
+    principal coefficients) and z_logvar = MLP(c, b); the decoder gives c_hat = A' z + MLP(z) (A'
+    initialised to the inverse). With the MLP residuals zero-initialised the VAE starts as a
+    probabilistic PCA of the strands (the linear baseline) and the MLPs learn the non-linear rest.
+    """
 
     def __init__(self, cfg: VAEConfig = VAEConfig()):
         super().__init__()
         self.cfg = cfg
-        L = cfg.n_points
-        self.encoder = _mlp(L * 3 + (L - 1) * 3, cfg.hidden, 2 * cfg.latent, cfg.depth)
-        self.decoder = _mlp(cfg.latent, cfg.hidden, (L - 1) * 3, cfg.depth)
+        L, Z = cfg.n_points, cfg.latent
+        D = 3 * (L - 1)
+        K = cfg.basis or D
+        if not (Z <= K <= D):
+            raise InputError(f"VAEConfig: basis {K} must lie in [latent {Z}, 3 (L - 1) = {D}]")
+        self.register_buffer("basis_mean", torch.zeros(D))
+        self.register_buffer("basis", torch.eye(D)[:K].clone())
+        self.register_buffer("basis_scale", torch.full((K,), 1.0 / SCALE))
+        self.encoder = _mlp(K + D, cfg.hidden, 2 * Z, cfg.depth)
+        self.enc_lin = nn.Linear(K, Z, bias=False)
+        self.decoder = _mlp(Z, cfg.hidden, K, cfg.depth)
+        self.dec_lin = nn.Linear(Z, K, bias=False)
+        self._init_linear()
+
+    @torch.no_grad()
+    def _init_linear(self, logvar0: float = -6.0) -> None:
+        Z, K = self.cfg.latent, self.basis.shape[0]
+        self.enc_lin.weight.copy_(torch.eye(K)[:Z])
+        self.dec_lin.weight.copy_(torch.eye(K)[:, :Z])
+        for last, bias in ((self.encoder[-1], torch.cat([torch.zeros(Z), torch.full((Z,), logvar0)])),
+                           (self.decoder[-1], torch.zeros(K))):
+            nn.init.zeros_(last.weight)
+            last.bias.copy_(bias)
+
+    @torch.no_grad()
+    def fit_basis(self, local: torch.Tensor, max_strands: int = 50000, seed: int = 0) -> None:
+        """Set the strand basis to the PCA of ``local`` (M, L, 3) metres (at most ``max_strands``
+        random strands, float64 SVD) and re-initialise the linear maps and the MLP output layers
+        so that the model equals the K-component probabilistic PCA. Call before training."""
+        if local.ndim != 3 or local.shape[1:] != (self.cfg.n_points, 3):
+            raise InputError(f"StrandVAE.fit_basis: expected (M, {self.cfg.n_points}, 3), got {tuple(local.shape)}")
+        g = torch.Generator().manual_seed(seed)
+        sel = torch.randperm(len(local), generator=g)[:max_strands]
+        x = local[sel, 1:].reshape(len(sel), -1).double()
+        mean = x.mean(0)
+        _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        s = (s / max(len(sel) - 1, 1) ** 0.5).clamp_min(1e-6)
+        K = self.basis.shape[0]
+        if len(vt) < K:  # fewer strands than coordinates: complete with an orthonormal complement
+            w, v = torch.linalg.eigh(torch.eye(vt.shape[1], dtype=vt.dtype) - vt.T @ vt)
+            vt = torch.cat([vt, v[:, w > 0.5].T])
+            s = torch.cat([s, s[-1:].expand(len(vt) - len(s))])
+        self.basis_mean.copy_(mean.float())
+        self.basis.copy_(vt[:K].float())
+        self.basis_scale.copy_(s[:K].float())
+        self._init_linear()
+
+    def coefficients(self, local: torch.Tensor) -> torch.Tensor:
+        """Whitened basis coefficients (B, K) of local strands (B, L, 3) metres."""
+        x = local[:, 1:].reshape(local.shape[0], -1)
+        return (x - self.basis_mean) @ self.basis.T / self.basis_scale
 
     def encode(self, local: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """local (B, L, 3) metres, root at the origin -> (z_mu, z_logvar), each (B, latent)."""
         if local.ndim != 3 or local.shape[1:] != (self.cfg.n_points, 3):
             raise InputError(f"StrandVAE.encode: expected (B, {self.cfg.n_points}, 3), got {tuple(local.shape)}")
-        x = local * SCALE
-        b = F.normalize(x[:, 1:] - x[:, :-1], dim=-1)
-        h = self.encoder(torch.cat([x.flatten(1), b.flatten(1)], 1))
+        c = self.coefficients(local)
+        b = F.normalize(local[:, 1:] - local[:, :-1], dim=-1)
+        h = self.encoder(torch.cat([c, b.flatten(1)], 1))
         mu, logvar = h.chunk(2, dim=1)
-        return mu, logvar.clamp(-12.0, 6.0)
+        return mu + self.enc_lin(c), logvar.clamp(-12.0, 6.0)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, latent) -> strands (B, L, 3) metres in the local root frame, root at the origin."""
-        y = self.decoder(z).view(z.shape[0], self.cfg.n_points - 1, 3) / SCALE
+        c = self.dec_lin(z) + self.decoder(z)
+        y = (self.basis_mean + (c * self.basis_scale) @ self.basis).view(z.shape[0], self.cfg.n_points - 1, 3)
         return torch.cat([torch.zeros_like(y[:, :1]), y], 1)
 
     def forward(self, local: torch.Tensor, sample: bool = True):

@@ -97,14 +97,28 @@ def test_vae_training_lowers_loss_and_round_trips(tmp_path):
     torch.manual_seed(0)
     x = _local_strands()
     model = StrandVAE(VAEConfig(hidden=64, depth=2))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def eval_loss():
         with torch.no_grad():
             p_hat, mu, lv = model(x, sample=False)
             return vae_loss(p_hat, x, mu, lv)[0].item()
 
+    def median_err_mm():
+        with torch.no_grad():
+            return (model(x, sample=False)[0] - x).norm(dim=-1)[:, 1:].median().item() * 1000
+
+    raw = eval_loss()
+    # the PCA start equals an independent linear (numpy) 64-component PCA of the strands
+    model.fit_basis(x)
+    flat = x[:, 1:].reshape(len(x), -1).numpy().astype(np.float64)
+    mean = flat.mean(0)
+    vt = np.linalg.svd(flat - mean, full_matrices=False)[2][:64]
+    pca = (mean + (flat - mean) @ vt.T @ vt).reshape(len(x), 99, 3)
+    pca_err = np.median(np.linalg.norm(pca - x[:, 1:].numpy(), axis=-1)) * 1000
+    assert median_err_mm() == pytest.approx(pca_err, rel=0.05, abs=1e-3)
     before = eval_loss()
+    assert before < 0.5 * raw
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(60):
         p_hat, mu, lv = model(x)
         loss, terms = vae_loss(p_hat, x, mu, lv)
@@ -112,7 +126,7 @@ def test_vae_training_lowers_loss_and_round_trips(tmp_path):
         loss.backward()
         opt.step()
     after = eval_loss()
-    assert after < 0.5 * before
+    assert after < before, (before, after)
     assert set(terms) == {"points", "dirs", "curv", "kl"}
     mu, lv = model.encode(x)
     assert mu.shape == (len(x), 64) and lv.shape == (len(x), 64)
@@ -123,6 +137,10 @@ def test_vae_training_lowers_loss_and_round_trips(tmp_path):
     torch.testing.assert_close(m2.decode(mu), rec)
     with pytest.raises(InputError):
         model.encode(x[:, :50])
+    with pytest.raises(InputError):
+        model.fit_basis(x[:, :50])
+    with pytest.raises(InputError):
+        StrandVAE(VAEConfig(latent=64, basis=32))
     with pytest.raises(InputError):
         load_vae(tmp_path / "missing.safetensors")
 
@@ -181,6 +199,20 @@ def _shipped():
     if not (v.exists() and d.exists()):
         pytest.skip("shipped prior weights not present")
     return load_vae(v), load_diffusion(d)
+
+
+def test_shipped_vae_meets_accuracy_targets():
+    """Shipped VAE on unseen procedural styles (seeds outside training): median point error
+    below the issue's targets (2 mm straight / wavy, 4 mm curly), reconstruction from z_mu."""
+    vae, _ = _shipped()
+    sc = default_scalp()
+    for i, (curl, target_mm) in enumerate([("straight", 2.0), ("wavy", 2.0), ("curly", 4.0)]):
+        g = synth_groom(sample_style(424242 + i, curl=curl), 300, scalp=sc)
+        loc = torch.from_numpy(to_local(g.strands.astype(np.float64), sc.frames(g.uv).matrix()).astype(np.float32))
+        with torch.no_grad():
+            rec = vae.decode(vae.encode(loc)[0])
+        err = (rec - loc).norm(dim=-1)[:, 1:].median().item() * 1000
+        assert err < target_mm, (curl, err)
 
 
 def _expected_prior_loss(model, t, n=16):
