@@ -59,7 +59,7 @@ class StrandsConfig:
     lambda_vol: float = option(3.0, "weight of L_vol", range=(0.0, 1e4))
     lambda_chm: float = option(2.0, "weight of the chamfer term", range=(0.0, 1e4))
     lambda_orient: float = option(20.0, "weight of the orientation term", range=(0.0, 1e4))
-    lambda_bust: float = option(1.0, "weight of the head-penetration term", range=(0.0, 1e4))
+    lambda_bust: float = option(10.0, "weight of the head-penetration term", range=(0.0, 1e4))
     orient_delta_mm: float = option(6.0, "band around the hair surface where L_orient applies",
                                     unit="mm", range=(0.1, 100.0))
     chamfer_points: int = option(2000, "hair-surface samples per step for the chamfer",
@@ -81,7 +81,7 @@ class StrandsConfig:
     outside_tolerance_mm: float = option(6.0, "how far outside the hair volume (or inside the "
                                          "bust) a final strand point may lie", unit="mm",
                                          range=(0.0, 1000.0))
-    max_outside: float = option(0.3, "share of a final strand's points allowed outside the "
+    max_outside: float = option(0.5, "share of a final strand's points allowed outside the "
                                 "tolerance before the strand is dropped", range=(0.0, 1.0))
     strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",
                                     range=(0.001, 10.0))
@@ -224,7 +224,7 @@ class StrandTrainer:
             fh = look["f_hair"].reshape(N, L)[:, ROOT_SKIP:]
             fb = look["f_bust"].reshape(N, L)[:, ROOT_SKIP:]
             outside = (fh > tol).float().mean(1)
-            ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= 0.02)
+            ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= 0.1)
             keep_s.append(pts[ok].cpu().numpy())
             keep_uv.append(uv[i:i + batch][ok.cpu().numpy()])
         strands = np.concatenate(keep_s).astype(np.float32)
