@@ -367,9 +367,12 @@ def make_texture_set(cfg, vae, scalp=None, cache: Path | None = None) -> np.ndar
     return np.stack(out)
 
 
-def train_diffusion(cfg, vae, out: Path, log=print):
+def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     """Train the texture diffusion model (config: engine.prior.train.DiffusionTrainConfig).
 
+    ``init``: optional :func:`save_diffusion` checkpoint (same VAE, same config) to continue
+    from; its weights start both the trained and the EMA network. The learning rate follows a
+    cosine from ``cfg.lr`` to ``cfg.lr_final`` over the wall-clock cap (constant when equal).
     Writes ``out/texture_diffusion.safetensors`` (+ .json). Returns (model, info dict).
     """
     from engine.prior.train import hardware
@@ -386,15 +389,24 @@ def train_diffusion(cfg, vae, out: Path, log=print):
     model.lat_mean.copy_(torch.from_numpy(vals.reshape(-1, tex.shape[1]).mean(0)))
     model.lat_std.copy_(torch.from_numpy(vals.reshape(-1, tex.shape[1]).std(0) + 1e-6))
     data = torch.from_numpy(tex)
+    if init is not None:
+        start = load_diffusion(init)
+        if start.cfg != model.cfg:
+            raise InputError(f"{init}: config {start.cfg} differs from the training config {model.cfg}")
+        model.net.load_state_dict(start.net.state_dict())
     ema = TextureDiffusion(model.cfg)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr)
+    lr_final = getattr(cfg, "lr_final", cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     t1 = time.time()
     step = 0
     run = None
     for step in range(1, cfg.steps + 1):
+        frac = min(1.0, max(step / cfg.steps, (time.time() - t1) / (cfg.max_minutes * 60)))
+        for g in opt.param_groups:
+            g["lr"] = lr_final + (cfg.lr - lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
         b = torch.randint(0, len(data), (cfg.batch,), generator=gen)
         sub, mask = model.subsample(data[b], gen)
         loss = model.edm_loss(model.normalize(sub), mask, gen)
@@ -403,7 +415,7 @@ def train_diffusion(cfg, vae, out: Path, log=print):
         torch.nn.utils.clip_grad_norm_(model.net.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
-            decay = min(0.999, (1 + step) / (10 + step))
+            decay = 0.999 if init is not None else min(0.999, (1 + step) / (10 + step))
             for pe, pm in zip(ema.net.parameters(), model.net.parameters()):
                 pe.lerp_(pm, 1 - decay)
         run = loss.item() if run is None else 0.98 * run + 0.02 * loss.item()
@@ -418,6 +430,7 @@ def train_diffusion(cfg, vae, out: Path, log=print):
     from dataclasses import asdict as _asdict
 
     info = {"train_config": _asdict(cfg), "steps_run": step, "train_textures": len(data),
+            "initialised_from": None if init is None else str(init),
             "data_seconds": t_data, "train_seconds": time.time() - t1, "hardware": hardware(),
             "final_loss_smoothed": run, "history": history}
     save_diffusion(ema.eval(), out / "texture_diffusion.safetensors",

@@ -266,3 +266,12 @@ def test_tiny_training_config(tmp_path):
     assert tex.shape == (1, 64, 8, 8) and torch.isfinite(tex).all()
     z = torch.zeros(2, 64)
     assert vae.decode(z).shape == (2, 100, 3)
+    # continuing the diffusion from its checkpoint starts from those weights and writes a new one
+    start = tmp_path / "start.safetensors"
+    (tmp_path / "texture_diffusion.safetensors").rename(start)
+    (tmp_path / "texture_diffusion.json").rename(start.with_suffix(".json"))
+    assert main(["--config", "tiny", "--out", str(tmp_path), "--only", "diffusion", "--init-diffusion", str(start)]) == 0
+    cont = json.loads((tmp_path / "texture_diffusion.json").read_text())["training"]
+    assert cont["initialised_from"] == str(start)
+    d2 = load_diffusion(tmp_path / "texture_diffusion.safetensors")
+    assert not torch.equal(d2.net.out[-1].weight, diff.net.out[-1].weight)
