@@ -14,8 +14,9 @@ groom is procedural with a seed the prior never saw). Each variant runs the real
 :func:`engine.metrics.strand_scores`. Prints JSON; writes ``<out>.json`` and ``<out>.md``.
 
 * ``geometry``: ``lambda_render = 0``, ``lambda_prior = 0``.
-* ``render``: ``lambda_prior = 0`` (geometry + rendering).
-* ``prior``: every term (the full method).
+* ``render``: ``lambda_prior = 0`` (geometry + rendering, the stage's defaults).
+* ``prior``: plus the diffusion prior at ``lambda_prior = 0.005`` (the full method; off by
+  default, see docs/strands.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ if str(REPO) not in sys.path:
 VARIANTS = {
     "geometry": {"lambda_render": 0.0, "lambda_prior": 0.0},
     "render": {"lambda_prior": 0.0},
-    "prior": {},
+    "prior": {"lambda_prior": 0.005},
 }
 
 

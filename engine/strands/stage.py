@@ -66,7 +66,9 @@ class StrandsConfig:
                                  range=(16, 1000000))
     surface_samples: int = option(30000, "hair-surface samples drawn once", range=(16, 10 ** 7))
     lambda_render: float = option(0.5, "weight of the rendering loss (0 = off)", range=(0.0, 1e4))
-    lambda_mask: float = option(1.0, "weight of the silhouette term within L_render",
+    lambda_mask: float = option(0.0, "weight of the one-sided silhouette term within L_render "
+                                "(0: colour only; measured on the sample, the silhouette term "
+                                "lowered the F-score where the hair mask is wrong)",
                                 range=(0.0, 1e4))
     render_size: int = option(128, "render size, longer side (multiple of 4)", unit="px",
                               range=(32, 2048))
@@ -75,8 +77,9 @@ class StrandsConfig:
     half_width_px: float = option(1.0, "hair-quad half width at the render size", unit="px",
                                   range=(0.1, 20.0))
     faces_per_pixel: int = option(16, "K nearest hair quads blended per pixel", range=(1, 64))
-    lambda_prior: float = option(0.05, "weight of the diffusion prior (0 = off)",
-                                 range=(0.0, 1e4))
+    lambda_prior: float = option(0.0, "weight of the diffusion prior (0 = off; off by default "
+                                 "while the shipped diffusion model lowers the strand F-score, "
+                                 "see docs/strands.md)", range=(0.0, 1e4))
     dense_strands: int = option(50000, "strands of the final groom", range=(100, 10 ** 7))
     outside_tolerance_mm: float = option(6.0, "how far outside the hair volume (or inside the "
                                          "bust) a final strand point may lie", unit="mm",
