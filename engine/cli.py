@@ -232,7 +232,7 @@ def evaluate_sample(outputs: dict[str, Path]) -> list[str]:
         scores = strand_scores(load_groom(groom_file), load_groom(resource("sample", "groom.npz")))
         lines += ["strands vs the true groom:", format_scores(scores)]
     else:
-        lines.append("strands vs the true groom: no strand stage yet, nothing to score")
+        lines.append("strands vs the true groom: the strands stage did not run, nothing to score")
     return lines
 
 
