@@ -152,11 +152,7 @@ def cmd_cameras(args: argparse.Namespace) -> int:
     if args.mode:
         args.set.append(f"cameras.mode={args.mode}")
     if args.import_path:
-        path = Path(args.import_path)
-        if not path.exists():
-            raise InputError(f"{path}: no such COLMAP model folder or transforms.json")
-        mode = "transforms" if path.is_file() else "colmap"
-        args.set += [f"cameras.mode={mode}", f"cameras.import_path={json.dumps(str(path.resolve()))}"]
+        args.set += _camera_import_overrides(args.import_path)
     if args.focal:
         args.set.append(f"cameras.focal_px={args.focal}")
     args.until = "cameras"

@@ -179,3 +179,23 @@ def test_demo_scoring_against_the_sample_truth(tmp_path):
     far = g.strands + np.array([0.0, 0.5, 0.0], np.float32)  # half a metre above the head
     export_groom(g.replace(strands=far), strands / "groom.npz", units="m")
     assert float(evaluate_sample({"strands": strands})[-1].split()[-1]) < 5.0
+
+
+def test_cameras_import_sets_the_import_mode(tmp_path, monkeypatch, capsys):
+    """`strandcap cameras --import` shares reconstruct's camera-import options: a transforms.json
+    selects the transforms mode, a folder the COLMAP mode, a missing path fails with one line."""
+    import engine.cli as cli_module
+
+    seen = []
+    monkeypatch.setattr(cli_module, "cmd_run", lambda args: seen.append(list(args.set)) or 0)
+    tj = tmp_path / "transforms.json"
+    tj.write_text("{}")
+    assert cli_module.main(["cameras", "--project", str(tmp_path), "--import", str(tj)]) == 0
+    assert "cameras.mode=transforms" in seen[-1]
+    assert f"cameras.import_path={json.dumps(str(tj.resolve()))}" in seen[-1]
+    assert cli_module.main(["cameras", "--project", str(tmp_path), "--import", str(tmp_path)]) == 0
+    assert "cameras.mode=colmap" in seen[-1]
+    assert cli_module.main(["cameras", "--project", str(tmp_path), "--import",
+                            str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such COLMAP model folder" in err[0]
