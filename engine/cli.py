@@ -22,7 +22,6 @@ from engine.pipeline import (MANIFEST, PRESETS, CancelToken, Event, Log, Loss, P
                              run_pipeline, stage_status)
 
 PREPROCESS_UNTIL = "orientation"
-PREPROCESS_STAGES = {"keyframes", "landmarks", "masks", "orientation"}  # the input's own stages
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -318,7 +317,8 @@ def write_project_preview(groom, outputs: dict[str, Path], out_dir: Path) -> dic
     fitted ``head.obj`` is shaded underneath when the groom carries no head).
     ``outputs``: stage name -> finished stage folder. Returns engine.preview.write_preview's
     paths."""
-    from engine.preview import load_head_mesh, write_preview
+    from engine.coarse.stage import load_head_mesh
+    from engine.preview import write_preview
 
     cameras = frames = names = head = None
     cam_dir = outputs.get("cameras")
@@ -363,7 +363,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         # a project this command made for a bad input is removed again, but once a stage past
         # preprocessing has finished the error is not the video's, and that work is kept
         done = {p.parent.parent.name for p in project.cache_dir.glob("*/*/done.json")}
-        if created and not done - PREPROCESS_STAGES:
+        if created and not done - {s.name for s in default_stages(PREPROCESS_UNTIL)}:
             shutil.rmtree(project.root, ignore_errors=True)
         raise
     _print_summary(finished, project)

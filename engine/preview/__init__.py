@@ -1,8 +1,8 @@
 """Previews of a finished groom for people to look at: strands drawn over the input keyframes,
 a turntable of the groom (and fitted head) rotating about +Y, a PNG contact sheet and an MP4."""
 
-from engine.preview.turntable import (load_head_mesh, overlay_frames, render_view,
-                                      turntable_camera, turntable_frames, write_preview)
+from engine.preview.turntable import (overlay_frames, render_view, turntable_camera,
+                                      turntable_frames, write_preview)
 
-__all__ = ["load_head_mesh", "overlay_frames", "render_view", "turntable_camera",
-           "turntable_frames", "write_preview"]
+__all__ = ["overlay_frames", "render_view", "turntable_camera", "turntable_frames",
+           "write_preview"]

@@ -34,7 +34,7 @@ from engine.io.export import ExportError, atomic_write
 from engine.io.groom import Groom
 
 __all__ = ["overlay_frames", "render_view", "turntable_camera", "turntable_frames",
-           "write_preview", "load_head_mesh"]
+           "write_preview"]
 
 MAX_STRANDS = 3000  # strands drawn per view (a seeded random subset of larger grooms)
 _NEAR = 1e-3  # metres: segments with an end closer to the camera are dropped
@@ -72,26 +72,6 @@ def _pixels(xc: np.ndarray, K: np.ndarray) -> np.ndarray:
     """(..., 3) camera-frame points -> (..., 2) pixels (z clamped to the near plane)."""
     z = np.maximum(xc[..., 2:3], _NEAR)
     return xc[..., :2] / z * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
-
-
-def load_head_mesh(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a triangle mesh (the cameras stage's ``head.obj``: metres, head frame).
-
-    Returns (vertices (V, 3) float64, faces (F, 3) int64). Raises InputError naming the file
-    when it is missing or not a triangle mesh.
-    """
-    import trimesh
-
-    path = Path(path)
-    try:
-        mesh = trimesh.load(path, force="mesh", process=False)
-        v = np.asarray(mesh.vertices, np.float64)
-        f = np.asarray(mesh.faces, np.int64)
-    except (OSError, ValueError, AttributeError, IndexError) as exc:
-        raise InputError(f"{path}: cannot read the head mesh ({exc})") from exc
-    if v.ndim != 2 or len(v) < 3 or f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
-        raise InputError(f"{path}: not a triangle mesh")
-    return v, f
 
 
 def _head_layer(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.ndarray,

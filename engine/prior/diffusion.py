@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.errors import InputError
+from engine.prior.checkpoint import load_checkpoint, save_checkpoint
 
 P_MEAN, P_STD = -1.2, 1.2
 
@@ -296,31 +297,13 @@ def texture_to_strands(tex: np.ndarray, vae, scalp=None, batch: int = 4096):
 
 def save_diffusion(model: TextureDiffusion, path: Path, extra: dict | None = None) -> None:
     """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` (config + extra)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
-    meta = {"schema_version": 1, "kind": "texture_diffusion", "config": asdict(model.cfg)}
-    meta.update(extra or {})
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
+    save_checkpoint(model, path, "texture_diffusion", extra)
 
 
 def load_diffusion(path: Path, device: str | torch.device = "cpu") -> TextureDiffusion:
     """Load a :func:`save_diffusion` file (safetensors, no pickle). Raises InputError if missing/bad."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
-        raise InputError(f"{path}: texture diffusion weights or their .json config not found")
-    try:
-        meta = json.loads(meta_path.read_text())
-        model = TextureDiffusion(DiffusionConfig(**meta["config"]))
-        model.load_state_dict(load_file(str(path)))
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
-        raise InputError(f"{path}: not a texture diffusion checkpoint ({e})") from e
-    return model.to(device).eval()
+    return load_checkpoint(path, "texture diffusion",
+                           lambda c: TextureDiffusion(DiffusionConfig(**c)), device)
 
 
 def make_groom_set(cfg, scalp=None, cache: Path | None = None):

@@ -18,8 +18,7 @@ directions), and L_KL = KL(q(z | strand) || N(0, I)).
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.errors import InputError
+from engine.prior.checkpoint import load_checkpoint, save_checkpoint
 
 SCALE = 10.0  # metres -> decimetres inside the networks
 
@@ -190,28 +190,9 @@ def to_head(local: np.ndarray, rot: np.ndarray, roots: np.ndarray) -> np.ndarray
 
 def save_vae(model: StrandVAE, path: Path, extra: dict | None = None) -> None:
     """Write ``path`` (.safetensors) and ``path.with_suffix('.json')`` (config + extra info)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
-    meta = {"schema_version": 1, "kind": "strand_vae", "config": asdict(model.cfg)}
-    meta.update(extra or {})
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    save_checkpoint(model, path, "strand_vae", extra)
 
 
 def load_vae(path: Path, device: str | torch.device = "cpu") -> StrandVAE:
     """Load a :func:`save_vae` file (safetensors, no pickle). Raises InputError if missing/bad."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
-        raise InputError(f"{path}: strand VAE weights or their .json config not found")
-    try:
-        meta = json.loads(meta_path.read_text())
-        model = StrandVAE(VAEConfig(**meta["config"]))
-        model.load_state_dict(load_file(str(path)))
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
-        raise InputError(f"{path}: not a strand VAE checkpoint ({e})") from e
-    return model.to(device).eval()
+    return load_checkpoint(path, "strand VAE", lambda c: StrandVAE(VAEConfig(**c)), device)

@@ -18,7 +18,8 @@ Setting a weight to 0 switches its term off (the ablations of the benchmark).
 The final groom: ``dense_strands`` roots sampled uniformly over the scalp UV disc, latents
 interpolated from ``T``, decoded (``L`` = 100 points); strands with more than
 ``max_outside`` of their points farther than ``outside_tolerance_mm`` outside the hair volume,
-or any point deeper than ``outside_tolerance_mm`` inside the bust, are dropped.
+or more than 10 % of their points deeper than that inside the bust (``MAX_IN_BUST``), are
+dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted).
 
 Inputs: ``keyframes``, ``masks``, ``cameras`` (``cameras.json``, ``head.obj``), ``coarse``
 (fields, ``hair_mesh.ply``), and ``orientation`` (only through the coarse field).
@@ -38,7 +39,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 from engine.pipeline import Stage, option, write_json_atomic
 from engine.strands.geometry import (HairVolume, bust_loss, chamfer_loss, fitted_scalp_positions,
                                      orientation_loss, sample_visible_surface, volume_loss)
@@ -94,6 +95,7 @@ class StrandsConfig:
 
 
 ROOT_SKIP = 3  # points near the root that may lie inside the hair/bust boundary
+MAX_IN_BUST = 0.1  # share of a final strand's points allowed deeper than the tolerance in the bust
 
 
 @dataclass
@@ -155,6 +157,8 @@ class StrandTrainer:
 
     # -- one optimisation step ---------------------------------------------------------------
     def step(self) -> dict[str, float]:
+        """One Adam step on the loss of the module docstring. Returns every term's value (and
+        ``total``, and ``rgb``/``mask`` when rendering) as floats."""
         cfg, sc = self.cfg, self.scene
         T = self.texture()
         uv = sc.scalp.sample_uv(cfg.strands_per_step, self.rng)
@@ -213,7 +217,8 @@ class StrandTrainer:
     @torch.no_grad()
     def dense_groom(self, n: int, batch: int = 8192) -> dict[str, np.ndarray]:
         """Decode ``n`` strands at uniformly sampled scalp UVs and drop those that leave the hair
-        volume or enter the bust. Returns strands (M, L, 3) float32, root_uv (M, 2), kept share."""
+        volume or enter the bust (module docstring). Returns a dict: ``strands`` (M, L, 3)
+        float32 metres head frame, ``root_uv`` (M, 2) float32, ``kept`` = M / n."""
         cfg, sc = self.cfg, self.scene
         T = self.texture()
         rng = np.random.default_rng(cfg.seed + 1)
@@ -227,7 +232,7 @@ class StrandTrainer:
             fh = look["f_hair"].reshape(N, L)[:, ROOT_SKIP:]
             fb = look["f_bust"].reshape(N, L)[:, ROOT_SKIP:]
             outside = (fh > tol).float().mean(1)
-            ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= 0.1)
+            ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= MAX_IN_BUST)
             keep_s.append(pts[ok].cpu().numpy())
             keep_uv.append(uv[i:i + batch][ok.cpu().numpy()])
         strands = np.concatenate(keep_s).astype(np.float32)
@@ -293,7 +298,8 @@ def build_scene(cfg: StrandsConfig, coarse_dir: Path, head_vertices: np.ndarray,
 
 
 def load_prior(device: str = "cpu"):
-    """The shipped strand VAE and texture diffusion model (resources/prior)."""
+    """The shipped strand VAE and texture diffusion model (resources/prior), on ``device``.
+    Raises InputError when a weight file is missing or does not match the code."""
     from engine.prior.diffusion import load_diffusion
     from engine.prior.vae import load_vae
     from engine.resources import resource
@@ -421,7 +427,7 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
     from engine.coarse.stage import load_capture_data, load_head_mesh
 
     if cfg.render_size % 4:
-        raise InputError(f"strands.render_size {cfg.render_size} is not a multiple of 4")
+        raise ConfigError(f"strands.render_size {cfg.render_size} is not a multiple of 4")
     yield ctx.progress(0, cfg.iterations + 1, "loading the coarse volume and the prior")
     if ctx.device == "cpu":  # small ops: extra threads only add synchronisation, and on a
         # 2-core machine a second thread competing with the app or the OS slows steps 3-6x

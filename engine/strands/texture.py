@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.errors import ConfigError
+
 
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(min(8, cout), cout),
@@ -49,7 +51,7 @@ class GeometryTexture(nn.Module):
     """U-Net-parameterised geometry texture T (latent + appearance channels) over scalp UV.
 
     Args:
-        res: texture resolution (texels per side; a multiple of 4).
+        res: texture resolution (texels per side; a multiple of 4, else ConfigError).
         latent: strand-latent channels (the VAE's z dimension, 64).
         appearance: appearance-descriptor channels (16 in the paper).
         width: U-Net width. c_in: channels of the constant input grid. seed: its random seed.
@@ -61,7 +63,7 @@ class GeometryTexture(nn.Module):
                  c_in: int = 16, seed: int = 0, init_latent: torch.Tensor | None = None):
         super().__init__()
         if res % 4:
-            raise ValueError(f"texture resolution {res} is not a multiple of 4")
+            raise ConfigError(f"strands.texture_res {res} is not a multiple of 4")
         self.res, self.latent, self.appearance = res, latent, appearance
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("grid", torch.randn(1, c_in, res, res, generator=g))

@@ -141,12 +141,20 @@ def test_optimisation_lowers_the_geometry_loss_and_writes_a_groom(tmp_path):
 
 
 def test_dense_groom_drops_strands_outside_the_volume():
-    tr = _tiny_trainer(outside_tolerance_mm=0.0, max_outside=0.0)
-    g = tr.dense_groom(200)
-    assert 0 <= g["kept"] < 1.0
-    if len(g["strands"]):
-        look = tr.scene.volume.lookup(torch.from_numpy(g["strands"][:, 3:].reshape(-1, 3)))
-        assert float(look["f_hair"].max()) <= 1e-6
+    """The strict filter keeps exactly the strands of the unfiltered groom (same roots, same
+    texture) whose points after the root all lie inside the hair volume and out of the bust."""
+    from engine.strands.stage import MAX_IN_BUST, ROOT_SKIP
+
+    everything = _tiny_trainer(outside_tolerance_mm=1000.0, max_outside=1.0).dense_groom(200)
+    assert everything["kept"] == 1.0
+    strict = _tiny_trainer(outside_tolerance_mm=0.0, max_outside=0.0)
+    look = strict.scene.volume.lookup(torch.from_numpy(everything["strands"].reshape(-1, 3)))
+    fh = look["f_hair"].reshape(200, -1)[:, ROOT_SKIP:]
+    fb = look["f_bust"].reshape(200, -1)[:, ROOT_SKIP:]
+    expect = ((fh > 0).float().mean(1) <= 0) & ((fb < 0).float().mean(1) <= MAX_IN_BUST)
+    g = strict.dense_groom(200)
+    assert len(g["strands"]) == int(expect.sum()) < 200
+    assert np.allclose(g["strands"], everything["strands"][expect.numpy()], atol=1e-6)
 
 
 def test_render_path_gives_gradients_to_strands_and_renderer():
@@ -162,7 +170,8 @@ def test_render_path_gives_gradients_to_strands_and_renderer():
     assert feats.shape == (18, 64, 64) and alpha.shape == (64, 64)
     uv = project(pts.detach(), K, R, t)
     col = int(uv[2, 6, 0].round()), int(uv[2, 6, 1].round())
-    assert float(alpha[col[1], col[0]]) > 0.5 and float(alpha[0, 0]) == 0.0
+    a = alpha.detach()
+    assert float(a[col[1], col[0]]) > 0.5 and float(a[0, 0]) == 0.0
     rgb = NeuralRenderer(16, 8)(feats, alpha)
     img = torch.rand(64, 64, 3)
     hair = torch.zeros(64, 64)

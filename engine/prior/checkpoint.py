@@ -1,0 +1,50 @@
+"""Safe saving and loading of the prior's networks: weights as safetensors (no pickle) and a
+JSON file beside them (``path.with_suffix('.json')``) holding the config and training facts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from engine.errors import InputError
+
+
+def save_checkpoint(model: nn.Module, path: Path, kind: str, extra: dict | None = None) -> None:
+    """Write ``path`` (.safetensors, the state dict) and its .json: schema version, ``kind``,
+    ``asdict(model.cfg)`` and ``extra``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    meta = {"schema_version": 1, "kind": kind, "config": asdict(model.cfg)}
+    meta.update(extra or {})
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
+
+
+def load_checkpoint(path: Path, label: str, build: Callable[[dict], nn.Module],
+                    device: str | torch.device = "cpu") -> nn.Module:
+    """Load a :func:`save_checkpoint` file: ``build(config dict)`` makes the network, whose
+    weights are then read. Returns it on ``device`` in eval mode.
+
+    Raises:
+        InputError: naming ``path`` and ``label`` when a file is missing or does not match.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not path.exists() or not meta_path.exists():
+        raise InputError(f"{path}: {label} weights or their .json config not found")
+    try:
+        meta = json.loads(meta_path.read_text())
+        model = build(meta["config"])
+        model.load_state_dict(load_file(str(path)))
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise InputError(f"{path}: not a {label} checkpoint ({e})") from e
+    return model.to(device).eval()
