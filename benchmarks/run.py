@@ -389,9 +389,7 @@ def camera_accuracy(cam_file: Path, true_cams: dict[str, Any]) -> dict[str, Any]
     ICT model's, so the raw figures need no alignment)."""
     from engine.cameras import camera as C
 
-    truth = {k: C.Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, c.R, c.t)
-             for k, c in true_cams.items()}
-    return C.camera_accuracy(C.load_cameras(cam_file), truth)
+    return C.camera_accuracy(C.load_cameras(cam_file), dict(true_cams))
 
 
 def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str, device: str,
@@ -441,8 +439,9 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
         k = int(fr["source_index"])
         c = cams[k]
         sc = meta["width"] / c.width
-        cam = Camera(meta["width"], meta["height"], c.fx * sc, c.fy * sc, (c.cx + 0.5) * sc - 0.5,
-                     (c.cy + 0.5) * sc - 0.5, c.R, c.t)
+        cam = Camera(fx=c.fx * sc, fy=c.fy * sc, cx=(c.cx + 0.5) * sc - 0.5,
+                     cy=(c.cy + 0.5) * sc - 0.5, width=meta["width"], height=meta["height"],
+                     R=c.R, t=c.t)
         true_cams[name] = cam
         truth = render(cam, head, strands, settings=settings)
         gt_hair, gt_bust = truth.hair_mask > 0.5, truth.bust_mask > 0.5
@@ -462,7 +461,7 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
             found = bool(lms["found"][i])
             rows["found"].append(found)
             if found:
-                nose = cam.project(head.vertices[head.landmarks68[[30]]].astype(np.float64))[0][0]
+                nose = cam.project(head.vertices[head.landmarks68[[30]]].astype(np.float64))[0]
                 rows["nose_px"].append(float(np.hypot(*(lms["points"][i, 1, :2] - nose))))
         if fr.get("yaw_deg") is not None and cam_meta[k].get("yaw_deg") is not None:
             rows["yaw_pred"].append(float(fr["yaw_deg"]))

@@ -1,5 +1,6 @@
-"""Cameras: the per-frame pinhole camera, ``cameras.json`` I/O, COLMAP and transforms.json import,
-and similarity (Umeyama) alignment.
+"""Cameras: the one pinhole :class:`Camera` of the code base (used by the cameras stage, the coarse
+stage, the preview, the CLI, the benchmarks and the synthetic-capture renderer), ``cameras.json``
+I/O, COLMAP and transforms.json import, and similarity (Umeyama) alignment.
 
 Convention (DESIGN.md): OpenCV camera (x right, y down, z forward), world-to-camera
 ``x_cam = R @ x_world + t``, ``R`` (3, 3), ``t`` (3,) metres, intrinsics ``fx, fy, cx, cy`` pixels
@@ -10,7 +11,7 @@ noted), optional distortion coefficients in OpenCV order (k1, k2, p1, p2[, k3]).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,30 @@ from engine.errors import InputError
 CAMERAS_SCHEMA = 1
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Camera:
-    """One calibrated view (OpenCV convention, world-to-camera, metres, pixels)."""
+    """One calibrated pinhole view (OpenCV convention, world-to-camera, metres, pixels).
+
+    Built with keyword arguments only (``Camera(fx=.., fy=.., cx=.., cy=.., width=.., height=..,
+    R=.., t=..)``), so no call can swap a focal length and an image size. Immutable; use
+    :func:`dataclasses.replace` for a changed copy (it is validated again).
+
+    Attributes:
+        fx, fy: focal lengths, pixels (> 0).
+        cx, cy: principal point, pixels, pixel centres at integer coordinates (pixel (0, 0)
+            covers [-0.5, 0.5]^2); within (-width, 2 width) x (-height, 2 height).
+        width, height: image size, pixels (>= 1).
+        R: (3, 3) float64 world-to-camera rotation (identity by default).
+        t: (3,) float64 world-to-camera translation, metres (zero by default).
+        distortion: OpenCV lens distortion coefficients (k1, k2, p1, p2[, k3]) as a tuple of
+            floats; empty for none. :meth:`project` ignores it.
+        where: (init only) what to name in error messages, e.g. ``"cameras.json [003]"``.
+
+    Raises:
+        InputError: (on construction) R not a rotation matrix, t not 3 values, NaN or infinite
+            pose, non-positive focal length or image size, or a principal point far outside
+            the image; the message starts with ``where``.
+    """
 
     fx: float
     fy: float
@@ -30,26 +52,87 @@ class Camera:
     cy: float
     width: int
     height: int
-    R: np.ndarray  # (3, 3) float64
-    t: np.ndarray  # (3,) float64 metres
-    distortion: list[float] = field(default_factory=list)
+    R: np.ndarray = field(default_factory=lambda: np.eye(3))
+    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    distortion: tuple[float, ...] = ()
+    where: InitVar[str] = "camera"
+
+    def __post_init__(self, where: str) -> None:
+        R = np.asarray(self.R, np.float64)
+        t = np.asarray(self.t, np.float64)
+        if R.shape != (3, 3) or t.size != 3:
+            raise InputError(f"{where}: R must be 3x3 and t must have 3 values")
+        t = t.reshape(3)
+        if not (np.isfinite(R).all() and np.isfinite(t).all()):
+            raise InputError(f"{where}: camera pose has NaN or infinite values")
+        if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) < 0.99:
+            raise InputError(f"{where}: R is not a rotation matrix (R R^T != I or det != 1); "
+                             "check the export's convention (world-to-camera, OpenCV)")
+        if not (self.fx > 0 and self.fy > 0 and self.width >= 1 and self.height >= 1):
+            raise InputError(f"{where}: focal lengths ({self.fx}, {self.fy}) and image size "
+                             f"({self.width}x{self.height}) must be positive")
+        if self.width != int(self.width) or self.height != int(self.height):
+            raise InputError(f"{where}: image size {self.width}x{self.height} is not whole pixels")
+        if not (-self.width < self.cx < 2 * self.width
+                and -self.height < self.cy < 2 * self.height):
+            raise InputError(f"{where}: principal point ({self.cx}, {self.cy}) is far outside the "
+                             f"{self.width}x{self.height} image; are the intrinsics in pixels?")
+        object.__setattr__(self, "R", R)
+        object.__setattr__(self, "t", t)
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "height", int(self.height))
+        object.__setattr__(self, "distortion", tuple(float(k) for k in self.distortion))
 
     @property
     def K(self) -> np.ndarray:
-        """(3, 3) float64 intrinsics matrix."""
-        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1.0]])
+        """(3, 3) float64 intrinsics matrix, pixels."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     @property
     def centre(self) -> np.ndarray:
-        """(3,) camera centre in the world frame, metres: -R^T t."""
-        return -np.asarray(self.R).T @ np.asarray(self.t)
+        """(3,) float64 camera centre in the world frame, metres: ``-R^T t``."""
+        return -self.R.T @ self.t
+
+    def to_camera(self, points: np.ndarray) -> np.ndarray:
+        """(..., 3) world points, metres -> (..., 3) float64 camera-frame points, metres
+        (``R @ x + t``, OpenCV axes)."""
+        return np.asarray(points, np.float64) @ self.R.T + self.t
+
+    def project_with_depth(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pinhole projection with the depth of every point (distortion ignored).
+
+        Args:
+            points: (..., 3) world points, metres.
+        Returns:
+            pixels (..., 2) float64 (x right, y down, pixel centres at integers) and depth
+            (...,) float64 camera z in metres. Points with z <= 0 (behind the camera) get
+            meaningless pixels; |z| < 1e-12 is divided as 1e-12.
+        """
+        pc = self.to_camera(points)
+        z = pc[..., 2]
+        zs = np.where(np.abs(z) < 1e-12, 1e-12, z)
+        px = np.stack([self.fx * pc[..., 0] / zs + self.cx,
+                       self.fy * pc[..., 1] / zs + self.cy], -1)
+        return px, z
 
     def project(self, points: np.ndarray) -> np.ndarray:
-        """(N, 3) world points (metres) -> (N, 2) pixels (distortion ignored)."""
-        pc = np.asarray(points, np.float64) @ np.asarray(self.R).T + self.t
-        return pc[:, :2] / pc[:, 2:] * [self.fx, self.fy] + [self.cx, self.cy]
+        """(..., 3) world points, metres -> (..., 2) float64 pixels (distortion ignored); see
+        :meth:`project_with_depth` for the depth and the points behind the camera."""
+        return self.project_with_depth(points)[0]
+
+    def scaled(self, factor: int) -> "Camera":
+        """The same camera sampled ``factor`` (int >= 1) times finer, for supersampling: size and
+        focal lengths times ``factor``; pixel centre ``i`` of the fine image lies at
+        ``(i + 0.5) / factor - 0.5`` in this camera's pixels. Distortion is kept (it acts on
+        normalised coordinates)."""
+        f = int(factor)
+        return Camera(fx=self.fx * f, fy=self.fy * f, cx=self.cx * f + (f - 1) / 2.0,
+                      cy=self.cy * f + (f - 1) / 2.0, width=self.width * f,
+                      height=self.height * f, R=self.R, t=self.t, distortion=self.distortion)
 
     def to_dict(self) -> dict:
+        """JSON-able dict of a ``cameras.json`` entry: fx, fy, cx, cy, width, height, R (3x3
+        nested list), t (3 list) and, when set, distortion (list)."""
         d = {"fx": float(self.fx), "fy": float(self.fy), "cx": float(self.cx),
              "cy": float(self.cy), "width": int(self.width), "height": int(self.height),
              "R": np.asarray(self.R, float).tolist(), "t": np.asarray(self.t, float).tolist()}
@@ -58,34 +141,21 @@ class Camera:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "cameras") -> "Camera":
-        """Build from a ``cameras.json`` entry. Raises InputError on missing/invalid fields."""
+    def from_dict(cls, d: dict, where: str = "camera") -> "Camera":
+        """Inverse of :meth:`to_dict` (other keys of ``d`` are ignored).
+
+        Raises:
+            InputError: missing or invalid fields, message starting with ``where``.
+        """
         try:
-            cam = cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]),
-                      int(d["width"]), int(d["height"]), np.asarray(d["R"], np.float64),
-                      np.asarray(d["t"], np.float64), [float(x) for x in d.get("distortion", [])])
+            fields = dict(fx=float(d["fx"]), fy=float(d["fy"]), cx=float(d["cx"]),
+                          cy=float(d["cy"]), width=int(d["width"]), height=int(d["height"]),
+                          R=np.asarray(d["R"], np.float64), t=np.asarray(d["t"], np.float64),
+                          distortion=tuple(float(x) for x in d.get("distortion", [])))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where}: bad camera entry ({exc!r}); need fx, fy, cx, cy, width, "
                              "height, R (3x3), t (3)") from exc
-        check_camera(cam, where)
-        return cam
-
-
-def check_camera(cam: Camera, where: str) -> None:
-    """Raise InputError when a camera is inconsistent (non-rotation R, bad intrinsics)."""
-    R = np.asarray(cam.R)
-    if R.shape != (3, 3) or np.asarray(cam.t).shape != (3,):
-        raise InputError(f"{where}: R must be 3x3 and t must have 3 values")
-    if not np.all(np.isfinite(R)) or not np.all(np.isfinite(cam.t)):
-        raise InputError(f"{where}: camera pose has NaN or infinite values")
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-3 or np.linalg.det(R) < 0.99:
-        raise InputError(f"{where}: R is not a rotation matrix (R R^T != I or det != 1); "
-                         "check the export's convention (world-to-camera, OpenCV)")
-    if not (cam.fx > 0 and cam.fy > 0 and cam.width > 0 and cam.height > 0):
-        raise InputError(f"{where}: focal lengths and image size must be positive")
-    if not (-cam.width < cam.cx < 2 * cam.width and -cam.height < cam.cy < 2 * cam.height):
-        raise InputError(f"{where}: principal point ({cam.cx}, {cam.cy}) is far outside the "
-                         f"{cam.width}x{cam.height} image; are the intrinsics in pixels?")
+        return cls(**fields, where=where)
 
 
 def save_cameras(path: Path | str, cameras: dict[str, Camera], meta: dict | None = None) -> None:
@@ -148,11 +218,10 @@ def import_transforms_json(path: Path | str) -> dict[str, Camera]:
         R = Rc2w.T
         t = -R @ M[:3, 3]
         dist = [float(g.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2")]
-        # nerfstudio's cx, cy use the pixel-corner origin; OpenCV uses pixel centres
-        cam = Camera(fx, fy, cx - 0.5, cy - 0.5, w, h, R, t, dist if any(dist) else [])
         name = Path(str(fr.get("file_path", f"{i:03d}"))).stem
-        check_camera(cam, f"{path} [{name}]")
-        out[name] = cam
+        # nerfstudio's cx, cy use the pixel-corner origin; OpenCV uses pixel centres
+        out[name] = Camera(fx=fx, fy=fy, cx=cx - 0.5, cy=cy - 0.5, width=w, height=h, R=R, t=t,
+                           distortion=dist if any(dist) else (), where=f"{path} [{name}]")
     return out
 
 
@@ -210,11 +279,10 @@ def import_colmap(folder: Path | str) -> dict[str, Camera]:
                              "images in COLMAP first (image_undistorter) and import that model")
         pose = img.cam_from_world() if callable(img.cam_from_world) else img.cam_from_world
         M = np.asarray(pose.matrix())
-        c = Camera(fx, fy, cx - 0.5, cy - 0.5, int(cam.width), int(cam.height), M[:3, :3],
-                   M[:3, 3], [float(x) for x in dist] if any(dist) else [])
         key = Path(img.name).stem
-        check_camera(c, f"{folder} [{key}]")
-        out[key] = c
+        out[key] = Camera(fx=fx, fy=fy, cx=cx - 0.5, cy=cy - 0.5, width=int(cam.width),
+                          height=int(cam.height), R=M[:3, :3], t=M[:3, 3],
+                          distortion=dist if any(dist) else (), where=f"{folder} [{key}]")
     if not out:
         raise InputError(f"{folder}: COLMAP model has no registered images")
     return out
@@ -262,8 +330,7 @@ def transform_cameras(cameras: dict[str, Camera], s: float, Rs: np.ndarray, ts: 
     for k, c in cameras.items():
         R = np.asarray(c.R) @ Rs.T
         centre = s * Rs @ c.centre + ts
-        out[k] = Camera(c.fx, c.fy, c.cx, c.cy, c.width, c.height, R, -R @ centre,
-                        list(c.distortion))
+        out[k] = replace(c, R=R, t=-R @ centre)
     return out
 
 

@@ -20,7 +20,7 @@ Outputs (in the stage folder): ``cameras.json`` (see engine.cameras.camera), ``h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -91,8 +91,9 @@ def _load_inputs(inputs):
 
 
 def _cams_from_fit(fit, names, cx=None, cy=None) -> dict[str, Camera]:
-    return {n: Camera(fit.focal, fit.focal, fit.cx if cx is None else cx,
-                      fit.cy if cy is None else cy, fit.width, fit.height, fit.R[i], fit.t[i])
+    return {n: Camera(fx=fit.focal, fy=fit.focal, cx=fit.cx if cx is None else cx,
+                      cy=fit.cy if cy is None else cy, width=fit.width, height=fit.height,
+                      R=fit.R[i], t=fit.t[i])
             for i, n in enumerate(names) if fit.fitted[i]}
 
 
@@ -109,7 +110,8 @@ def _pnp_cameras(model, fit, pts, use, names, focal) -> dict[str, Camera]:
         r = _pnp(obj, pts[i, model.mp_index, :2].astype(np.float64), K)
         if r is not None:
             R = cv2.Rodrigues(r[0])[0]
-            out[n] = Camera(focal, focal, fit.cx, fit.cy, fit.width, fit.height, R, r[1])
+            out[n] = Camera(fx=focal, fy=focal, cx=fit.cx, cy=fit.cy, width=fit.width,
+                            height=fit.height, R=R, t=r[1])
     return out
 
 
@@ -222,8 +224,7 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
         fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
                        rig_init=(1 / s1, R1.T, -(R1.T @ t1) / s1), progress=prog, **common)
         scale = 1.0 / s1
-        cams = {n: Camera(known[n].fx, known[n].fy, known[n].cx, known[n].cy, known[n].width,
-                          known[n].height, fit.R[i], fit.t[i], list(known[n].distortion))
+        cams = {n: replace(known[n], R=fit.R[i], t=fit.t[i])
                 for i, n in enumerate(names) if use[i]}
         info["head_from_known_scale"] = scale
     else:

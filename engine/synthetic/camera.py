@@ -1,4 +1,9 @@
-"""Pinhole cameras and camera rigs for synthetic captures.
+"""Camera rigs for synthetic captures, and the synthetic capture's camera files.
+
+The camera itself is :class:`engine.cameras.camera.Camera` (re-exported here); this module adds
+what only synthetic captures need: the orbit and turning-head rigs, ``look_at``, head poses, and
+the capture's ``cameras.json`` (with per-frame index, time and head pose) and ``transforms.json``
+writers.
 
 Conventions (DESIGN.md "Data contracts"): OpenCV camera axes (x right, y down, z forward),
 world-to-camera ``x_cam = R @ x_world + t`` with ``t`` in metres, intrinsics ``fx, fy, cx, cy`` in
@@ -12,103 +17,20 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from engine.cameras.camera import CAMERAS_SCHEMA, Camera
 from engine.errors import InputError
 
-CAMERAS_SCHEMA_VERSION = 1
+__all__ = ["Camera", "CAMERAS_SCHEMA_VERSION", "HeadPose", "frame_key", "intrinsics_from_fov",
+           "load_camera_records", "load_cameras", "look_at", "orbit_rig", "rotation_ypr",
+           "save_cameras", "save_transforms_json", "turning_head_rig"]
 
-
-@dataclass(frozen=True)
-class Camera:
-    """A pinhole camera (no distortion).
-
-    Attributes:
-        width, height: image size in pixels.
-        fx, fy, cx, cy: intrinsics in pixels (pixel centres at integer coordinates).
-        R: (3, 3) float64 world-to-camera rotation (OpenCV axes).
-        t: (3,) float64 world-to-camera translation, metres.
-    """
-
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    R: np.ndarray = field(default_factory=lambda: np.eye(3))
-    t: np.ndarray = field(default_factory=lambda: np.zeros(3))
-
-    def __post_init__(self) -> None:
-        R = np.asarray(self.R, np.float64).reshape(3, 3)
-        t = np.asarray(self.t, np.float64).reshape(3)
-        if not (np.isfinite(R).all() and np.isfinite(t).all()):
-            raise InputError("camera: R and t must be finite")
-        if abs(np.linalg.det(R) - 1.0) > 1e-4 or np.abs(R @ R.T - np.eye(3)).max() > 1e-4:
-            raise InputError("camera: R is not a rotation matrix")
-        if self.width < 1 or self.height < 1 or self.fx <= 0 or self.fy <= 0:
-            raise InputError(f"camera: bad size {self.width}x{self.height} or focal "
-                             f"{self.fx}, {self.fy}")
-        object.__setattr__(self, "R", R)
-        object.__setattr__(self, "t", t)
-
-    # ------------------------------------------------------------------------------------------
-    @property
-    def K(self) -> np.ndarray:
-        """(3, 3) float64 intrinsic matrix."""
-        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
-
-    @property
-    def centre(self) -> np.ndarray:
-        """(3,) camera centre in world coordinates, metres (``-R^T t``)."""
-        return -self.R.T @ self.t
-
-    def to_camera(self, points: np.ndarray) -> np.ndarray:
-        """World points (..., 3) metres -> camera coordinates (..., 3) float64 metres."""
-        return np.asarray(points, np.float64) @ self.R.T + self.t
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pinhole projection.
-
-        Args:
-            points: (..., 3) world points, metres.
-        Returns:
-            pixels (..., 2) float64 (x right, y down, pixel centres at integers) and depth
-            (...,) float64 camera z in metres (points with z <= 0 get meaningless pixels).
-        """
-        pc = self.to_camera(points)
-        z = pc[..., 2]
-        zs = np.where(np.abs(z) < 1e-12, 1e-12, z)
-        px = np.stack([self.fx * pc[..., 0] / zs + self.cx,
-                       self.fy * pc[..., 1] / zs + self.cy], -1)
-        return px, z
-
-    def scaled(self, factor: int) -> "Camera":
-        """The same camera sampled ``factor`` times finer (for supersampling): pixel centre ``i``
-        of the fine image lies at ``(i + 0.5) / factor - 0.5`` in this camera's pixels."""
-        f = int(factor)
-        return Camera(self.width * f, self.height * f, self.fx * f, self.fy * f,
-                      self.cx * f + (f - 1) / 2.0, self.cy * f + (f - 1) / 2.0, self.R, self.t)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict: width, height, fx, fy, cx, cy, R (3x3 nested list), t (3 list)."""
-        return {"width": int(self.width), "height": int(self.height), "fx": float(self.fx),
-                "fy": float(self.fy), "cx": float(self.cx), "cy": float(self.cy),
-                "R": [[float(v) for v in row] for row in self.R], "t": [float(v) for v in self.t]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Camera":
-        """Inverse of :meth:`to_dict`. Raises InputError on missing keys or bad values."""
-        try:
-            return cls(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]),
-                       float(d["cx"]), float(d["cy"]), np.asarray(d["R"], np.float64),
-                       np.asarray(d["t"], np.float64))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"camera entry is malformed ({exc!r})") from exc
+CAMERAS_SCHEMA_VERSION = CAMERAS_SCHEMA  # the project's cameras.json schema
 
 
 def intrinsics_from_fov(width: int, height: int,
@@ -167,7 +89,7 @@ def orbit_rig(n_views: int, width: int = 512, height: int = 512, fov_x_deg: floa
         eye = tgt + radius_m * np.array([math.cos(e) * math.sin(a), math.sin(e),
                                          math.cos(e) * math.cos(a)])
         R, t = look_at(eye, tgt)
-        cams.append(Camera(width, height, fx, fy, cx, cy, R, t))
+        cams.append(Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height, R=R, t=t))
     return cams
 
 
@@ -217,7 +139,7 @@ def turning_head_rig(n_frames: int, width: int = 512, height: int = 512, fov_x_d
         # head point x moves to H (x - pivot) + pivot in the world
         R = Rc @ H
         t = Rc @ (piv - H @ piv) + tc
-        cams.append(Camera(width, height, fx, fy, cx, cy, R, t))
+        cams.append(Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height, R=R, t=t))
         poses.append(HeadPose(yaw, pitch, roll, k / fps))
     return cams, poses
 
@@ -285,12 +207,8 @@ def load_cameras(path: str | os.PathLike) -> list[Camera]:
 
     Raises InputError naming the file when it is missing or malformed.
     """
-    try:
-        return [Camera.from_dict(f) for f in load_camera_records(path)]
-    except InputError as exc:
-        if str(exc).startswith(str(Path(path))):
-            raise
-        raise InputError(f"{Path(path)}: {exc}") from exc
+    return [Camera.from_dict(f, f"{Path(path)} [{i}]")
+            for i, f in enumerate(load_camera_records(path))]
 
 
 def save_transforms_json(path: str | os.PathLike, cameras: Sequence[Camera],

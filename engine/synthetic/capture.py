@@ -26,8 +26,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from engine.cameras.camera import Camera
 from engine.errors import InputError
-from engine.synthetic.camera import Camera, HeadPose, frame_key, save_cameras
+from engine.synthetic.camera import HeadPose, frame_key, save_cameras
 from engine.synthetic.head import HeadModel
 from engine.synthetic.render import RenderSettings, ShellLike, render
 

@@ -23,8 +23,8 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.cameras.camera import Camera
 from engine.errors import InputError
-from engine.synthetic.camera import Camera
 from engine.synthetic.head import REGION_TORSO, HeadModel, smooth_noise
 from engine.synthetic.raster import rasterize_mesh, rasterize_strands
 
@@ -204,7 +204,7 @@ def render(camera: Camera, head: HeadModel | None = None, strands: np.ndarray | 
         V = np.concatenate(verts).astype(np.float64)
         F = np.concatenate(faces).astype(np.int64)
         K = np.concatenate(kinds)
-        px, z = cam.project(V)
+        px, z = cam.project_with_depth(V)
         mf = rasterize_mesh(px, z, F, H, W)
         mesh_depth, face, bary = mf.depth, mf.face, mf.bary
 
@@ -216,7 +216,7 @@ def render(camera: Camera, head: HeadModel | None = None, strands: np.ndarray | 
         if S.ndim != 3 or S.shape[2] != 3 or S.shape[1] < 2 or not np.isfinite(S).all():
             raise InputError(f"render: strands must be finite (N, L>=2, 3), got {S.shape}")
         N, Lp = S.shape[:2]
-        spx, sz = cam.project(S)
+        spx, sz = cam.project_with_depth(S)
         wpx = np.maximum(cam.fx * s.hair_width_m / np.maximum(sz, 1e-6), s.min_width_px * f)
         sf = rasterize_strands(spx, sz, wpx, H, W)
         seg, hair_depth = sf.segment, sf.depth

@@ -19,7 +19,8 @@ def _truth(n=6):
     for i in range(n):
         a = np.radians(-40 + 16 * i)
         R, t = look_at([0.6 * np.sin(a), 0.05 * i, 0.6 * np.cos(a)], (0, 0.02, 0))
-        cams[f"{i:03d}"] = Camera(700.0 + i, 705.0, 319.5 - i, 239.5, 640, 480, R, t)
+        cams[f"{i:03d}"] = Camera(fx=700.0 + i, fy=705.0, cx=319.5 - i, cy=239.5, width=640,
+                                  height=480, R=R, t=t)
     return cams
 
 
@@ -71,13 +72,34 @@ def test_inconsistent_cameras_raise(tmp_path):
     d = {"frames": {k: c.to_dict() for k, c in cams.items()}}
     d["frames"]["001"]["R"][0][0] = 3.0  # not a rotation
     (tmp_path / "cameras.json").write_text(json.dumps(d))
-    with pytest.raises(InputError, match="not a rotation"):
+    with pytest.raises(InputError, match=r"cameras\.json \[001\].*not a rotation"):
         load_cameras(tmp_path / "cameras.json")
     (tmp_path / "transforms.json").write_text(json.dumps({"frames": [{"file_path": "a.png"}]}))
     with pytest.raises(InputError, match="transform_matrix|intrinsics"):
         import_transforms_json(tmp_path / "transforms.json")
     with pytest.raises(InputError, match="COLMAP"):
         import_colmap(tmp_path / "nothing")
+
+
+def test_camera_is_keyword_only_validated_and_projects_with_depth():
+    c = _truth(1)["000"]
+    with pytest.raises(TypeError):  # positional fields could swap fx and width
+        Camera(700.0, 705.0, 319.5, 239.5, 640, 480, c.R, c.t)
+    for bad, what in ((dict(fx=-1.0), "positive"), (dict(cx=5000.0), "principal point"),
+                      (dict(t=[0.0, np.nan, 0.0]), "NaN"), (dict(R=np.eye(2)), "3x3")):
+        with pytest.raises(InputError, match=what):
+            Camera(**{**c.to_dict(), **bad}, where="rig [7]")
+    with pytest.raises(InputError, match=r"^rig \[7\]: "):
+        Camera(**{**c.to_dict(), "R": -np.eye(3)}, where="rig [7]")
+    x = np.random.default_rng(1).normal(0, 0.05, (4, 5, 3))
+    px, z = c.project_with_depth(x)
+    assert px.shape == (4, 5, 2) and z.shape == (4, 5) and (z > 0.4).all()
+    assert np.array_equal(px, c.project(x))
+    xc = x @ c.R.T + c.t  # pinhole by hand
+    assert np.allclose(px, xc[..., :2] / xc[..., 2:] * [c.fx, c.fy] + [c.cx, c.cy])
+    fine = c.scaled(3)  # pixel centre i of the fine image sits at (i + 0.5) / 3 - 0.5
+    assert (fine.width, fine.height) == (3 * c.width, 3 * c.height)
+    assert np.allclose((fine.project(x) + 0.5) / 3 - 0.5, px)
 
 
 def test_umeyama_recovers_similarity():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -78,7 +79,8 @@ def test_synthetic_capture_recovers_cameras_and_metric_scale(tmp_path, kind):
     from engine.head.render import synthetic_capture
 
     images, truth_raw = synthetic_capture(kind, n=10, size=SIZE, focal=525.0, yaw_range=90)
-    truth = {k: Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], SIZE, SIZE, R, t)
+    truth = {k: Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=SIZE, height=SIZE,
+                       R=R, t=t)
              for k, (K, R, t) in truth_raw.items()}
     inputs, ctx = _project(tmp_path, images)
     summary, events = _run({"iterations": 300, "sfm_features": 2048}, inputs, ctx)
@@ -117,7 +119,8 @@ def test_imported_cameras_are_brought_into_the_head_frame(tmp_path):
     from engine.head.render import look_at, synthetic_capture
 
     images, truth_raw = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60)
-    truth = {k: Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], SIZE, SIZE, R, t)
+    truth = {k: Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=SIZE, height=SIZE,
+                       R=R, t=t)
              for k, (K, R, t) in truth_raw.items()}
     # the imported cameras live in some other similarity frame (e.g. a SfM tool's)
     Rw, _ = look_at([1.0, 0.3, 0.2])
@@ -133,7 +136,7 @@ def test_imported_cameras_are_brought_into_the_head_frame(tmp_path):
     _, scale, _, _ = align_cameras(cams, truth, robust=False)
     assert abs(scale - 1) < 0.05
     # cameras made for other frames are refused with a readable error
-    small = {k: Camera(c.fx, c.fy, c.cx, c.cy, 100, 100, c.R, c.t) for k, c in other.items()}
+    small = {k: replace(c, width=100, height=100) for k, c in other.items()}
     export_transforms_json(tmp_path / "small.json", small)
     with pytest.raises(InputError, match="image size"):
         _run({"mode": "transforms", "import_path": str(tmp_path / "small.json")}, inputs, ctx)

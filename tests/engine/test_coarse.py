@@ -165,8 +165,9 @@ def test_stage_runs_on_artifact_folders(tmp_path):
         frames.append({"name": name, "source_index": v, "time_s": None, "sharpness": 1.0,
                        "yaw_deg": None})
         K = cams.K[v].double().numpy()
-        cam_dict[name] = Camera(K[0, 0], K[1, 1], K[0, 2], K[1, 2], 40, 40,
-                                cams.R[v].double().numpy(), cams.t[v].double().numpy())
+        cam_dict[name] = Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=40,
+                                height=40, R=cams.R[v].double().numpy(),
+                                t=cams.t[v].double().numpy())
     (cap / "keyframes.json").write_text(json.dumps(
         {"width": 40, "height": 40, "fps": None, "source_kind": "images", "frames": frames}))
     save_cameras(cap / "cameras.json", cam_dict)

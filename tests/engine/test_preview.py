@@ -27,8 +27,8 @@ def _groom(xs=(-0.04, -0.01, 0.02, 0.05), z=0.0, head=None) -> Groom:
 def _camera(size: int = SIZE, distance: float = 0.5) -> Camera:
     """Looks at the origin from +Z (OpenCV: x right = +X, y down = -Y)."""
     f = 1.2 * size
-    return Camera(f, f, (size - 1) / 2, (size - 1) / 2, size, size, np.diag([1.0, -1.0, -1.0]),
-                  np.array([0.0, 0.0, distance]))
+    return Camera(fx=f, fy=f, cx=(size - 1) / 2, cy=(size - 1) / 2, width=size, height=size,
+                  R=np.diag([1.0, -1.0, -1.0]), t=np.array([0.0, 0.0, distance]))
 
 
 def _drawn(img: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -57,8 +57,8 @@ class FakeRun:
             {"width": size, "height": size, "fps": None, "source_kind": "video",
              "frames": [{"name": n, "source_index": i, "time_s": None, "sharpness": 1.0,
                          "yaw_deg": None} for i, n in enumerate(names)]}))
-        cam = Camera(80.0, 80.0, 31.5, 31.5, size, size, np.diag([1.0, -1.0, -1.0]),
-                     np.array([0.0, 0.0, 0.5]))
+        cam = Camera(fx=80.0, fy=80.0, cx=31.5, cy=31.5, width=size, height=size,
+                     R=np.diag([1.0, -1.0, -1.0]), t=np.array([0.0, 0.0, 0.5]))
         save_cameras(cams / "cameras.json", {n: cam for n in names})
         v = np.array([[-0.1, -0.1, -0.02], [0.1, -0.1, -0.02], [0.1, 0.1, -0.02],
                       [-0.1, 0.1, -0.02]])

@@ -24,7 +24,8 @@ FLAT = RenderSettings(background=(0.0, 0.0, 0.0))
 
 def front_camera(size=64, f=80.0, dist=1.0) -> Camera:
     R, t = look_at((0.0, 0.0, dist), (0.0, 0.0, 0.0))
-    return Camera(size, size, f, f, (size - 1) / 2, (size - 1) / 2, R, t)
+    return Camera(fx=f, fy=f, cx=(size - 1) / 2, cy=(size - 1) / 2, width=size, height=size, R=R,
+                  t=t)
 
 
 class _Mesh:
@@ -48,7 +49,7 @@ def quad(z=0.0, half=0.1, tilt=0.0):
 
 def test_known_point_projects_to_expected_pixel():
     cam = front_camera(64, 80.0, 1.0)
-    px, z = cam.project(np.array([[0.1, 0.05, 0.0], [0.0, 0.0, 0.2]]))
+    px, z = cam.project_with_depth(np.array([[0.1, 0.05, 0.0], [0.0, 0.0, 0.2]]))
     # camera at +Z looking at the origin: world +X is image right, world +Y is image up
     assert np.allclose(px[0], [31.5 + 8.0, 31.5 - 4.0]) and math.isclose(z[0], 1.0)
     assert np.allclose(px[1], [31.5, 31.5]) and math.isclose(z[1], 0.8)
@@ -59,7 +60,7 @@ def test_mesh_mask_matches_projected_polygon_and_depth_is_perspective_correct():
     cam = front_camera(64, 80.0, 1.0)
     v, f = quad(0.0, 0.1, tilt=0.5)  # z = 0.5 y: the top is nearer the camera
     r = render(cam, _Mesh(v, f), settings=FLAT)
-    px, _ = cam.project(v)
+    px = cam.project(v)
     ref = np.zeros((64, 64), np.uint8)
     cv2.fillConvexPoly(ref, np.round(px * 16).astype(np.int32), 1, lineType=cv2.LINE_8, shift=4)
     diff = (r.bust_mask > 0.5) != (ref > 0)
@@ -80,7 +81,7 @@ def test_mesh_mask_matches_projected_polygon_and_depth_is_perspective_correct():
 def test_back_faces_are_culled():
     cam = front_camera()
     v, f = quad()
-    frag = rasterize_mesh(*cam.project(v), f[:, [0, 2, 1]], 64, 64)  # reversed winding
+    frag = rasterize_mesh(*cam.project_with_depth(v), f[:, [0, 2, 1]], 64, 64)  # reversed winding
     assert (frag.face < 0).all()
 
 
@@ -105,7 +106,8 @@ def test_strand_orientation_matches_known_3d_direction():
 
 
 def test_strand_orientation_oblique_direction_against_finite_differences():
-    cam = Camera(96, 96, 120.0, 110.0, 40.0, 50.0, *look_at((0.4, 0.3, 0.9), (0.0, 0.02, 0.0)))
+    R, t = look_at((0.4, 0.3, 0.9), (0.0, 0.02, 0.0))
+    cam = Camera(fx=120.0, fy=110.0, cx=40.0, cy=50.0, width=96, height=96, R=R, t=t)
     rng = np.random.default_rng(1)
     d = np.array([0.3, -0.8, 0.5]) / np.linalg.norm([0.3, -0.8, 0.5])
     roots = rng.uniform(-0.1, 0.1, (60, 3))
@@ -117,8 +119,8 @@ def test_strand_orientation_oblique_direction_against_finite_differences():
     rays = np.stack([(xs - cam.cx) / cam.fx, (ys - cam.cy) / cam.fy, np.ones(len(xs))], 1)
     pc = rays * r.depth[ys, xs, None]
     pw = (pc - cam.t) @ cam.R
-    a, _ = cam.project(pw)
-    b, _ = cam.project(pw + 1e-5 * d)
+    a = cam.project(pw)
+    b = cam.project(pw + 1e-5 * d)
     exp = np.arctan2(-(b - a)[:, 1], (b - a)[:, 0]) % np.pi
     err = np.abs(r.orientation[ys, xs] - exp)
     err = np.degrees(np.minimum(err, np.pi - err))
@@ -145,7 +147,7 @@ def test_ribbon_width_follows_metres_and_minimum_pixels():
     cam = front_camera(64, 100.0, 1.0)
     s = np.stack([np.full(20, 0.005), np.linspace(-0.2, 0.2, 20), np.zeros(20)], 1)[None].astype(
         np.float32)  # projects onto the pixel-centre column x = 32
-    frag = rasterize_strands(*cam.project(s), np.float32(5.0), 64, 64)
+    frag = rasterize_strands(*cam.project_with_depth(s), np.float32(5.0), 64, 64)
     cols = (frag.segment >= 0).sum(1)
     assert np.median(cols[cols > 0]) == 5
     r = render(cam, strands=s, settings=RenderSettings(hair_width_m=0.03, background=(0, 0, 0)))
@@ -171,22 +173,23 @@ def test_turning_head_cameras_match_a_rotating_head_before_a_still_camera():
                                    pivot=(0.0, -0.02, -0.02), target=(0, 0, 0))
     assert [round(p.yaw_deg) for p in poses] == [-60, -42, 0, 42, 60]
     Rc, tc = look_at((0, 0, 0.8), (0, 0, 0))
-    still = Camera(64, 64, cams[0].fx, cams[0].fy, cams[0].cx, cams[0].cy, Rc, tc)
+    still = Camera(fx=cams[0].fx, fy=cams[0].fy, cx=cams[0].cx, cy=cams[0].cy, width=64, height=64,
+                   R=Rc, t=tc)
     x = np.array([[0.03, 0.05, 0.09], [-0.05, 0.1, -0.02]])
     piv = np.array([0.0, -0.02, -0.02])
     for cam, p in zip(cams, poses):
         H = rotation_ypr(p.yaw_deg, p.pitch_deg, p.roll_deg)
         world = (x - piv) @ H.T + piv
-        assert np.allclose(cam.project(x)[0], still.project(world)[0], atol=1e-9)
+        assert np.allclose(cam.project(x), still.project(world), atol=1e-9)
     # positive yaw turns the face (+Z) towards +X, which is image right for this camera
     nose = np.array([[0.0, 0.0, 0.1]])
-    assert cams[-1].project(nose)[0][0, 0] > cams[2].project(nose)[0][0, 0] + 5
+    assert cams[-1].project(nose)[0, 0] > cams[2].project(nose)[0, 0] + 5
 
 
 def test_orbit_rig_looks_at_target_and_cameras_round_trip(tmp_path):
     cams = orbit_rig(4, 80, 60, radius_m=0.7, target=(0.0, 0.03, 0.0))
     for c in cams:
-        px, z = c.project(np.array([[0.0, 0.03, 0.0]]))
+        px, z = c.project_with_depth(np.array([[0.0, 0.03, 0.0]]))
         assert np.allclose(px, [[c.cx, c.cy]]) and math.isclose(z[0], 0.7)
     path = save_cameras(tmp_path / "cameras.json", cams, fps=30.0)
     back = load_cameras(path)
@@ -199,12 +202,13 @@ def test_orbit_rig_looks_at_target_and_cameras_round_trip(tmp_path):
     theirs = load_project_cameras(path)
     assert sorted(theirs) == ["000", "001", "002", "003"]
     assert np.allclose(theirs["002"].project(np.array([[0.01, 0.02, 0.03]])),
-                       cams[2].project(np.array([[0.01, 0.02, 0.03]]))[0])
+                       cams[2].project(np.array([[0.01, 0.02, 0.03]])))
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(InputError, match="bad.json"):
         load_cameras(tmp_path / "bad.json")
-    with pytest.raises(InputError):
-        Camera(10, 10, 5, 5, 5, 5, np.diag([1.0, 1.0, -1.0]), np.zeros(3))
+    with pytest.raises(InputError, match="not a rotation"):
+        Camera(fx=5, fy=5, cx=5, cy=5, width=10, height=10, R=np.diag([1.0, 1.0, -1.0]),
+               t=np.zeros(3))
 
 
 def test_render_rejects_bad_strands():
@@ -220,13 +224,13 @@ def test_ict_head_render_has_a_face_where_expected():
     cam = orbit_rig(1, 128, 128, yaw_range_deg=(0, 0), pitch_deg=0.0, radius_m=0.8)[0]
     r = render(cam, head)
     lm = head.vertices[head.landmarks68]
-    px, _ = cam.project(lm[[30, 8, 36, 45]])  # nose tip, chin, eye corners
+    px = cam.project(lm[[30, 8, 36, 45]])  # nose tip, chin, eye corners
     ij = np.round(px).astype(int)
     assert (r.bust_mask[ij[:, 1], ij[:, 0]] == 1).all()
     assert r.hair_mask.sum() == 0 and 0.1 < r.bust_mask.mean() < 0.8
     # lips are redder than the cheek next to them
-    mouth, _ = cam.project(lm[[51, 57]].mean(0, keepdims=True))
-    cheek, _ = cam.project(lm[[3]] * np.array([0.8, 1.0, 1.05]))
+    mouth = cam.project(lm[[51, 57]].mean(0, keepdims=True))
+    cheek = cam.project(lm[[3]] * np.array([0.8, 1.0, 1.05]))
     m = r.rgb[int(round(mouth[0, 1])), int(round(mouth[0, 0]))].astype(int)
     c = r.rgb[int(round(cheek[0, 1])), int(round(cheek[0, 0]))].astype(int)
     assert m[0] - m[1] > c[0] - c[1]
@@ -320,13 +324,13 @@ def test_transforms_json_is_camera_to_world_in_opengl_axes(tmp_path):
         pc = np.linalg.inv(M) @ np.append(x, 1.0)
         u = fr["cx"] - 0.5 + fr["fl_x"] * pc[0] / -pc[2]  # nerfstudio: pixel-corner origin
         v = fr["cy"] - 0.5 - fr["fl_y"] * pc[1] / -pc[2]
-        assert np.allclose([u, v], cam.project(x[None])[0][0])
+        assert np.allclose([u, v], cam.project(x[None])[0])
     # the cameras stage's importer gets the same cameras back
     from engine.cameras.camera import import_transforms_json
 
     back = import_transforms_json(p)
     for cam, name in zip(cams, ("a", "b", "c")):
-        assert np.allclose(back[name].project(x[None]), cam.project(x[None])[0])
+        assert np.allclose(back[name].project(x[None]), cam.project(x[None]))
     with pytest.raises(InputError):
         save_transforms_json(tmp_path / "t.json", cams, ["a.png"])
 

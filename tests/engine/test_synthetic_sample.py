@@ -38,7 +38,7 @@ def test_sample_ground_truth_matches_the_video():
     assert ok and n == len(cams) == meta["frames"] and (w, h) == (meta["width"], meta["height"])
     assert cams[0].width == w and cams[0].height == h
     # the strands' roots project inside the frame, in front of the camera
-    px, z = cams[0].project(groom.strands[:, 0])
+    px, z = cams[0].project_with_depth(groom.strands[:, 0])
     assert (z > 0.5).all() and (px > 0).all() and (px < w - 1).all()
     # the image-folder copy holds frames of the same video
     jpgs = sorted((root / "frames").glob("frame_*.jpg"))
@@ -65,7 +65,7 @@ def test_mediapipe_finds_the_face_in_the_sample_frames():
             found += 1
             # the nose tip landmark (index 1) lies near the projected nose tip of the ICT head
             k = int(p.stem.split("_")[1])
-            nose = cams[k].project(np.array([[0.0, 0.004, 0.131]]))[0][0]
+            nose = cams[k].project(np.array([[0.0, 0.004, 0.131]]))[0]
             lm = res.multi_face_landmarks[0].landmark[1]
             assert np.hypot(lm.x * img.shape[1] - nose[0], lm.y * img.shape[0] - nose[1]) < 25
     assert found >= len(jpgs) - 1
