@@ -5,13 +5,16 @@ known groom.
 Usage:
     python benchmarks/bench_strands.py [--project out/demo] [--preset preview]
         [--truth resources/sample/groom.npz] [--set STAGE.FIELD=VALUE ...]
-        [--variants geometry,render,prior] [--out docs/benchmarks/strands_ablation]
+        [--variants geometry,render,prior] [--seeds 1] [--out docs/benchmarks/strands_ablation]
 
 The project must hold the capture (``strandcap demo`` makes one for the embedded sample, whose
 groom is procedural with a seed the prior never saw). Each variant runs the real stage graph
 (earlier stages come from the project's cache, so only the ``strands`` stage runs), with the
 ``strands`` weights set as below, then scores ``groom.npz`` against the truth with
-:func:`engine.metrics.strand_scores`. Prints JSON; writes ``<out>.json`` and ``<out>.md``.
+:func:`engine.metrics.strand_scores`. With ``--seeds N`` every variant runs with
+``strands.seed = 0 .. N-1`` (texture initialisation, root sampling, SDS noise) and the table gives
+the mean and the standard deviation over the seeds, so a difference between variants can be
+compared with the run-to-run spread. Prints JSON; writes ``<out>.json`` and ``<out>.md``.
 
 * ``geometry``: ``lambda_render = 0``, ``lambda_prior = 0``.
 * ``render``: ``lambda_prior = 0`` (geometry + rendering, the stage's defaults).
@@ -27,6 +30,8 @@ import platform
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -68,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--truth", default=str(REPO / "resources" / "sample" / "groom.npz"))
     ap.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE")
     ap.add_argument("--variants", default="geometry,render,prior")
+    ap.add_argument("--seeds", type=int, default=1, help="runs per variant (strands.seed 0..N-1)")
     ap.add_argument("--out", default=None, help="write <out>.json and <out>.md")
     a = ap.parse_args(argv)
     project = Project.open(a.project)
@@ -75,34 +81,47 @@ def main(argv=None) -> int:
     base = parse_overrides(a.set)
     results = []
     for name in a.variants.split(","):
-        ov = {k: dict(v) for k, v in base.items()}
-        ov.setdefault("strands", {}).update(VARIANTS[name])
-        t0 = time.perf_counter()
-        path, wall = run_variant(project, a.preset, ov, a.device)
-        groom = load_groom(path / "groom.npz")
-        scores = strand_scores(groom, truth, workers=-1)
-        results.append({"variant": name, "strands_overrides": ov["strands"],
-                        "stage_wall_s": round(wall, 1), "strands": groom.num_strands,
-                        "scores": [{"distance_mm": round(s.distance_m * 1000, 1),
-                                    "angle_deg": s.angle_deg, "precision": round(s.precision, 2),
-                                    "recall": round(s.recall, 2), "f_score": round(s.f_score, 2)}
-                                   for s in scores],
-                        "elapsed_s": round(time.perf_counter() - t0, 1)})
-        print(json.dumps(results[-1]), flush=True)
+        for seed in range(a.seeds):
+            ov = {k: dict(v) for k, v in base.items()}
+            ov.setdefault("strands", {}).update(VARIANTS[name])
+            if a.seeds > 1:
+                ov["strands"]["seed"] = seed
+            t0 = time.perf_counter()
+            path, wall = run_variant(project, a.preset, ov, a.device)
+            groom = load_groom(path / "groom.npz")
+            scores = strand_scores(groom, truth, workers=-1)
+            results.append({"variant": name, "seed": ov["strands"].get("seed", 0),
+                            "strands_overrides": ov["strands"],
+                            "stage_wall_s": round(wall, 1), "strands": groom.num_strands,
+                            "scores": [{"distance_mm": round(s.distance_m * 1000, 1),
+                                        "angle_deg": s.angle_deg, "precision": round(s.precision, 2),
+                                        "recall": round(s.recall, 2), "f_score": round(s.f_score, 2)}
+                                       for s in scores],
+                            "elapsed_s": round(time.perf_counter() - t0, 1)})
+            print(json.dumps(results[-1]), flush=True)
+    summary = []
+    for name in a.variants.split(","):
+        rs = [r for r in results if r["variant"] == name]
+        f = np.array([[s["f_score"] for s in r["scores"]] for r in rs])
+        summary.append({"variant": name, "seeds": len(rs), "f_mean": f.mean(0).round(2).tolist(),
+                        "f_std": f.std(0, ddof=1).round(2).tolist() if len(rs) > 1 else None,
+                        "strands_mean": int(np.mean([r["strands"] for r in rs])),
+                        "stage_wall_s_mean": round(float(np.mean([r["stage_wall_s"] for r in rs])), 1)})
     report = {"project": str(Path(a.project).resolve()), "preset": a.preset, "truth": a.truth,
               "overrides": base, "machine": f"{platform.machine()} {platform.processor()}",
-              "date": time.strftime("%Y-%m-%d"), "results": results}
+              "date": time.strftime("%Y-%m-%d"), "summary": summary, "results": results}
     print(json.dumps(report, indent=2))
     if a.out:
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        lines = ["| variant | strands | F 2mm/20deg | F 3mm/30deg | F 4mm/40deg | stage wall s |",
-                 "|---|---|---|---|---|---|"]
-        for r in results:
-            f = [s["f_score"] for s in r["scores"]]
-            lines.append(f"| {r['variant']} | {r['strands']} | " + " | ".join(f"{x:.1f}" for x in f)
-                         + f" | {r['stage_wall_s']} |")
+        lines = ["| variant | seeds | strands | F 2mm/20deg | F 3mm/30deg | F 4mm/40deg | stage wall s |",
+                 "|---|---|---|---|---|---|---|"]
+        for r in summary:
+            sd = r["f_std"] or [None] * len(r["f_mean"])
+            cells = [f"{m:.1f}" + (f" ± {d:.1f}" if d is not None else "") for m, d in zip(r["f_mean"], sd)]
+            lines.append(f"| {r['variant']} | {r['seeds']} | {r['strands_mean']} | " + " | ".join(cells)
+                         + f" | {r['stage_wall_s_mean']} |")
         out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -172,11 +172,20 @@ class TextureDiffusion(nn.Module):
         return r(c_skip) * x + r(c_out) * self.net(r(c_in) * x, c_noise)
 
     def edm_loss(self, y: torch.Tensor, mask: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """L_diff on clean model-space textures y (B, C, H, W); mask (H, W) or (B, 1, H, W)."""
+                 generator: torch.Generator | None = None,
+                 sigma_range: tuple[float, float] | None = None) -> torch.Tensor:
+        """L_diff on clean model-space textures y (B, C, H, W); mask (H, W) or (B, 1, H, W).
+
+        sigma is drawn from EDM's log-normal (P_mean, P_std), or log-uniformly from
+        ``sigma_range`` = (lo, hi) when given (model-space units, data std ``sigma_data``)."""
         B = y.shape[0]
-        rnd = torch.randn(B, generator=generator, device=y.device, dtype=y.dtype)
-        sigma = (rnd * P_STD + P_MEAN).exp()
+        if sigma_range is None:
+            rnd = torch.randn(B, generator=generator, device=y.device, dtype=y.dtype)
+            sigma = (rnd * P_STD + P_MEAN).exp()
+        else:
+            lo, hi = (math.log(float(v)) for v in sigma_range)
+            rnd = torch.rand(B, generator=generator, device=y.device, dtype=y.dtype)
+            sigma = (lo + (hi - lo) * rnd).exp()
         n = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype) * sigma[:, None, None, None]
         d = self.denoise(y + n, sigma)
         err = (d - y) ** 2
@@ -189,21 +198,37 @@ class TextureDiffusion(nn.Module):
         return (edm_weight(sigma, self.cfg.sigma_data) * err.flatten(1).sum(1) / denom).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 18, generator: torch.Generator | None = None,
-               sigma_max: float = 80.0) -> torch.Tensor:
-        """EDM Heun sampler (Algorithm 1, deterministic). Returns raw latent textures (n, C, res, res)."""
+    def sample(self, n: int, steps: int = 40, generator: torch.Generator | None = None,
+               sigma_max: float = 80.0, churn: float = 40.0, s_tmin: float = 0.05,
+               s_tmax: float = 50.0, s_noise: float = 1.003) -> torch.Tensor:
+        """EDM stochastic Heun sampler (Karras et al. 2022, Algorithm 2).
+
+        At each noise level t_i in [s_tmin, s_tmax] the state is first re-noised to
+        t_hat = t_i (1 + gamma), gamma = min(churn / steps, sqrt(2) - 1), with fresh noise scaled
+        by ``s_noise``, then a Heun step goes from t_hat to t_{i+1}; ``churn = 0`` gives the
+        deterministic sampler (Algorithm 1). Returns raw latent textures (n, C, res, res),
+        zero outside the scalp disc. On the shipped model the stochastic sampler lowered the share
+        of points inside the head and the curl distance (docs/prior, MODEL_CARD.md).
+        """
         cfg = self.cfg
         dev = self.lat_mean.device
-        t = edm_sigmas(steps, sigma_max=sigma_max).to(dev)
+        t = edm_sigmas(steps, sigma_max=sigma_max).to(dev).double()
         x = torch.randn(n, cfg.channels, cfg.res, cfg.res, generator=generator, device=dev) * t[0]
         x = x.double()
+        gamma = min(churn / steps, math.sqrt(2.0) - 1.0)
         for i in range(steps):
             tc, tn = t[i], t[i + 1]
-            d = (x - self.denoise(x.float(), tc.float()).double()) / tc
-            xn = x + (tn - tc) * d
+            if gamma > 0 and s_tmin <= float(tc) <= s_tmax:
+                th = tc * (1 + gamma)
+                eps = torch.randn(x.shape, generator=generator, device=dev).double()
+                x = x + (th ** 2 - tc ** 2).sqrt() * s_noise * eps
+            else:
+                th = tc
+            d = (x - self.denoise(x.float(), th.float()).double()) / th
+            xn = x + (tn - th) * d
             if tn > 0:
                 d2 = (xn - self.denoise(xn.float(), tn.float()).double()) / tn
-                xn = x + (tn - tc) * 0.5 * (d + d2)
+                xn = x + (tn - th) * 0.5 * (d + d2)
             x = xn
         idx = torch.arange(cfg.res, device=dev)
         m = uv_disc_mask(idx, idx, cfg.res).to(dev)
@@ -223,13 +248,15 @@ class TextureDiffusion(nn.Module):
         mask = torch.minimum(uv_disc_mask(rows, cols, H), uv_disc_mask(rows, cols, W))
         return sub, mask.to(tex.device)
 
-    def prior_loss(self, texture: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def prior_loss(self, texture: torch.Tensor, generator: torch.Generator | None = None,
+                   sigma_range: tuple[float, float] | None = None) -> torch.Tensor:
         """Score-distillation prior loss of the strand stage (Neural Haircut L_prior).
 
         texture: raw latent texture (C, H, W) or (B, C, H, W) float32 over scalp UV (row = v,
-        column = u), H, W >= res. Adds noise at a random sigma (EDM's log-normal), randomly
-        sub-samples to the model resolution, and returns L_diff (scalar). The denoiser is frozen:
-        gradient flows only into ``texture``; the module's parameters get none.
+        column = u), H, W >= res. Adds noise at a random sigma (EDM's log-normal, or log-uniform
+        in ``sigma_range``, model-space units), randomly sub-samples to the model resolution, and
+        returns L_diff (scalar). The denoiser is frozen: gradient flows only into ``texture``; the
+        module's parameters get none.
         """
         if texture.ndim == 3:
             texture = texture[None]
@@ -241,7 +268,7 @@ class TextureDiffusion(nn.Module):
             p.requires_grad_(False)
         try:
             sub, mask = self.subsample(texture, generator)
-            return self.edm_loss(self.normalize(sub), mask, generator)
+            return self.edm_loss(self.normalize(sub), mask, generator, sigma_range)
         finally:
             for p, f in zip(params, flags):
                 p.requires_grad_(f)

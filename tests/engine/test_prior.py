@@ -11,7 +11,7 @@ import torch
 
 from engine.errors import InputError
 from engine.prior.diffusion import (DiffusionConfig, TextureDiffusion, edm_precond, edm_sigmas, edm_weight,
-                                    latent_texture, load_diffusion)
+                                    latent_texture, uv_disc_mask, load_diffusion)
 from engine.prior.scalp import HEAD_ASSET, RESOURCE_DIR, default_scalp
 from engine.prior.synth import HairStyle, resample_polylines, sample_style, synth_groom
 from engine.prior.vae import StrandVAE, VAEConfig, load_vae, save_vae, to_head, to_local, vae_loss
@@ -192,6 +192,48 @@ def test_prior_loss_gradient_flows_only_into_texture():
     assert all(p.requires_grad for p in m.parameters())  # flags restored
     with pytest.raises(InputError):
         m.prior_loss(torch.zeros(3, 16, 16))
+
+
+def test_prior_loss_sigma_range_is_the_fixed_sigma_edm_loss():
+    """sigma_range (s, s) gives L_diff at exactly sigma = s: lambda(s) ||D(y + s n, s) - y||^2
+    over the scalp texels, with the same sub-sampling and noise as a manual computation."""
+    m, tex = _tiny_model_and_texture()
+    s = 0.7
+    got = m.prior_loss(tex, generator=torch.Generator().manual_seed(3), sigma_range=(s, s))
+    g = torch.Generator().manual_seed(3)
+    sub, mask = m.subsample(tex[None], g)
+    torch.rand(1, generator=g)  # the log-uniform draw of sigma
+    y = m.normalize(sub)
+    n = torch.randn(y.shape, generator=g) * s
+    with torch.no_grad():
+        err = ((m.denoise(y + n, torch.tensor(s)) - y) ** 2 * mask).sum()
+    want = edm_weight(torch.tensor(s), 0.5) * err / (mask.sum() * y.shape[1])
+    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
+    # the noise levels drawn lie inside the range and spread over it (log-uniform)
+    seen = []
+    denoise = m.denoise
+    m.denoise = lambda x, sigma: (seen.append(sigma.detach().clone()), denoise(x, sigma))[1]
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(40):
+        m.prior_loss(tex, gen, sigma_range=(0.5, 5.0))
+    seen = torch.cat(seen)
+    assert seen.min() >= 0.5 and seen.max() <= 5.0
+    assert seen.min() < 0.7 and seen.max() > 3.5 and 1.1 < torch.log(seen).mean().exp() < 2.3
+
+
+def test_stochastic_sampler_is_seeded_and_churn_changes_the_path():
+    m, _ = _tiny_model_and_texture()
+    a = m.sample(2, steps=6, generator=torch.Generator().manual_seed(0))
+    b = m.sample(2, steps=6, generator=torch.Generator().manual_seed(0))
+    det = m.sample(2, steps=6, churn=0.0, generator=torch.Generator().manual_seed(0))
+    det2 = m.sample(2, steps=6, churn=0.0, generator=torch.Generator().manual_seed(0))
+    assert a.shape == (2, 4, 8, 8) and torch.isfinite(a).all()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(det, det2)
+    assert not torch.allclose(a, det)
+    # zero outside the scalp disc
+    idx = torch.arange(8)
+    assert torch.all(a[:, :, uv_disc_mask(idx, idx, 8) == 0] == 0)
 
 
 def _shipped():
