@@ -198,17 +198,17 @@ class TextureDiffusion(nn.Module):
         return (edm_weight(sigma, self.cfg.sigma_data) * err.flatten(1).sum(1) / denom).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 40, generator: torch.Generator | None = None,
-               sigma_max: float = 80.0, churn: float = 40.0, s_tmin: float = 0.05,
+    def sample(self, n: int, steps: int = 18, generator: torch.Generator | None = None,
+               sigma_max: float = 80.0, churn: float = 0.0, s_tmin: float = 0.05,
                s_tmax: float = 50.0, s_noise: float = 1.003) -> torch.Tensor:
-        """EDM stochastic Heun sampler (Karras et al. 2022, Algorithm 2).
+        """EDM Heun sampler (Karras et al. 2022): deterministic (Algorithm 1) with ``churn = 0``,
+        stochastic (Algorithm 2) otherwise.
 
-        At each noise level t_i in [s_tmin, s_tmax] the state is first re-noised to
+        With churn, at each noise level t_i in [s_tmin, s_tmax] the state is first re-noised to
         t_hat = t_i (1 + gamma), gamma = min(churn / steps, sqrt(2) - 1), with fresh noise scaled
-        by ``s_noise``, then a Heun step goes from t_hat to t_{i+1}; ``churn = 0`` gives the
-        deterministic sampler (Algorithm 1). Returns raw latent textures (n, C, res, res),
-        zero outside the scalp disc. On the shipped model the stochastic sampler lowered the share
-        of points inside the head and the curl distance (docs/prior, MODEL_CARD.md).
+        by ``s_noise``, then a Heun step goes from t_hat to t_{i+1}. Returns raw latent textures
+        (n, C, res, res) float32, zero outside the scalp disc. Both samplers are measured in
+        ``python -m engine.prior.evaluate`` (MODEL_CARD.md); neither is better on every measure.
         """
         cfg = self.cfg
         dev = self.lat_mean.device

@@ -8,9 +8,13 @@
   range) is 15.7 cm (the ICT head's width), roots
   framed by the Sintel head mesh's vertex normals (T = +x projected on the tangent plane,
   B = N x T), strands resampled from 32 to 100 points.
-* Diffusion: Heun samples decoded to strands; length and curl (total turning angle per metre of
-  strand) histograms against procedural grooms (Wasserstein-1 distance and total variation of
-  the histograms), fraction of points inside the head (SDF < 0, roots excluded), contact sheet.
+* Diffusion: samples of the deterministic 18-step EDM Heun sampler (and, for comparison, the
+  stochastic one: 40 steps, S_churn 40) decoded to strands; length and curl (total turning angle per metre of
+  strand) histograms against 64 fresh procedural grooms (Wasserstein-1 distance and total
+  variation of the histograms), fraction of points inside the head (SDF < 0, roots excluded),
+  contact sheet. Reference: as many fresh procedural grooms passed through the texture pipeline
+  (encode, 32 x 32 latent texture, decode), i.e. what a perfect diffusion model would give, with
+  the same statistics; their distances to the data are the floor set by sampling whole grooms.
 * Contact sheet of procedural styles (front and side).
 """
 
@@ -136,11 +140,32 @@ def _hist_distances(a, b, bins):
             "hist_samples": ha.tolist(), "hist_data": hb.tolist(), "bins": np.asarray(bins).tolist()}
 
 
+def sample_statistics(samples: list, data: list, scalp) -> dict:
+    """Plausibility of decoded samples (list of (N_i, L, 3) strands, metres, head frame) against
+    procedural data grooms: share of points inside the head (roots excluded), and the distances
+    between the strand-length and curl histograms (Wasserstein-1 and total variation)."""
+    allp = np.concatenate([s[:, 1:].reshape(-1, 3) for s in samples])
+    d = scalp.sdf(allp)
+    ls = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in samples])
+    ld = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in data])
+    cs = np.concatenate([curl_measure(s) for s in samples])
+    cd = np.concatenate([curl_measure(s) for s in data])
+    return {"fraction_points_inside_head": float((d < 0).mean()),
+            "fraction_points_inside_head_by_1mm": float((d < -0.001).mean()),
+            "length_m": _hist_distances(ls, ld, np.linspace(0, 1.0, 26)),
+            "curl_rad_per_m": _hist_distances(cs, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26)),
+            "length_tv": _hist_distances(ls, ld, np.linspace(0, 1.0, 26))["total_variation"],
+            "curl_tv": _hist_distances(cs, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26))["total_variation"],
+            "length_median_samples_m": float(np.median(ls)), "length_median_data_m": float(np.median(ld)),
+            "curl_median_samples": float(np.median(cs)), "curl_median_data": float(np.median(cd))}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=Path("resources/prior"))
     ap.add_argument("--out", type=Path, default=Path("docs/prior"))
-    ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--samples", type=int, default=32,
+                    help="diffusion samples (and procedural grooms through the texture pipeline)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma list of: vae, sintel, diffusion, styles")
     a = ap.parse_args(argv)
@@ -168,24 +193,19 @@ def main(argv=None) -> int:
         print("sintel", metrics["vae_sintel"])
     if "diffusion" not in skip and (a.weights / "texture_diffusion.safetensors").exists():
         model = load_diffusion(a.weights / "texture_diffusion.safetensors")
-        tex = model.sample(a.samples, steps=18, generator=torch.Generator().manual_seed(0)).numpy()
-        samples = [texture_to_strands(t, vae, sc)[0] for t in tex]
-        allp = np.concatenate([s[:, 1:].reshape(-1, 3) for s in samples])
-        inside = float((sc.sdf(allp) < 0).mean())
-        inside_1mm = float((sc.sdf(allp) < -0.001).mean())
         rng = np.random.default_rng(4242)
-        data = [synth_groom(sample_style(rng), 800, scalp=sc).strands for _ in range(a.samples)]
-        ls = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in samples])
-        ld = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in data])
-        cs = np.concatenate([curl_measure(s) for s in samples])
-        cd = np.concatenate([curl_measure(s) for s in data])
+        data = [synth_groom(sample_style(rng), 400, scalp=sc).strands for _ in range(64)]
+        gen = torch.Generator().manual_seed(0)
+        tex = model.sample(a.samples, steps=18, generator=gen).numpy()
+        samples = [texture_to_strands(t, vae, sc)[0] for t in tex]
+        sto = [texture_to_strands(t, vae, sc)[0]
+               for t in model.sample(a.samples, steps=40, churn=40.0, generator=gen).numpy()]
         metrics["diffusion"] = {
-            "n_samples": a.samples, "sampler": "EDM Heun, 18 steps", "strands_per_sample": int(np.mean([len(s) for s in samples])),
-            "fraction_points_inside_head": inside, "fraction_points_inside_head_by_1mm": inside_1mm,
-            "length_m": _hist_distances(ls, ld, np.linspace(0, 1.0, 26)),
-            "curl_rad_per_m": _hist_distances(cs, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26)),
-            "length_median_samples_m": float(np.median(ls)), "length_median_data_m": float(np.median(ld)),
-            "curl_median_samples": float(np.median(cs)), "curl_median_data": float(np.median(cd)),
+            "n_samples": a.samples, "sampler": "EDM Heun (Algorithm 1, deterministic), 18 steps",
+            "strands_per_sample": int(np.mean([len(s) for s in samples])),
+            **sample_statistics(samples, data, sc),
+            "stochastic_heun_40_churn_40": {k: v for k, v in sample_statistics(sto, data, sc).items()
+                                            if not isinstance(v, dict)},
         }
         print({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if "hist" not in kk and kk != "bins"})
                for k, v in metrics["diffusion"].items()})
@@ -194,15 +214,12 @@ def main(argv=None) -> int:
         # reference: procedural grooms through the same texture pipeline (encode -> 32 x 32 latent
         # texture -> decode), i.e. what a perfect diffusion model would produce
         rt = [texture_to_strands(data_texture(vae, g, sc, model.cfg.res), vae, sc)[0]
-              for g in [synth_groom(sample_style(rng), 2500, scalp=sc) for _ in range(4)]]
-        lr_ = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in rt])
-        cr = np.concatenate([curl_measure(s) for s in rt])
+              for g in [synth_groom(sample_style(rng), 2500, scalp=sc) for _ in range(a.samples)]]
         metrics["diffusion"]["texture_roundtrip_reference"] = {
-            "n_grooms": 4, "length_tv": _hist_distances(lr_, ld, np.linspace(0, 1.0, 26))["total_variation"],
-            "curl_tv": _hist_distances(cr, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26))["total_variation"],
-            "curl_median": float(np.median(cr)), "length_median_m": float(np.median(lr_))}
+            "n_grooms": len(rt), **{k: v for k, v in sample_statistics(rt, data, sc).items()
+                                    if not isinstance(v, dict)}}
         print("texture round trip", metrics["diffusion"]["texture_roundtrip_reference"])
-        contact_sheet(rt, [f"procedural groom via 32x32 texture {i}" for i in range(4)],
+        contact_sheet(rt[:4], [f"procedural groom via 32x32 texture {i}" for i in range(4)],
                       a.out / "texture_roundtrip.png", mesh=sc.mesh, cols=4, max_strands=1000)
     if "styles" not in skip:
         combos = [("straight", "long", "centre", False), ("straight", "short", "side", True),

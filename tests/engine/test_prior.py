@@ -223,8 +223,8 @@ def test_prior_loss_sigma_range_is_the_fixed_sigma_edm_loss():
 
 def test_stochastic_sampler_is_seeded_and_churn_changes_the_path():
     m, _ = _tiny_model_and_texture()
-    a = m.sample(2, steps=6, generator=torch.Generator().manual_seed(0))
-    b = m.sample(2, steps=6, generator=torch.Generator().manual_seed(0))
+    a = m.sample(2, steps=6, churn=6.0, generator=torch.Generator().manual_seed(0))
+    b = m.sample(2, steps=6, churn=6.0, generator=torch.Generator().manual_seed(0))
     det = m.sample(2, steps=6, churn=0.0, generator=torch.Generator().manual_seed(0))
     det2 = m.sample(2, steps=6, churn=0.0, generator=torch.Generator().manual_seed(0))
     assert a.shape == (2, 4, 8, 8) and torch.isfinite(a).all()
