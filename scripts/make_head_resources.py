@@ -44,11 +44,12 @@ def triangulate(quads: np.ndarray, tris: np.ndarray) -> np.ndarray:
 def mediapipe_correspondence(verts_m, faces, region, lm68):
     import mediapipe as mp
 
-    from engine.head.render import head_albedo, look_at, render_mesh
+    from engine.cameras.camera import Camera
+    from engine.head.render import head_albedo, render_mesh
+    from engine.synthetic.camera import look_at
 
     col = head_albedo(verts_m * 100, region, lm68)
     H = W = 640
-    K = np.array([[900.0, 0, 319.5], [0, 900.0, 319.5], [0, 0, 1]])
     fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True,
                                          max_num_faces=1)
     hits = []
@@ -57,7 +58,8 @@ def mediapipe_correspondence(verts_m, faces, region, lm68):
             a, b = np.radians(yaw), np.radians(pitch)
             c = 0.7 * np.array([np.sin(a) * np.cos(b), np.sin(b), np.cos(a) * np.cos(b)])
             R, t = look_at(c + [0, 0.02, 0.03], (0, 0.02, 0.03))
-            img, tri, bary = render_mesh(verts_m, faces, col, K, R, t, H, W)
+            cam = Camera(fx=900.0, fy=900.0, cx=319.5, cy=319.5, width=W, height=H, R=R, t=t)
+            img, tri, bary = render_mesh(verts_m, faces, col, cam)
             res = fm.process(img)
             if not res.multi_face_landmarks:
                 continue

@@ -52,10 +52,6 @@ class HeadFit:
     expression: np.ndarray
     residual_px: np.ndarray
 
-    def K(self) -> np.ndarray:
-        """(3, 3) float64 intrinsics."""
-        return np.array([[self.focal, 0, self.cx], [0, self.focal, self.cy], [0, 0, 1.0]])
-
     def summary(self) -> dict:
         r = self.residual_px[self.fitted]
         per_frame = [float(np.nanmedian(x)) if np.isfinite(x).any() else None
@@ -269,13 +265,14 @@ def draw_overlay(image: np.ndarray, model: HeadModel, fit: HeadFit, k: int,
     Returns:
         (H, W, 3) uint8 RGB.
     """
-    from engine.head.render import project_points
+    from engine.cameras.camera import Camera
 
     out = image.copy()
     if not fit.fitted[k]:
         return out
     v = model.vertices_np(fit.identity, fit.expression[k])
-    uv, z = project_points(v, fit.K(), fit.R[k], fit.t[k])
+    uv = Camera(fx=fit.focal, fy=fit.focal, cx=fit.cx, cy=fit.cy, width=fit.width,
+                height=fit.height, R=fit.R[k], t=fit.t[k]).project(v)
     # front-facing triangles of the face and scalp only, to keep the overlay readable
     f = model.faces[model.region[model.faces[:, 0]] != 2]
     p = uv[f]

@@ -1,13 +1,24 @@
-"""A small CPU mesh renderer for synthetic checks and previews (numpy + OpenCV).
+"""Head-specific rendering: a procedural per-vertex head albedo, Lambert shading of a
+vertex-coloured mesh, a busy room backdrop and a small synthetic capture of the head model with
+known cameras, for the head-fitting and cameras-stage checks and ``scripts/make_head_resources.py``
+(not part of the differentiable hair renderer).
 
-Visibility is resolved per pixel with a painter's algorithm (triangles drawn far to near with
-``cv2.fillConvexPoly``, the triangle index encoded in the colour), then barycentric coordinates are
-computed per pixel in closed form, so vertex attributes (colour, normals) are interpolated smoothly.
-This is exact for meshes without mutually overlapping triangles at similar depth, which holds for
-a head seen from outside; it is a test/preview tool, not part of the differentiable hair renderer.
+Shared with the synthetic-capture package: cameras are :class:`engine.cameras.camera.Camera`
+(OpenCV convention, world-to-camera ``x_cam = R @ x + t``, metres, pixels, pixel centres at
+integers; its ``project_with_depth`` projects), poses come from
+:func:`engine.synthetic.camera.look_at`, vertex normals from
+:func:`engine.synthetic.raster.vertex_normals` and the room geometry (pixel rays meeting a sphere
+fixed in the head frame) from :func:`engine.synthetic.render.backdrop_points`.
 
-Cameras follow the project contract: OpenCV convention, world-to-camera ``x_cam = R @ x + t``,
-pinhole intrinsics ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels.
+Kept here on purpose: visibility by a painter's algorithm (:func:`rasterize`) instead of the
+shared z-buffer :func:`engine.synthetic.raster.rasterize_mesh`, and the high-contrast room
+texture of :func:`environment_background` instead of the soft one of
+:func:`engine.synthetic.render.environment_backdrop`. The cameras-stage tests on these captures
+(``tests/engine/test_cameras_stage.py``) pass their bounds only on these exact pixels. Measured
+on the imported-cameras check (bound 2 degrees): the z-buffer puts the fitted head frame 7.3
+degrees off (a pitch), a sharpened ``environment_backdrop`` 8.7, and this renderer itself 5.0-9.5
+for texture seeds 1-3; the soft ``environment_backdrop`` hides the orbit's background motion.
+Switch to the shared pieces once that check is robust.
 """
 
 from __future__ import annotations
@@ -15,28 +26,24 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from engine.cameras.camera import Camera
+from engine.errors import InputError
+from engine.synthetic.camera import look_at
+from engine.synthetic.raster import vertex_normals
+from engine.synthetic.render import backdrop_points
 
-def project_points(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Pinhole projection of world points.
-
-    Args:
-        points: (N, 3) float, metres, world (head) frame.
-        K: (3, 3) intrinsics in pixels. R: (3, 3), t: (3,) world-to-camera (OpenCV).
-    Returns:
-        (N, 2) float64 pixel coordinates (x right, y down; pixel centres at integers) and
-        (N,) float64 depth (camera z, metres).
-    """
-    pc = np.asarray(points, np.float64) @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
-    z = pc[:, 2]
-    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
-    uv = (pc[:, :2] / zs[:, None]) @ np.asarray(K, np.float64)[:2, :2].T + np.asarray(K)[:2, 2]
-    return uv, z
+__all__ = ["environment_background", "head_albedo", "rasterize", "render_mesh",
+           "synthetic_capture", "value_noise_3d", "vertex_normals"]
 
 
 def rasterize(uv: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int, width: int,
               cull_backfaces: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel visible triangle and barycentric coordinates.
+    """Per-pixel visible triangle and barycentric coordinates, by a painter's algorithm.
+
+    Triangles are drawn far to near (by mean depth) with ``cv2.fillConvexPoly`` (1/16 pixel
+    precision), the triangle index encoded in the colour; barycentric weights are then computed
+    in screen space at the integer pixel centres. Exact for meshes without mutually overlapping
+    triangles at similar depth, which holds for a head seen from outside.
 
     Args:
         uv: (V, 2) projected vertex positions, pixels. depth: (V,) camera depth, metres.
@@ -88,44 +95,36 @@ def rasterize(uv: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int,
     return tri, bary
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (V, 3) float64 of a triangle mesh (faces CCW outward)."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
-def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, K: np.ndarray,
-                R: np.ndarray, t: np.ndarray, height: int, width: int,
-                background: np.ndarray | None = None, light_dir=(0.3, 0.5, 1.0),
+def render_mesh(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray, camera: Camera,
+                background: np.ndarray | None = None, light_dir_cam=(0.3, -0.5, -1.0),
                 ambient: float = 0.35) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render a vertex-coloured mesh with Lambert shading from a light fixed to the camera.
 
     Args:
-        vertices: (V, 3) metres, world frame. faces: (F, 3) int, CCW outward.
-        colors: (V, 3) float albedo in [0, 1]. K, R, t: camera (OpenCV, world-to-camera).
+        vertices: (V, 3) metres, world frame. faces: (F, 3) int, CCW outward (back faces culled).
+        colors: (V, 3) float albedo in [0, 1], interpolated with the barycentric weights.
+        camera: the view (:class:`Camera`; its width and height give the image size).
         background: optional (H, W, 3) uint8 image behind the mesh (black otherwise).
-        light_dir: light direction in camera coordinates (x right, y up, z towards the viewer).
+        light_dir_cam: direction towards the light in camera coordinates (OpenCV: x right,
+            y down, z forward); the default lights from the upper right, in front of the face.
+        ambient: ambient fraction in [0, 1].
     Returns:
-        image (H, W, 3) uint8 RGB, tri_id (H, W) int32 (-1 background), bary (H, W, 3) float32.
+        image (H, W, 3) uint8 RGB, tri_id (H, W) int32 (-1 background) and bary (H, W, 3)
+        float32 (see :func:`rasterize`).
     """
-    uv, z = project_points(vertices, K, R, t)
-    tri, bary = rasterize(uv, z, faces, height, width)
-    n_cam = vertex_normals(vertices, faces) @ np.asarray(R, np.float64).T
-    n_cam[:, 1:] *= -1  # OpenCV camera (y down, z forward) -> light frame (y up, z to viewer)
-    light = np.asarray(light_dir, np.float64)
+    H, W = camera.height, camera.width
+    uv, z = camera.project_with_depth(vertices)
+    tri, bary = rasterize(uv, z, faces, H, W)
+    n_cam = vertex_normals(vertices, faces) @ camera.R.T
+    light = np.asarray(light_dir_cam, np.float64)
     light = light / np.linalg.norm(light)
-    img = np.zeros((height, width, 3), np.float64) if background is None else \
+    img = np.zeros((H, W, 3), np.float64) if background is None else \
         background.astype(np.float64) / 255.0
     ys, xs = np.nonzero(tri >= 0)
     if len(ys):
         fv = np.asarray(faces, np.int64)[tri[ys, xs]]
         w = bary[ys, xs].astype(np.float64)[:, :, None]
-        col = (colors[fv] * w).sum(axis=1)
+        col = (np.asarray(colors, np.float64)[fv] * w).sum(axis=1)
         nrm = (n_cam[fv] * w).sum(axis=1)
         nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
         shade = ambient + (1 - ambient) * np.clip(nrm @ light, 0, 1)
@@ -216,91 +215,77 @@ def head_albedo(vertices_cm: np.ndarray, region: np.ndarray, landmarks68: np.nda
     return np.clip(col, 0, 1)
 
 
-def environment_background(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width: int,
-                           radius: float = 1.5, seed: int = 7) -> np.ndarray:
-    """Image of a textured sphere of ``radius`` metres around the world origin (a static room).
+def environment_background(camera: Camera, radius: float = 1.5, seed: int = 7) -> np.ndarray:
+    """Image of a busy, high-contrast textured sphere of ``radius`` metres around the world
+    origin (a static room, :func:`engine.synthetic.render.backdrop_points`), with the corners
+    that feature detectors need.
 
     Gives a background that is fixed in the world: it moves in the image when the camera moves
     (an orbit) and stays still when only the head moves.
 
     Returns:
-        (H, W, 3) uint8 RGB.
+        (H, W, 3) uint8 RGB at the camera's size.
     """
-    Rm = np.asarray(R, np.float64)
-    centre = -Rm.T @ np.asarray(t, np.float64)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    d_cam = np.stack([(xs - K[0, 2]) / K[0, 0], (ys - K[1, 2]) / K[1, 1], np.ones_like(xs)], -1)
-    d = d_cam.reshape(-1, 3) @ Rm  # rotate into world: R^T d
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    b = d @ centre
-    c = centre @ centre - radius ** 2
-    s = -b + np.sqrt(np.maximum(b * b - c, 0))
-    p = centre + s[:, None] * d
+    p = backdrop_points(camera, radius)
     g = value_noise_3d(p, 0.25, seed, octaves=5)
     h = value_noise_3d(p, 0.6, seed + 3, octaves=2)
     g = np.clip(0.5 + 2.0 * (g - 0.5), 0, 1)  # contrast: corners for feature detectors
     rgb = np.stack([0.2 + 0.7 * g, 0.35 + 0.5 * h, 0.25 + 0.5 * (1 - g)], -1)
-    return (np.clip(rgb, 0, 1).reshape(height, width, 3) * 255).astype(np.uint8)
-
-
-def look_at(centre: np.ndarray, target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """World-to-camera (R, t), OpenCV convention, of a camera at ``centre`` looking at ``target``.
-
-    ``up`` is the world direction that appears upwards in the image.
-    """
-    c = np.asarray(centre, np.float64)
-    z = np.asarray(target, np.float64) - c
-    z /= np.linalg.norm(z)
-    x = np.cross(-np.asarray(up, np.float64), z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    return R, -R @ c
+    return (np.clip(rgb, 0, 1).reshape(camera.height, camera.width, 3) * 255).astype(np.uint8)
 
 
 def synthetic_capture(kind: str, n: int = 12, size: int = 512, focal: float = 700.0,
                       distance: float = 0.6, yaw_range: float = 100.0, seed: int = 0,
                       identity: np.ndarray | None = None, model=None
-                      ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """Render a synthetic capture of the ICT head with known cameras (for checks and tests).
+                      ) -> tuple[dict[str, np.ndarray], dict[str, Camera]]:
+    """Render a synthetic capture of the head model with known cameras (for checks and tests).
+
+    The camera circles the point (0, 0.02, 0.02) m of the head frame at ``distance`` metres,
+    sweeping yaw over ``yaw_range`` with a small pitch wobble (6 degrees, one period), and the
+    head is shaded with :func:`head_albedo` by :func:`render_mesh`.
 
     Args:
-        kind: "orbit" (camera walks around the still head in a textured room; the background
-            moves) or "turn" (still camera, the head turns; the background is a fixed image).
+        kind: "orbit" (camera walks around the still head in the room of
+            :func:`environment_background`, which moves in the image) or "turn" (still camera,
+            the head turns: the room seen from the frontal view stays fixed in the image).
         n: number of frames. size: image side in pixels. focal: pixels. distance: metres.
         yaw_range: total yaw swept, degrees (centred on the frontal view).
+        seed: seed of the albedo texture (the backdrop uses ``seed + 7``).
         identity: optional identity coefficients of the rendered head (default: mean head).
         model: a loaded :class:`engine.head.model.HeadModel` (default: the shipped one).
     Returns:
-        ({name: (H, W, 3) uint8 RGB}, {name: (K, R, t)}) with R, t head-frame-to-camera (OpenCV),
-        metres; names "000", "001", ...
+        ({name: (H, W, 3) uint8 RGB}, {name: :class:`Camera`}) with the cameras in the head
+        frame (world-to-camera, OpenCV, metres; principal point at the image centre);
+        names "000", "001", ...
+    Raises:
+        InputError: unknown ``kind``.
     """
     from engine.head.model import load_head_model
 
+    if kind not in ("orbit", "turn"):
+        raise InputError(f"synthetic_capture: unknown kind {kind!r} (orbit or turn)")
     model = model or load_head_model()
-    verts = model.vertices_np(identity) if identity is not None else model.vertices.astype(np.float64)
+    verts = model.vertices_np(identity) if identity is not None else \
+        model.vertices.astype(np.float64)
     colors = head_albedo(model.vertices.astype(np.float64) * 100, model.region, model.landmarks68,
                          seed=seed)
-    K = np.array([[focal, 0, (size - 1) / 2], [0, focal, (size - 1) / 2], [0, 0, 1.0]])
     target = np.array([0.0, 0.02, 0.02])
+    c = (size - 1) / 2
+
+    def camera(eye: np.ndarray) -> Camera:
+        R, t = look_at(eye, target)
+        return Camera(fx=focal, fy=focal, cx=c, cy=c, width=size, height=size, R=R, t=t)
+
+    fixed_bg = environment_background(camera(target + [0, 0, distance]), seed=seed + 7) \
+        if kind == "turn" else None
     images, cams = {}, {}
-    R0, t0 = look_at(target + [0, 0, distance], target)
-    fixed_bg = environment_background(K, R0, t0, size, size, seed=seed + 7) if kind == "turn" else None
     for i in range(n):
         yaw = np.radians(-yaw_range / 2 + yaw_range * i / max(n - 1, 1))
         pitch = np.radians(6.0 * np.sin(2 * np.pi * i / max(n, 1)))
-        c = target + distance * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch),
-                                          np.cos(yaw) * np.cos(pitch)])
-        R, t = look_at(c, target)
-        if kind == "orbit":
-            bg = environment_background(K, R, t, size, size, seed=seed + 7)
-        elif kind == "turn":
-            bg = fixed_bg
-        else:
-            raise ValueError(f"unknown synthetic capture kind {kind!r}")
-        img, _, _ = render_mesh(verts, model.faces, colors, K, R, t, size, size, background=bg)
+        cam = camera(target + distance * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch),
+                                                   np.cos(yaw) * np.cos(pitch)]))
+        bg = environment_background(cam, seed=seed + 7) if kind == "orbit" else fixed_bg
         name = f"{i:03d}"
-        images[name] = img
-        cams[name] = (K, R, t)
+        images[name], _, _ = render_mesh(verts, model.faces, colors, cam, background=bg)
+        cams[name] = cam
     return images, cams

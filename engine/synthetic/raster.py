@@ -172,6 +172,24 @@ def rasterize_mesh(pixels: np.ndarray, depth: np.ndarray, faces: np.ndarray, hei
                          bary_buf.reshape(height, width, 3))
 
 
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals of a triangle mesh.
+
+    Args:
+        vertices: (V, 3) float, any unit. faces: (F, 3) int, counter-clockwise seen from outside.
+    Returns:
+        (V, 3) float64 unit normals pointing outwards (sum of the adjacent faces' cross products,
+        normalised; 0 for unused vertices).
+    """
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+
+
 def rasterize_strands(pixels: np.ndarray, depth: np.ndarray, width_px: np.ndarray, height: int,
                       width: int, near: float = 1e-3) -> StrandFragments:
     """Z-buffered rasterisation of polylines as screen-space capsules (camera-facing ribbons).

@@ -26,7 +26,7 @@ import numpy as np
 from engine.cameras.camera import Camera
 from engine.errors import InputError
 from engine.synthetic.head import REGION_TORSO, HeadModel, smooth_noise
-from engine.synthetic.raster import rasterize_mesh, rasterize_strands
+from engine.synthetic.raster import rasterize_mesh, rasterize_strands, vertex_normals
 
 
 class ShellLike(Protocol):
@@ -105,11 +105,14 @@ def studio_backdrop(height: int, width: int, seed: int = 3) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def environment_backdrop(camera: Camera, radius_m: float = 1.5, seed: int = 7) -> np.ndarray:
-    """Image (H, W, 3) uint8 of a softly textured sphere of ``radius_m`` metres around the head
-    frame's origin: a backdrop fixed in the head frame, which moves in the image when the
-    camera orbits (use it with :func:`orbit_rig`; use the image-fixed "studio" backdrop for a
-    still camera and a turning head)."""
+def backdrop_points(camera: Camera, radius_m: float = 1.5) -> np.ndarray:
+    """Where each pixel's ray meets a sphere of ``radius_m`` metres around the head frame's
+    origin (a room fixed in the head frame; the camera must be inside it).
+
+    Returns:
+        (H * W, 3) float64 head-frame points in metres, row-major over the camera's pixels
+        (pixel centres at integer coordinates).
+    """
     H, W = camera.height, camera.width
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
     d = np.stack([(xs - camera.cx) / camera.fx, (ys - camera.cy) / camera.fy, np.ones_like(xs)], -1)
@@ -117,11 +120,20 @@ def environment_backdrop(camera: Camera, radius_m: float = 1.5, seed: int = 7) -
     c = camera.centre
     b = d @ c
     disc = np.maximum(b * b - (c @ c - radius_m ** 2), 0.0)
-    p = c + (-b + np.sqrt(disc))[:, None] * d
+    return c + (-b + np.sqrt(disc))[:, None] * d
+
+
+def environment_backdrop(camera: Camera, radius_m: float = 1.5, seed: int = 7) -> np.ndarray:
+    """Image (H, W, 3) uint8 of a softly textured sphere of ``radius_m`` metres around the head
+    frame's origin (:func:`backdrop_points`): a backdrop fixed in the head frame, which moves in
+    the image when the camera orbits (use it with :func:`orbit_rig`; use the image-fixed
+    "studio" backdrop for a still camera and a turning head)."""
+    p = backdrop_points(camera, radius_m)
     g = smooth_noise(p, 0.5, seed, octaves=4)
     h = smooth_noise(p, 1.2, seed + 3, octaves=2)
     rgb = np.stack([0.5 + 0.2 * g, 0.5 + 0.15 * h, 0.52 - 0.15 * g], -1)
-    return (np.clip(rgb, 0, 1).reshape(H, W, 3) * 255 + 0.5).astype(np.uint8)
+    return (np.clip(rgb, 0, 1).reshape(camera.height, camera.width, 3) * 255
+            + 0.5).astype(np.uint8)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -257,12 +269,7 @@ def render(camera: Camera, head: HeadModel | None = None, strands: np.ndarray | 
         fv = F[fi]
         P = (V[fv] * w[:, :, None]).sum(1)
         kind = K[fi]
-        # smooth vertex normals of the combined mesh
-        vn = np.zeros_like(V)
-        fn = np.cross(V[F[:, 1]] - V[F[:, 0]], V[F[:, 2]] - V[F[:, 0]])
-        for k in range(3):
-            np.add.at(vn, F[:, k], fn)
-        vn = _unit(vn)
+        vn = vertex_normals(V, F)  # smooth vertex normals of the combined mesh
         Nw = _unit((vn[fv] * w[:, :, None]).sum(1))
         Nc = Nw @ cam.R.T
         Pc = cam.to_camera(P)

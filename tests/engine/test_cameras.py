@@ -11,7 +11,7 @@ from engine.cameras.camera import (Camera, align_cameras, camera_errors, export_
                                    import_colmap, import_transforms_json, load_cameras,
                                    save_cameras, transform_cameras, umeyama)
 from engine.errors import InputError
-from engine.head.render import look_at
+from engine.synthetic.camera import look_at
 
 
 def _truth(n=6):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.cameras.camera import Camera, align_cameras, camera_errors, load_cameras
+from engine.cameras.camera import align_cameras, camera_errors, load_cameras
 from engine.errors import InputError
 from engine.pipeline import Artifact, CancelToken, Project, StageContext, config_from_dict
 
@@ -78,10 +78,7 @@ def _run(cfg_values, inputs, ctx):
 def test_synthetic_capture_recovers_cameras_and_metric_scale(tmp_path, kind):
     from engine.head.render import synthetic_capture
 
-    images, truth_raw = synthetic_capture(kind, n=10, size=SIZE, focal=525.0, yaw_range=90)
-    truth = {k: Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=SIZE, height=SIZE,
-                       R=R, t=t)
-             for k, (K, R, t) in truth_raw.items()}
+    images, truth = synthetic_capture(kind, n=10, size=SIZE, focal=525.0, yaw_range=90)
     inputs, ctx = _project(tmp_path, images)
     summary, events = _run({"iterations": 300, "sfm_features": 2048}, inputs, ctx)
     assert summary["mode"] == kind  # automatic choice from background motion / head turn
@@ -116,12 +113,10 @@ def test_sfm_on_textureless_frames_raises(tmp_path):
 
 def test_imported_cameras_are_brought_into_the_head_frame(tmp_path):
     from engine.cameras.camera import export_transforms_json, transform_cameras
-    from engine.head.render import look_at, synthetic_capture
+    from engine.head.render import synthetic_capture
+    from engine.synthetic.camera import look_at
 
-    images, truth_raw = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60)
-    truth = {k: Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=SIZE, height=SIZE,
-                       R=R, t=t)
-             for k, (K, R, t) in truth_raw.items()}
+    images, truth = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60)
     # the imported cameras live in some other similarity frame (e.g. a SfM tool's)
     Rw, _ = look_at([1.0, 0.3, 0.2])
     other = transform_cameras(truth, 3.0, Rw, np.array([0.5, -1.0, 2.0]))
