@@ -18,8 +18,8 @@ compared with the run-to-run spread. Prints JSON; writes ``<out>.json`` and ``<o
 
 * ``geometry``: ``lambda_render = 0``, ``lambda_prior = 0``.
 * ``render``: ``lambda_prior = 0`` (geometry + rendering, the stage's defaults).
-* ``prior``: plus the diffusion prior at ``lambda_prior = 0.005`` (the full method; off by
-  default, see docs/strands.md).
+* ``prior``: plus the diffusion prior at ``lambda_prior = 0.05`` (the full method), noise levels
+  from the stage's ``prior_sigma_min`` / ``prior_sigma_max``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
 VARIANTS = {
     "geometry": {"lambda_render": 0.0, "lambda_prior": 0.0},
     "render": {"lambda_prior": 0.0},
-    "prior": {"lambda_prior": 0.005},
+    "prior": {"lambda_prior": 0.05},
 }
 
 

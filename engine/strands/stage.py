@@ -81,10 +81,11 @@ class StrandsConfig:
     lambda_prior: float = option(0.0, "weight of the diffusion prior (0 = off; off by default "
                                  "while the shipped diffusion model lowers the strand F-score, "
                                  "see docs/strands.md)", range=(0.0, 1e4))
-    prior_sigma_min: float = option(0.002, "smallest noise level of L_prior (model space, data "
-                                    "std 0.5; sigma is log-uniform between the two bounds)",
-                                    range=(1e-4, 100.0))
-    prior_sigma_max: float = option(80.0, "largest noise level of L_prior", range=(1e-4, 100.0))
+    prior_sigma_min: float = option(0.5, "smallest noise level of L_prior (model space, where the "
+                                    "latent texture has std 0.5; sigma is log-uniform between the "
+                                    "two bounds; high levels act on the groom's layout, low ones "
+                                    "on strand detail, see docs/strands.md)", range=(1e-4, 100.0))
+    prior_sigma_max: float = option(5.0, "largest noise level of L_prior", range=(1e-4, 100.0))
     dense_strands: int = option(50000, "strands of the final groom", range=(100, 10 ** 7))
     outside_tolerance_mm: float = option(6.0, "how far outside the hair volume (or inside the "
                                          "bust) a final strand point may lie", unit="mm",
