@@ -5,7 +5,9 @@ known groom.
 Usage:
     python benchmarks/bench_strands.py [--project out/demo] [--preset preview]
         [--truth resources/sample/groom.npz] [--set STAGE.FIELD=VALUE ...]
-        [--variants geometry,render,prior] [--seeds 1] [--out docs/benchmarks/strands_ablation]
+        [--variants geometry,render,prior] [--seeds 1] [--first-seed 0]
+        [--out docs/benchmarks/strands_ablation]
+    python benchmarks/bench_strands.py --merge A.json B.json --out docs/benchmarks/strands_ablation
 
 The project must hold the capture (``strandcap demo`` makes one for the embedded sample, whose
 groom is procedural with a seed the prior never saw). Each variant runs the real stage graph
@@ -60,6 +62,36 @@ def run_variant(project, preset: str, overrides: dict, device: str) -> tuple[Pat
     return path, wall
 
 
+def summarise(results: list[dict], variants: list[str]) -> list[dict]:
+    """Mean and standard deviation (over seeds) of the F-scores per variant."""
+    summary = []
+    for name in variants:
+        rs = [r for r in results if r["variant"] == name]
+        if not rs:
+            continue
+        f = np.array([[s["f_score"] for s in r["scores"]] for r in rs])
+        summary.append({"variant": name, "seeds": sorted(r["seed"] for r in rs),
+                        "f_mean": f.mean(0).round(2).tolist(),
+                        "f_std": f.std(0, ddof=1).round(2).tolist() if len(rs) > 1 else None,
+                        "strands_mean": int(np.mean([r["strands"] for r in rs])),
+                        "stage_wall_s_mean": round(float(np.mean([r["stage_wall_s"] for r in rs])), 1)})
+    return summary
+
+
+def write_report(report: dict, out: Path) -> None:
+    """``<out>.json`` (the report) and ``<out>.md`` (the summary table)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    lines = ["| variant | seeds | strands | F 2mm/20deg | F 3mm/30deg | F 4mm/40deg | stage wall s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in report["summary"]:
+        sd = r["f_std"] or [None] * len(r["f_mean"])
+        cells = [f"{m:.1f}" + (f" ± {d:.1f}" if d is not None else "") for m, d in zip(r["f_mean"], sd)]
+        lines.append(f"| {r['variant']} | {len(r['seeds'])} | {r['strands_mean']} | " + " | ".join(cells)
+                     + f" | {r['stage_wall_s_mean']} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
 def main(argv=None) -> int:
     from engine.cli import parse_overrides
     from engine.io.export import load_groom
@@ -73,24 +105,39 @@ def main(argv=None) -> int:
     ap.add_argument("--truth", default=str(REPO / "resources" / "sample" / "groom.npz"))
     ap.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE")
     ap.add_argument("--variants", default="geometry,render,prior")
-    ap.add_argument("--seeds", type=int, default=1, help="runs per variant (strands.seed 0..N-1)")
+    ap.add_argument("--seeds", type=int, default=1, help="runs per variant (strands.seed "
+                    "FIRST..FIRST+N-1)")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="REPORT.json",
+                    help="run nothing: merge the results of earlier reports (e.g. seeds run in "
+                    "two processes) into one summary")
     ap.add_argument("--out", default=None, help="write <out>.json and <out>.md")
     a = ap.parse_args(argv)
+    variants = a.variants.split(",")
+    if a.merge:
+        reports = [json.loads(p.read_text()) for p in a.merge]
+        results = [r for rep in reports for r in rep["results"]]
+        report = {**{k: v for k, v in reports[0].items() if k not in ("summary", "results")},
+                  "merged_from": [str(p) for p in a.merge],
+                  "summary": summarise(results, variants), "results": results}
+        print(json.dumps(report["summary"], indent=2))
+        if a.out:
+            write_report(report, Path(a.out))
+        return 0
     project = Project.open(a.project)
     truth = load_groom(a.truth)
     base = parse_overrides(a.set)
     results = []
-    for name in a.variants.split(","):
-        for seed in range(a.seeds):
+    for name in variants:
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
             ov = {k: dict(v) for k, v in base.items()}
             ov.setdefault("strands", {}).update(VARIANTS[name])
-            if a.seeds > 1:
-                ov["strands"]["seed"] = seed
+            ov["strands"].setdefault("seed", seed)
             t0 = time.perf_counter()
             path, wall = run_variant(project, a.preset, ov, a.device)
             groom = load_groom(path / "groom.npz")
             scores = strand_scores(groom, truth, workers=-1)
-            results.append({"variant": name, "seed": ov["strands"].get("seed", 0),
+            results.append({"variant": name, "seed": ov["strands"]["seed"],
                             "strands_overrides": ov["strands"],
                             "stage_wall_s": round(wall, 1), "strands": groom.num_strands,
                             "scores": [{"distance_mm": round(s.distance_m * 1000, 1),
@@ -99,30 +146,13 @@ def main(argv=None) -> int:
                                        for s in scores],
                             "elapsed_s": round(time.perf_counter() - t0, 1)})
             print(json.dumps(results[-1]), flush=True)
-    summary = []
-    for name in a.variants.split(","):
-        rs = [r for r in results if r["variant"] == name]
-        f = np.array([[s["f_score"] for s in r["scores"]] for r in rs])
-        summary.append({"variant": name, "seeds": len(rs), "f_mean": f.mean(0).round(2).tolist(),
-                        "f_std": f.std(0, ddof=1).round(2).tolist() if len(rs) > 1 else None,
-                        "strands_mean": int(np.mean([r["strands"] for r in rs])),
-                        "stage_wall_s_mean": round(float(np.mean([r["stage_wall_s"] for r in rs])), 1)})
     report = {"project": str(Path(a.project).resolve()), "preset": a.preset, "truth": a.truth,
               "overrides": base, "machine": f"{platform.machine()} {platform.processor()}",
-              "date": time.strftime("%Y-%m-%d"), "summary": summary, "results": results}
+              "date": time.strftime("%Y-%m-%d"), "summary": summarise(results, variants),
+              "results": results}
     print(json.dumps(report, indent=2))
     if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        lines = ["| variant | seeds | strands | F 2mm/20deg | F 3mm/30deg | F 4mm/40deg | stage wall s |",
-                 "|---|---|---|---|---|---|---|"]
-        for r in summary:
-            sd = r["f_std"] or [None] * len(r["f_mean"])
-            cells = [f"{m:.1f}" + (f" ± {d:.1f}" if d is not None else "") for m, d in zip(r["f_mean"], sd)]
-            lines.append(f"| {r['variant']} | {r['seeds']} | {r['strands_mean']} | " + " | ".join(cells)
-                         + f" | {r['stage_wall_s_mean']} |")
-        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        write_report(report, Path(a.out))
     return 0
 
 
