@@ -75,6 +75,18 @@ def summarise(results: list[dict], variants: list[str]) -> list[dict]:
                         "f_std": f.std(0, ddof=1).round(2).tolist() if len(rs) > 1 else None,
                         "strands_mean": int(np.mean([r["strands"] for r in rs])),
                         "stage_wall_s_mean": round(float(np.mean([r["stage_wall_s"] for r in rs])), 1)})
+    # each addition against the variant before it, paired by seed (same initialisation and
+    # sampling): mean difference, its standard error and how many seeds it raised the F-score
+    for prev, cur in zip(summary, summary[1:]):
+        seeds = sorted(set(prev["seeds"]) & set(cur["seeds"]))
+        if len(seeds) < 2:
+            continue
+        f = {(r["variant"], r["seed"]): [s["f_score"] for s in r["scores"]] for r in results}
+        d = np.array([np.subtract(f[(cur["variant"], k)], f[(prev["variant"], k)]) for k in seeds])
+        cur["paired_vs"] = prev["variant"]
+        cur["paired_diff_mean"] = d.mean(0).round(2).tolist()
+        cur["paired_diff_se"] = (d.std(0, ddof=1) / np.sqrt(len(seeds))).round(2).tolist()
+        cur["paired_seeds_higher"] = (d > 0).sum(0).tolist()
     return summary
 
 
@@ -89,6 +101,16 @@ def write_report(report: dict, out: Path) -> None:
         cells = [f"{m:.1f}" + (f" ± {d:.1f}" if d is not None else "") for m, d in zip(r["f_mean"], sd)]
         lines.append(f"| {r['variant']} | {len(r['seeds'])} | {r['strands_mean']} | " + " | ".join(cells)
                      + f" | {r['stage_wall_s_mean']} |")
+    lines += ["", "(F-scores in %: mean ± standard deviation over the seeds)"]
+    paired = [r for r in report["summary"] if "paired_vs" in r]
+    if paired:
+        lines += ["", "| addition | paired over seeds | dF 2mm/20deg | dF 3mm/30deg | dF 4mm/40deg |",
+                  "|---|---|---|---|---|"]
+        for r in paired:
+            cells = [f"{m:+.1f} ± {e:.1f} ({k} higher)" for m, e, k in
+                     zip(r["paired_diff_mean"], r["paired_diff_se"], r["paired_seeds_higher"])]
+            lines.append(f"| {r['variant']} vs {r['paired_vs']} | {len(r['seeds'])} | " + " | ".join(cells) + " |")
+        lines += ["", "(mean ± standard error of the per-seed difference)"]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

@@ -80,10 +80,6 @@ CONFIGS = {
     # continue a ``standard`` diffusion run (``--init-diffusion``) with the learning rate
     # decaying 5e-4 -> 2e-5 (cosine) over 17 min; the VAE part equals ``standard``
     "standard-continue": TrainConfig(diffusion=DiffusionTrainConfig(lr_final=2e-5, max_minutes=17.0)),
-    # a further continuation of ``standard-continue`` (``--init-diffusion``): Adam 3e-4 -> 1e-5
-    # (cosine) over 65 min
-    "standard-continue-2": TrainConfig(diffusion=DiffusionTrainConfig(lr=3e-4, lr_final=1e-5,
-                                                                      max_minutes=65.0)),
     "tiny": TrainConfig(
         vae=VAETrainConfig(grooms_per_curl=1, strands_per_groom=150, hidden=64, depth=2, batch=128,
                            steps=40, lr=2e-3, max_minutes=1.0),
