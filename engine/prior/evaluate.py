@@ -150,12 +150,12 @@ def sample_statistics(samples: list, data: list, scalp) -> dict:
     ld = np.concatenate([np.linalg.norm(np.diff(s, axis=1), axis=-1).sum(1) for s in data])
     cs = np.concatenate([curl_measure(s) for s in samples])
     cd = np.concatenate([curl_measure(s) for s in data])
+    length = _hist_distances(ls, ld, np.linspace(0, 1.0, 26))
+    curl = _hist_distances(cs, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26))
     return {"fraction_points_inside_head": float((d < 0).mean()),
             "fraction_points_inside_head_by_1mm": float((d < -0.001).mean()),
-            "length_m": _hist_distances(ls, ld, np.linspace(0, 1.0, 26)),
-            "curl_rad_per_m": _hist_distances(cs, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26)),
-            "length_tv": _hist_distances(ls, ld, np.linspace(0, 1.0, 26))["total_variation"],
-            "curl_tv": _hist_distances(cs, cd, np.linspace(0, max(cs.max(), cd.max()) + 1e-6, 26))["total_variation"],
+            "length_m": length, "curl_rad_per_m": curl,
+            "length_tv": length["total_variation"], "curl_tv": curl["total_variation"],
             "length_median_samples_m": float(np.median(ls)), "length_median_data_m": float(np.median(ld)),
             "curl_median_samples": float(np.median(cs)), "curl_median_data": float(np.median(cd))}
 
