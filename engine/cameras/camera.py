@@ -334,12 +334,50 @@ def transform_cameras(cameras: dict[str, Camera], s: float, Rs: np.ndarray, ts: 
     return out
 
 
-def align_cameras(src: dict[str, Camera], dst: dict[str, Camera], with_scale: bool = True,
-                  robust: bool = True) -> tuple[dict[str, Camera], float, np.ndarray, np.ndarray]:
-    """Similarity-align ``src`` cameras to ``dst`` on the centres of their common frames.
+def rotation_mean(rotations: np.ndarray) -> np.ndarray:
+    """Chordal L2 mean of rotations (Hartley et al., "Rotation averaging", IJCV 2013, Sec. 5.3):
+    the rotation nearest (Frobenius) to the sum of the matrices.
 
-    With ``robust``, frames whose aligned centre is off by more than 3x the median are dropped
-    and the fit repeated once.
+    Args:
+        rotations: (N, 3, 3) rotation matrices, N >= 1.
+    Returns:
+        (3, 3) float64 rotation.
+    """
+    U, _, Vt = np.linalg.svd(np.asarray(rotations, np.float64).sum(0))
+    S = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
+    return U @ S @ Vt
+
+
+def _similarity_from_poses(src: list[Camera], dst: list[Camera], with_scale: bool
+                           ) -> tuple[float, np.ndarray, np.ndarray]:
+    """x_dst = s R x_src + t from whole camera poses: R from the orientations (each camera gives
+    R = R_dst^T R_src; chordal mean), then s and t by least squares on the centres with R held."""
+    R = rotation_mean(np.stack([d.R.T @ c.R for c, d in zip(src, dst)]))
+    a = np.array([c.centre for c in src])
+    b = np.array([d.centre for d in dst])
+    xa = (a - a.mean(0)) @ R.T
+    xb = b - b.mean(0)
+    var = (xa ** 2).sum()
+    if with_scale and var < 1e-18:
+        raise InputError("similarity alignment: the cameras are all at one place")
+    s = float((xa * xb).sum() / var) if with_scale else 1.0
+    return s, R, b.mean(0) - s * R @ a.mean(0)
+
+
+def align_cameras(src: dict[str, Camera], dst: dict[str, Camera], with_scale: bool = True,
+                  robust: bool = True, orientations: bool = False
+                  ) -> tuple[dict[str, Camera], float, np.ndarray, np.ndarray]:
+    """Similarity-align ``src`` cameras to ``dst`` over their common frames.
+
+    By default on the centres only (Umeyama). With ``orientations`` the rotation comes from the
+    camera orientations (chordal mean of the per-frame R_dst^T R_src) and only scale and
+    translation from the centres: use it when the centres alone leave the rotation poorly
+    determined, e.g. cameras on one horizontal arc (the rotation about the arc's chord is then
+    barely constrained by the centres, so noisy centres tilt the frame).
+
+    With ``robust``, frames whose aligned centre is off by more than 3x the median (and, with
+    ``orientations``, whose rotation is off by more than 3x the median) are dropped and the fit
+    repeated once.
 
     Returns:
         (aligned src cameras, s, R, t) with x_dst = s R x_src + t.
@@ -347,14 +385,29 @@ def align_cameras(src: dict[str, Camera], dst: dict[str, Camera], with_scale: bo
         InputError: fewer than 3 common frames.
     """
     keys = sorted(set(src) & set(dst))
+    if len(keys) < 3:
+        raise InputError("similarity alignment needs at least 3 cameras in common")
     a = np.array([src[k].centre for k in keys]).reshape(-1, 3)
     b = np.array([dst[k].centre for k in keys]).reshape(-1, 3)
-    s, R, t = umeyama(a, b, with_scale)
+    sc, dc = [src[k] for k in keys], [dst[k] for k in keys]
+
+    def fit(m):
+        if orientations:
+            return _similarity_from_poses([x for x, k in zip(sc, m) if k],
+                                          [x for x, k in zip(dc, m) if k], with_scale)
+        return umeyama(a[m], b[m], with_scale)
+
+    keep = np.ones(len(keys), bool)
+    s, R, t = fit(keep)
     if robust and len(keys) >= 6:
         err = np.linalg.norm((s * a @ R.T + t) - b, axis=1)
         keep = err <= 3 * np.median(err) + 1e-9
+        if orientations:
+            ang = np.array([np.arccos(np.clip((np.trace(d.R.T @ c.R @ R.T) - 1) / 2, -1, 1))
+                            for c, d in zip(sc, dc)])
+            keep &= ang <= 3 * np.median(ang) + 1e-9
         if keep.sum() >= 3:
-            s, R, t = umeyama(a[keep], b[keep], with_scale)
+            s, R, t = fit(keep)
     return transform_cameras(src, s, R, t), s, R, t
 
 

@@ -215,12 +215,14 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
         Rr = np.stack([known[n].R if n in known else np.eye(3) for n in names])
         tr = np.stack([known[n].t if n in known else np.zeros(3) for n in names])
         f_known = float(np.median([0.5 * (c.fx + c.fy) for c in known.values()]))
-        # initial similarity: per-frame PnP of the fitted head at the known focal length
+        # initial similarity: per-frame PnP of the fitted head at the known focal length,
+        # rotation from the camera orientations (centres alone leave the pitch free when the
+        # cameras lie on one horizontal arc, and the rig fit below keeps that tilt)
         pnp_cams = _pnp_cameras(model, fit, pts, use, names, f_known)
         if len(pnp_cams) < 3:
             raise InputError("fewer than 3 keyframes have both known cameras and landmarks; "
                              "check that the imported frame names match the keyframes")
-        _, s1, R1, t1 = align_cameras(known, pnp_cams)
+        _, s1, R1, t1 = align_cameras(known, pnp_cams, orientations=True)
         fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
                        rig_init=(1 / s1, R1.T, -(R1.T @ t1) / s1), progress=prog, **common)
         scale = 1.0 / s1

@@ -119,3 +119,43 @@ def test_umeyama_recovers_similarity():
     assert e["median_rot_deg"] < 1e-4 and e["median_centre_m"] < 1e-9
     with pytest.raises(InputError):
         umeyama(x[:2], y[:2])
+
+
+def test_align_with_orientations_is_level_on_an_arc_of_noisy_centres():
+    # head-fit poses of a turn capture: cameras on one horizontal arc, centres noisy by ~1 cm
+    # (depth from landmarks), orientations good to ~1 degree. Centres alone leave the rotation
+    # about the arc's chord free, so the noise tilts the frame; the orientations pin it.
+    rng = np.random.default_rng(3)
+    truth = {}
+    for i in range(6):
+        a = np.radians(-30 + 12 * i)
+        R, t = look_at([0.6 * np.sin(a), 0.0, 0.6 * np.cos(a)], (0, 0.0, 0))
+        truth[f"{i:03d}"] = Camera(fx=500.0, fy=500.0, cx=191.5, cy=191.5, width=384,
+                                   height=384, R=R, t=t)
+    noisy = {}
+    for k, c in truth.items():
+        w = np.radians(1.0) * rng.normal(size=3)
+        th = np.linalg.norm(w)
+        Kx = np.array([[0, -w[2], w[1]], [w[2], 0, -w[0]], [-w[1], w[0], 0]]) / th
+        dR = np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * Kx @ Kx
+        R = dR @ c.R
+        centre = c.centre + 0.01 * rng.normal(size=3)
+        noisy[k] = Camera(fx=500.0, fy=500.0, cx=191.5, cy=191.5, width=384, height=384, R=R,
+                          t=-R @ centre)
+    Rs, _ = look_at([1.0, 0.3, 0.2])
+    other = transform_cameras(truth, 3.0, Rs, np.array([0.5, -1.0, 2.0]))
+
+    def frame_err(**kw):
+        _, s, R, _ = align_cameras(other, noisy, **kw)
+        dR = R @ Rs  # the true rotation from `other` to the head frame is Rs^T
+        return np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1))), s
+
+    err_c, _ = frame_err()
+    err_o, s_o = frame_err(orientations=True)
+    assert err_c > 3.0  # the failure this guards against (centres only)
+    assert err_o < 1.0, err_o
+    assert s_o == pytest.approx(1 / 3.0, rel=0.05)
+    # exact poses are recovered exactly, robust pass included
+    _, s, R, t = align_cameras(other, truth, orientations=True)
+    np.testing.assert_allclose(R, Rs.T, atol=1e-9)
+    assert s == pytest.approx(1 / 3.0, rel=1e-9)
