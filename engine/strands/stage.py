@@ -78,8 +78,10 @@ class StrandsConfig:
     half_width_px: float = option(1.0, "hair-quad half width at the render size", unit="px",
                                   range=(0.1, 20.0))
     faces_per_pixel: int = option(16, "K nearest hair quads blended per pixel", range=(1, 64))
-    lambda_prior: float = option(0.05, "weight of the diffusion prior's score-distillation "
-                                 "loss (0 = off; on the sample it raised the strand F-score, "
+    lambda_prior: float = option(0.0, "weight of the diffusion prior's score-distillation "
+                                 "loss (0 = off; 0.05 is the measured setting: it raised the "
+                                 "strand F-score on the wavy sample but lowered it on straight "
+                                 "hair, whose shipped prior samples are frizzy, see "
                                  "docs/strands.md)", range=(0.0, 1e4))
     prior_sigma_min: float = option(0.5, "smallest noise level of L_prior (model space, where the "
                                     "latent texture has std 0.5; sigma is log-uniform between the "
