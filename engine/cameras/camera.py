@@ -334,6 +334,11 @@ def transform_cameras(cameras: dict[str, Camera], s: float, Rs: np.ndarray, ts: 
     return out
 
 
+def rotation_angle(R: np.ndarray) -> float:
+    """Angle of a rotation matrix (3, 3), radians in [0, pi]: arccos((trace R - 1) / 2)."""
+    return float(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
+
+
 def rotation_mean(rotations: np.ndarray) -> np.ndarray:
     """Chordal L2 mean of rotations (Hartley et al., "Rotation averaging", IJCV 2013, Sec. 5.3):
     the rotation nearest (Frobenius) to the sum of the matrices.
@@ -403,8 +408,7 @@ def align_cameras(src: dict[str, Camera], dst: dict[str, Camera], with_scale: bo
         err = np.linalg.norm((s * a @ R.T + t) - b, axis=1)
         keep = err <= 3 * np.median(err) + 1e-9
         if orientations:
-            ang = np.array([np.arccos(np.clip((np.trace(d.R.T @ c.R @ R.T) - 1) / 2, -1, 1))
-                            for c, d in zip(sc, dc)])
+            ang = np.array([rotation_angle(d.R.T @ c.R @ R.T) for c, d in zip(sc, dc)])
             keep &= ang <= 3 * np.median(ang) + 1e-9
         if keep.sum() >= 3:
             s, R, t = fit(keep)
@@ -421,7 +425,7 @@ def camera_errors(est: dict[str, Camera], truth: dict[str, Camera]) -> dict:
     rot, cen = [], []
     for k in keys:
         dR = np.asarray(est[k].R) @ np.asarray(truth[k].R).T
-        rot.append(float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1, 1)))))
+        rot.append(float(np.degrees(rotation_angle(dR))))
         cen.append(float(np.linalg.norm(est[k].centre - truth[k].centre)))
     return {"frames": keys, "rot_deg": rot, "centre_m": cen,
             "median_rot_deg": float(np.median(rot)) if rot else float("nan"),

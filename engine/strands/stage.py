@@ -436,6 +436,9 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
 
     if cfg.render_size % 4:
         raise ConfigError(f"strands.render_size {cfg.render_size} is not a multiple of 4")
+    if cfg.prior_sigma_min > cfg.prior_sigma_max:
+        raise ConfigError(f"strands.prior_sigma_min {cfg.prior_sigma_min} is above "
+                          f"strands.prior_sigma_max {cfg.prior_sigma_max}")
     yield ctx.progress(0, cfg.iterations + 1, "loading the coarse volume and the prior")
     if ctx.device == "cpu":  # small ops: extra threads only add synchronisation, and on a
         # 2-core machine a second thread competing with the app or the OS slows steps 3-6x
