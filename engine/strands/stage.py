@@ -490,6 +490,23 @@ PRESETS = {
              "texture_res": 128, "dense_strands": 100000, "half_width_px": 1.5},
 }
 
+PRIOR_FILES = ("strand_vae.safetensors", "texture_diffusion.safetensors")
+
+
+def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
+    """Content hashes (sha256) of the shipped prior weights, part of the strands stage's cache key,
+    so that new weights re-run the stage instead of reusing grooms made with the old ones.
+    A missing file hashes as "missing" (the stage itself then raises InputError)."""
+    from engine.pipeline import file_sha256
+    from engine.resources import resources_dir
+
+    out = {}
+    for name in PRIOR_FILES:
+        path = resources_dir() / "prior" / name
+        out[name] = file_sha256(path) if path.exists() else "missing"
+    return out
+
+
 STAGE = Stage("strands", 1, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
-              run_strands, None, title="Hair strands", presets=PRESETS)
+              run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

@@ -190,3 +190,23 @@ def test_stage_is_in_the_default_graph_with_valid_presets():
     for preset in PRESETS:
         cfg = PipelineConfig(stages, preset=preset)["strands"]
         assert cfg.render_size % 4 == 0 and cfg.texture_res % 4 == 0
+
+
+def test_new_prior_weights_change_the_strands_cache_key(tmp_path, monkeypatch):
+    """The strands stage's cache key holds the prior weights' content hashes: replacing
+    resources/prior/*.safetensors re-runs the stage instead of reusing an old groom."""
+    import engine.resources
+    from engine.pipeline import stage_key
+    from engine.strands.stage import PRIOR_FILES, STAGE, StrandsConfig, prior_fingerprint
+
+    (tmp_path / "prior").mkdir()
+    monkeypatch.setattr(engine.resources, "resources_dir", lambda: tmp_path)
+    assert prior_fingerprint() == {name: "missing" for name in PRIOR_FILES}
+    for name in PRIOR_FILES:
+        (tmp_path / "prior" / name).write_bytes(b"weights v1")
+    assert STAGE.fingerprint is prior_fingerprint
+    inputs = {"coarse": "abc"}
+    key1 = stage_key(STAGE, StrandsConfig(), inputs, STAGE.fingerprint(None, None))
+    assert stage_key(STAGE, StrandsConfig(), inputs, STAGE.fingerprint(None, None)) == key1
+    (tmp_path / "prior" / PRIOR_FILES[1]).write_bytes(b"weights v2")
+    assert stage_key(STAGE, StrandsConfig(), inputs, STAGE.fingerprint(None, None)) != key1
