@@ -2,8 +2,11 @@
 
 A groom becomes a texture T (C = 64, H, W) of strand latents (the VAE's z_mu) over scalp UV by
 nearest-neighbour interpolation of its roots (:func:`latent_texture`); texels outside the scalp
-disc are zero. Textures are normalised per channel (mean/std over scalp texels, scaled to
-``sigma_data``) and randomly sub-sampled to the model resolution (32 x 32 in the standard
+disc are zero. Each texel's latent is mapped linearly into model space, x = P (z - mean)
+(:meth:`TextureDiffusion.fit_latent_space`): in the standard config P is the square root of the
+VAE's reconstruction metric pulled back to latent space, so that model-space noise of a given size
+means the same strand error in every latent direction; the map is scaled to RMS ``sigma_data``. The
+textures are randomly sub-sampled to the model resolution (32 x 32 in the standard
 config) - the sub-sampling offset is the main augmentation, together with left-right mirroring
 (u -> 1 - u with the strands mirrored, i.e. their local tangent coordinate negated).
 
@@ -13,7 +16,8 @@ c_skip = sd^2 / (sigma^2 + sd^2), c_out = sigma sd / sqrt(sigma^2 + sd^2),
 c_in = 1 / sqrt(sigma^2 + sd^2), c_noise = ln(sigma) / 4; training
 L_diff = E[lambda(sigma) ||D(y + n, sigma) - y||^2], ln sigma ~ N(P_mean = -1.2, P_std = 1.2),
 lambda(sigma) = (sigma^2 + sd^2) / (sigma sd)^2. F is a small U-Net (FiLM noise conditioning,
-two fixed UV coordinate channels). Sampling: EDM's deterministic Heun sampler (Algorithm 1).
+two fixed UV coordinate channels). Sampling: EDM's Heun sampler, stochastic (Algorithm 2) by
+default, deterministic (Algorithm 1) with ``churn = 0``.
 
 :meth:`TextureDiffusion.prior_loss` is the score-distillation loss of the strand stage.
 """
@@ -31,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.errors import InputError
+from engine.errors import ConfigError, InputError
 from engine.prior.checkpoint import load_checkpoint, save_checkpoint
 
 P_MEAN, P_STD = -1.2, 1.2
@@ -151,16 +155,44 @@ class TextureDiffusion(nn.Module):
         self.cfg = cfg
         self.net = UNet(cfg.channels, cfg.base)
         self.register_buffer("lat_mean", torch.zeros(cfg.channels))
-        self.register_buffer("lat_std", torch.ones(cfg.channels))
+        self.register_buffer("lat_proj", torch.eye(cfg.channels))
+        self.register_buffer("lat_unproj", torch.eye(cfg.channels))
 
-    # normalisation: raw VAE latents <-> model space (std sigma_data on the scalp)
+    # model space: x = P (z - mean) per texel, P fitted by fit_latent_space
     def normalize(self, tex: torch.Tensor) -> torch.Tensor:
-        """Raw latent texture (B, C, H, W) -> model space."""
-        return (tex - self.lat_mean[:, None, None]) / self.lat_std[:, None, None] * self.cfg.sigma_data
+        """Raw latent texture (B, C, H, W) -> model space (B, C, H, W)."""
+        return torch.einsum("dc,bchw->bdhw", self.lat_proj, tex - self.lat_mean[:, None, None])
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Model space (B, C, H, W) -> raw latent texture."""
-        return x / self.cfg.sigma_data * self.lat_std[:, None, None] + self.lat_mean[:, None, None]
+        """Model space (B, C, H, W) -> raw latent texture (B, C, H, W)."""
+        return torch.einsum("cd,bdhw->bchw", self.lat_unproj, x) + self.lat_mean[:, None, None]
+
+    @torch.no_grad()
+    def fit_latent_space(self, latents: torch.Tensor, metric: torch.Tensor | None = None) -> None:
+        """Fit the linear map between raw latents and model space from scalp texels.
+
+        latents: (N, C) raw latents of texels inside the scalp disc. ``metric`` None: per-channel
+        standardisation, P = diag(1 / std). ``metric`` G (C, C) (from
+        :func:`engine.prior.vae.latent_metric`): P = G^(1/2), so that the squared model-space
+        distance equals the VAE's strand reconstruction error (points, directions, curvatures)
+        to first order; the diffusion loss then weights latent directions by what they do to the
+        strands instead of equally (the VAE latents are whitened PCA coefficients, whose minor
+        directions are small, high-frequency wiggles). Either way P is then scaled so that the
+        texels' root-mean-square model-space coordinate equals ``sigma_data``.
+        """
+        z = latents.double()
+        mean = z.mean(0)
+        if metric is None:
+            P = torch.diag(1.0 / (z.std(0) + 1e-6))
+        else:
+            w, V = torch.linalg.eigh(metric.double())
+            w = w.clamp_min(1e-9 * float(w.max()))
+            P = (V * w.sqrt()) @ V.T
+        y = (z - mean) @ P.T
+        P = P * (self.cfg.sigma_data / y.pow(2).mean().sqrt())
+        self.lat_mean.copy_(mean.float())
+        self.lat_proj.copy_(P.float())
+        self.lat_unproj.copy_(torch.linalg.inv(P).float())
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """D(x, sigma) (EDM Eq. 7); x (B, C, H, W) model space, sigma (B,) or scalar."""
@@ -198,21 +230,24 @@ class TextureDiffusion(nn.Module):
         return (edm_weight(sigma, self.cfg.sigma_data) * err.flatten(1).sum(1) / denom).mean()
 
     @torch.no_grad()
-    def sample(self, n: int, steps: int = 18, generator: torch.Generator | None = None,
-               sigma_max: float = 80.0, churn: float = 0.0, s_tmin: float = 0.05,
-               s_tmax: float = 50.0, s_noise: float = 1.003) -> torch.Tensor:
+    def sample(self, n: int, steps: int = 40, generator: torch.Generator | None = None,
+               sigma_max: float = 80.0, churn: float = 40.0, s_tmin: float = 0.05,
+               s_tmax: float = 50.0, s_noise: float = 1.003, sigma_min: float = 0.002) -> torch.Tensor:
         """EDM Heun sampler (Karras et al. 2022): deterministic (Algorithm 1) with ``churn = 0``,
         stochastic (Algorithm 2) otherwise.
 
         With churn, at each noise level t_i in [s_tmin, s_tmax] the state is first re-noised to
         t_hat = t_i (1 + gamma), gamma = min(churn / steps, sqrt(2) - 1), with fresh noise scaled
-        by ``s_noise``, then a Heun step goes from t_hat to t_{i+1}. Returns raw latent textures
-        (n, C, res, res) float32, zero outside the scalp disc. Both samplers are measured in
-        ``python -m engine.prior.evaluate`` (MODEL_CARD.md); neither is better on every measure.
+        by ``s_noise``, then a Heun step goes from t_hat to t_{i+1}. The noise levels run from
+        ``sigma_max`` down to ``sigma_min`` (EDM Eq. 5, rho 7), then a last step to 0. Returns raw
+        latent textures (n, C, res, res) float32, zero outside the scalp disc. The default is the
+        stochastic sampler (40 steps, S_churn 40): with the shipped model it beats the
+        deterministic 18-step one on every measure of ``python -m engine.prior.evaluate``
+        (MODEL_CARD.md).
         """
         cfg = self.cfg
         dev = self.lat_mean.device
-        t = edm_sigmas(steps, sigma_max=sigma_max).to(dev).double()
+        t = edm_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max).to(dev).double()
         x = torch.randn(n, cfg.channels, cfg.res, cfg.res, generator=generator, device=dev) * t[0]
         x = x.double()
         gamma = min(churn / steps, math.sqrt(2.0) - 1.0)
@@ -395,19 +430,28 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     model = TextureDiffusion(DiffusionConfig(channels=tex.shape[1], res=cfg.model_res, base=cfg.channels))
     idx = torch.arange(cfg.dense_res)
     dm = uv_disc_mask(idx, idx, cfg.dense_res).bool().numpy()
-    vals = tex.transpose(0, 2, 3, 1)[:, dm]  # (T, texels, C)
-    model.lat_mean.copy_(torch.from_numpy(vals.reshape(-1, tex.shape[1]).mean(0)))
-    model.lat_std.copy_(torch.from_numpy(vals.reshape(-1, tex.shape[1]).std(0) + 1e-6))
+    vals = torch.from_numpy(tex.transpose(0, 2, 3, 1)[:, dm].reshape(-1, tex.shape[1]))  # (texels, C)
+    space = cfg.latent_space
+    if space not in ("whitened", "vae_metric"):
+        raise ConfigError(f"diffusion latent_space {space!r}: expected 'whitened' or 'vae_metric'")
+    metric = None
+    if space == "vae_metric" and init is None:
+        from engine.prior.vae import latent_metric
+
+        pick = torch.randperm(len(vals), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.metric_samples]
+        metric = latent_metric(vae, vals[pick])
+    model.fit_latent_space(vals, metric)
+    log(f"diffusion latent space: {space} ({time.time() - t0:.1f}s)")
     data = torch.from_numpy(tex)
     if init is not None:
         start = load_diffusion(init)
         if start.cfg != model.cfg:
             raise InputError(f"{init}: config {start.cfg} differs from the training config {model.cfg}")
-        model.net.load_state_dict(start.net.state_dict())
+        model.load_state_dict(start.state_dict())  # its network and its latent space
     ema = TextureDiffusion(model.cfg)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr)
-    lr_final = getattr(cfg, "lr_final", cfg.lr)
+    lr_final = cfg.lr_final
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
     t1 = time.time()
@@ -435,8 +479,6 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
         if time.time() - t1 > cfg.max_minutes * 60:
             log(f"diffusion: time cap reached at step {step}")
             break
-    ema.lat_mean.copy_(model.lat_mean)
-    ema.lat_std.copy_(model.lat_std)
     from dataclasses import asdict as _asdict
 
     info = {"train_config": _asdict(cfg), "steps_run": step, "train_textures": len(data),

@@ -8,9 +8,12 @@ scalp; everything is seeded. Configs (:data:`CONFIGS`):
 * ``standard``: the shipped models. VAE: 64 grooms x 3000 strands (16 per curl class), started
   from the PCA of the training strands (:meth:`StrandVAE.fit_basis`: whitened 297-component
   basis, the linear maps initialised to the 64-component PCA, MLP 512 x 3 residuals), batch 256,
-  AdamW 1e-3 with cosine decay over 25 min (wall clock). Diffusion: 64 grooms x 2500 strands
-  encoded by the VAE (z_mu) into 64 x 64 latent textures (plus their mirror images), a U-Net
-  (width 64) at 32 x 32 x 64, batch 8, Adam 5e-4, EMA 0.999, 28 min (wall clock). Each stage
+  AdamW 1e-3 with cosine decay over 25 min (wall clock). Diffusion: 320 grooms x 2500 strands
+  encoded by the VAE (z_mu) into 64 x 64 latent textures (plus their mirror images), mapped to
+  model space through the VAE's reconstruction metric (``latent_space = "vae_metric"``), a U-Net
+  (width 64) at 32 x 32 x 64, batch 8, Adam 5e-4 with cosine decay to 2e-5, EMA 0.999, 55 min
+  (wall clock). ``standard-whitened`` is the same with per-channel standardised latents (the
+  ablation of the latent space). Each stage
   stops at ``max_minutes`` (wall clock) or ``steps``, whichever comes first; both are recorded in
   the JSON. Train with one torch thread on a shared CPU (``--threads 1``).
 
@@ -56,7 +59,7 @@ class VAETrainConfig:
 
 @dataclass(frozen=True)
 class DiffusionTrainConfig:
-    grooms: int = 64
+    grooms: int = 320
     strands_per_groom: int = 2500
     dense_res: int = 64
     model_res: int = 32
@@ -64,9 +67,11 @@ class DiffusionTrainConfig:
     batch: int = 8
     steps: int = 100000
     lr: float = 5e-4
-    lr_final: float = 5e-4
-    max_minutes: float = 28.0
+    lr_final: float = 2e-5
+    max_minutes: float = 55.0
     seed: int = 1
+    latent_space: str = "vae_metric"  # or "whitened" (per-channel standardisation)
+    metric_samples: int = 512
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,9 @@ class TrainConfig:
 
 CONFIGS = {
     "standard": TrainConfig(),
-    # continue a ``standard`` diffusion run (``--init-diffusion``) with the learning rate
-    # decaying 5e-4 -> 2e-5 (cosine) over 17 min; the VAE part equals ``standard``
-    "standard-continue": TrainConfig(diffusion=DiffusionTrainConfig(lr_final=2e-5, max_minutes=17.0)),
+    # ablation of the diffusion model's latent space: per-channel standardisation of the
+    # (whitened-PCA) VAE latents instead of the VAE's reconstruction metric; otherwise ``standard``
+    "standard-whitened": TrainConfig(diffusion=DiffusionTrainConfig(latent_space="whitened")),
     "tiny": TrainConfig(
         vae=VAETrainConfig(grooms_per_curl=1, strands_per_groom=150, hidden=64, depth=2, batch=128,
                            steps=40, lr=2e-3, max_minutes=1.0),
@@ -167,7 +172,7 @@ def train_vae(cfg: VAETrainConfig, out: Path, log=print) -> tuple[StrandVAE, dic
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="tiny", help="tiny | standard")
+    ap.add_argument("--config", default="tiny", help=" | ".join(CONFIGS))
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--only", default="all", help="all | vae | diffusion (diffusion needs out/strand_vae)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")

@@ -168,6 +168,36 @@ def vae_loss(p_hat, p, mu, logvar, lambda_d=1.0, lambda_c=1.0, lambda_kl=1e-4):
                    "kl": kl.mean().item()}
 
 
+def latent_metric(vae: StrandVAE, z: torch.Tensor, lambda_d: float = 1.0, lambda_c: float = 1.0,
+                  chunk: int = 64) -> torch.Tensor:
+    """Mean pull-back of the VAE reconstruction metric to latent space: G = E_z[J(z)^T J(z)].
+
+    z: (N, latent) float32 latents (e.g. the z_mu of training strands). J is the Jacobian of the
+    decoded strand's features [points in decimetres, sqrt(lambda_d / 2) unit directions,
+    sqrt(lambda_c) curvatures] with respect to z, so that for a small latent change dz,
+    dz^T G dz approximates the data term of :func:`vae_loss` (1 - b_hat . b = |b_hat - b|^2 / 2
+    for unit vectors). Returns G (latent, latent) float64, symmetric positive semi-definite.
+    Used to give the texture diffusion model a latent space in which equal noise means equal
+    strand error (:meth:`engine.prior.diffusion.TextureDiffusion.fit_latent_space`).
+    """
+    from torch.func import jacrev, vmap
+
+    if z.ndim != 2 or z.shape[1] != vae.cfg.latent:
+        raise InputError(f"latent_metric: expected (N, {vae.cfg.latent}) latents, got {tuple(z.shape)}")
+    wd, wc = (0.5 * lambda_d) ** 0.5, lambda_c ** 0.5
+
+    def feats(zz):
+        x = vae.decode(zz[None]) * SCALE
+        b, g = strand_features(x)
+        return torch.cat([x[0].flatten(), wd * b[0].flatten(), wc * g[0].flatten()])
+
+    G = torch.zeros(z.shape[1], z.shape[1], dtype=torch.float64)
+    for i in range(0, len(z), chunk):
+        J = vmap(jacrev(feats))(z[i:i + chunk].detach()).detach().double()
+        G += torch.einsum("bfi,bfj->ij", J, J)
+    return G / len(z)
+
+
 # --------------------------------------------------------------------------------------------
 # Head frame <-> local root frame
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from engine.prior.diffusion import (DiffusionConfig, TextureDiffusion, edm_preco
                                     latent_texture, uv_disc_mask, load_diffusion)
 from engine.prior.scalp import HEAD_ASSET, RESOURCE_DIR, default_scalp
 from engine.prior.synth import HairStyle, resample_polylines, sample_style, synth_groom
-from engine.prior.vae import StrandVAE, VAEConfig, load_vae, save_vae, to_head, to_local, vae_loss
+from engine.prior.vae import (StrandVAE, VAEConfig, latent_metric, load_vae, save_vae, to_head, to_local,
+                              vae_loss)
 
 pytestmark = pytest.mark.skipif(not HEAD_ASSET.exists(), reason="resources/prior/head_ict.npz missing")
 
@@ -169,6 +170,60 @@ def test_edm_preconditioning_formulas():
     m = TextureDiffusion(DiffusionConfig(channels=4, res=8, base=8))
     x = torch.randn(2, 4, 8, 8)
     torch.testing.assert_close(m.denoise(x, torch.tensor(1.0)), x * sd ** 2 / (1 + sd ** 2))
+
+
+def test_latent_metric_is_the_vae_reconstruction_error_to_first_order():
+    """dz^T G(z) dz equals the data term of L_VAE between decode(z + dz) and decode(z)
+    (points, lambda_d directions, lambda_c curvatures) for small dz."""
+    torch.manual_seed(0)
+    vae = StrandVAE(VAEConfig(hidden=32, depth=2))
+    groom = synth_groom(sample_style(3, curl="wavy"), 200, scalp=default_scalp())
+    local = torch.from_numpy(to_local(groom.strands.astype(np.float64),
+                                      default_scalp().frames(groom.uv).matrix()).astype(np.float32))
+    vae.fit_basis(local)
+    for p in vae.decoder.parameters():  # a non-linear decoder, not just the PCA
+        torch.nn.init.normal_(p, std=0.05)
+    with torch.no_grad():
+        z = vae.encode(local[:3])[0].double()
+    vae = vae.double()
+    for ld, lc in [(1.0, 1.0), (0.5, 2.0)]:
+        for zi in z:
+            G = latent_metric(vae, zi[None], lambda_d=ld, lambda_c=lc)
+            assert G.shape == (64, 64) and torch.allclose(G, G.T)
+            assert torch.linalg.eigvalsh(G).min() > -1e-9
+            dz = torch.randn(64, dtype=torch.float64) * 1e-4
+            with torch.no_grad():
+                a, b = vae.decode((zi + dz)[None]), vae.decode(zi[None])
+                _, terms = vae_loss(a, b, torch.zeros(1, 64), torch.zeros(1, 64), ld, lc, lambda_kl=0.0)
+            err = terms["points"] + ld * terms["dirs"] + lc * terms["curv"]
+            assert float(dz @ G @ dz) == pytest.approx(err, rel=1e-2)
+    with pytest.raises(InputError):
+        latent_metric(vae, z[:, :10])
+
+
+def test_fit_latent_space_maps_the_metric_to_model_space_distance():
+    torch.manual_seed(0)
+    C = 6
+    m = TextureDiffusion(DiffusionConfig(channels=C, res=8, base=8))
+    A = torch.randn(C, C)
+    lat = torch.randn(5000, C) @ A.T * torch.tensor([3.0, 1, 1, 0.5, 0.1, 0.01]) + torch.arange(C)
+    B = torch.randn(C, C, dtype=torch.float64)
+    G = B @ B.T + 0.1 * torch.eye(C, dtype=torch.float64)
+    for metric in (None, G):
+        m.fit_latent_space(lat, metric)
+        tex = lat[:64].T.reshape(1, C, 8, 8)
+        x = m.normalize(tex)
+        torch.testing.assert_close(m.denormalize(x), tex, rtol=1e-4, atol=1e-4)
+        y = m.normalize(lat.T.reshape(1, C, 50, 100))
+        assert y.pow(2).mean().sqrt().item() == pytest.approx(m.cfg.sigma_data, rel=1e-3)
+        assert y.mean(dim=(0, 2, 3)).abs().max().item() < 1e-3
+        if metric is None:  # per-channel standardisation
+            torch.testing.assert_close(y.std(dim=(0, 2, 3)), torch.full((C,), m.cfg.sigma_data), rtol=1e-3, atol=0)
+        else:  # squared model-space distance = c * dz^T G dz with one constant c for every pair
+            d = (lat[:200] - lat[200:400]).double()
+            dx = (m.normalize(lat[:200].T.reshape(1, C, 10, 20)) - m.normalize(lat[200:400].T.reshape(1, C, 10, 20)))
+            ratio = dx.reshape(C, -1).T.double().pow(2).sum(1) / torch.einsum("ni,ij,nj->n", d, G, d)
+            assert (ratio.std() / ratio.mean()).item() < 1e-3
 
 
 def _tiny_model_and_texture():
