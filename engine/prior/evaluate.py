@@ -9,7 +9,8 @@
   framed by the Sintel head mesh's vertex normals (T = +x projected on the tangent plane,
   B = N x T), strands resampled from 32 to 100 points.
 * Diffusion: samples of the stochastic EDM Heun sampler (40 steps, S_churn 40; for comparison
-  also the deterministic one, 18 steps) decoded to strands; length and curl (total turning angle per metre of
+  also the deterministic one, 18 steps, and the stochastic one with head-collision guidance,
+  :class:`engine.prior.diffusion.HeadCollisionGuide`) decoded to strands; length and curl (total turning angle per metre of
   strand) histograms against 64 fresh procedural grooms (Wasserstein-1 distance and total
   variation of the histograms), fraction of points inside the head (SDF < 0, roots excluded),
   contact sheet. Reference: as many fresh procedural grooms passed through the texture pipeline
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.prior.diffusion import load_diffusion, texture_to_strands
+from engine.prior.diffusion import HeadCollisionGuide, load_diffusion, texture_to_strands
 from engine.prior.scalp import SHARED_DATA, default_scalp
 from engine.prior.synth import CURL_CLASSES, resample_polylines, sample_style, synth_groom
 from engine.prior.vae import load_vae, to_local
@@ -213,6 +214,11 @@ def main(argv=None) -> int:
                                       if not isinstance(v, dict)},
         }
         metrics["diffusion"]["inside_head_by_sample_set"].insert(0, metrics["diffusion"]["fraction_points_inside_head"])
+        guide = HeadCollisionGuide(model, vae, sc)
+        guided = [sample_statistics(draw(seed, guide=guide), data, sc) for seed in range(a.sample_sets)]
+        metrics["diffusion"]["head_collision_guided"] = {
+            "step": guide.step, **{k: v for k, v in guided[0].items() if not isinstance(v, dict)},
+            "inside_head_by_sample_set": [g["fraction_points_inside_head"] for g in guided]}
         print({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if "hist" not in kk and kk != "bins"})
                for k, v in metrics["diffusion"].items()})
         contact_sheet(samples[:8], [f"diffusion sample {i}" for i in range(8)], a.out / "diffusion_samples.png",
