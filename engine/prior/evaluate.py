@@ -208,12 +208,11 @@ def main(argv=None) -> int:
             "n_samples": a.samples, "sampler": "EDM Heun, stochastic (Algorithm 2), 40 steps, S_churn 40",
             "strands_per_sample": int(np.mean([len(s) for s in samples])),
             **sample_statistics(samples, data, sc),
-            "inside_head_by_sample_set": [sample_statistics(draw(seed), data, sc)["fraction_points_inside_head"]
-                                          for seed in range(1, a.sample_sets)],
+            "inside_head_by_sample_set": [sample_statistics(s, data, sc)["fraction_points_inside_head"]
+                                          for s in [samples] + [draw(seed) for seed in range(1, a.sample_sets)]],
             "deterministic_heun_18": {k: v for k, v in sample_statistics(det, data, sc).items()
                                       if not isinstance(v, dict)},
         }
-        metrics["diffusion"]["inside_head_by_sample_set"].insert(0, metrics["diffusion"]["fraction_points_inside_head"])
         guide = HeadCollisionGuide(model, vae, sc)
         guided = [sample_statistics(draw(seed, guide=guide), data, sc) for seed in range(a.sample_sets)]
         metrics["diffusion"]["head_collision_guided"] = {
