@@ -385,11 +385,8 @@ class HeadCollisionGuide:
 
         self.model, self.vae, self.step, self.sigma_max = model, vae, step, sigma_max
         self.scalp = scalp or default_scalp()
-        r = model.cfg.res
-        c = (np.arange(r) + 0.5) / r
-        uu, vv = np.meshgrid(c, c)
-        uv = np.stack([uu.ravel(), vv.ravel()], 1)
-        inside = self.scalp.mask(uv)
+        uv, inside = self.scalp.grid_uv(model.cfg.res)
+        inside = inside.ravel()
         fr = self.scalp.frames(uv[inside])
         dev = model.lat_mean.device
         self.texels = torch.from_numpy(np.nonzero(inside)[0]).to(dev)
@@ -406,16 +403,9 @@ class HeadCollisionGuide:
     def __call__(self, d: torch.Tensor, sigma: float) -> torch.Tensor:
         if sigma > self.sigma_max:
             return d
-        with torch.enable_grad():
+        with torch.enable_grad():  # sample() runs under no_grad
             d = d.detach().requires_grad_(True)
-            flags = [p.requires_grad for p in self.vae.parameters()]
-            for p in self.vae.parameters():
-                p.requires_grad_(False)
-            try:
-                g, = torch.autograd.grad(self.penetration(d), d)
-            finally:
-                for p, f in zip(self.vae.parameters(), flags):
-                    p.requires_grad_(f)
+            g, = torch.autograd.grad(self.penetration(d), d)  # d only: the VAE's .grad untouched
         return (d - self.step * g).detach()
 
 
@@ -496,20 +486,21 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     space = cfg.latent_space
     if space not in ("whitened", "vae_metric"):
         raise ConfigError(f"diffusion latent_space {space!r}: expected 'whitened' or 'vae_metric'")
-    metric = None
-    if space == "vae_metric" and init is None:
-        from engine.prior.vae import latent_metric
-
-        pick = torch.randperm(len(vals), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.metric_samples]
-        metric = latent_metric(vae, vals[pick])
-    model.fit_latent_space(vals, metric)
-    log(f"diffusion latent space: {space} ({time.time() - t0:.1f}s)")
     data = torch.from_numpy(tex)
-    if init is not None:
+    if init is not None:  # continue: its network and its latent space
         start = load_diffusion(init)
         if start.cfg != model.cfg:
             raise InputError(f"{init}: config {start.cfg} differs from the training config {model.cfg}")
-        model.load_state_dict(start.state_dict())  # its network and its latent space
+        model.load_state_dict(start.state_dict())
+    else:
+        metric = None
+        if space == "vae_metric":
+            from engine.prior.vae import latent_metric
+
+            pick = torch.randperm(len(vals), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.metric_samples]
+            metric = latent_metric(vae, vals[pick])
+        model.fit_latent_space(vals, metric)
+        log(f"diffusion latent space: {space} ({time.time() - t0:.1f}s)")
     ema = TextureDiffusion(model.cfg)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.net.parameters(), lr=cfg.lr)

@@ -79,12 +79,11 @@ class StrandsConfig:
                                   range=(0.1, 20.0))
     faces_per_pixel: int = option(16, "K nearest hair quads blended per pixel", range=(1, 64))
     lambda_prior: float = option(0.0, "weight of the diffusion prior's score-distillation "
-                                 "loss (0 = off; 0.05 is the measured setting: it raised the "
-                                 "strand F-score on the wavy sample but lowered it on straight "
-                                 "hair, whose shipped prior samples are frizzy, see "
+                                 "loss (0 = off; 0.05 is the measured setting; turning it on "
+                                 "also starts the texture at the mean strand latent, see "
                                  "docs/strands.md)", range=(0.0, 1e4))
     prior_sigma_min: float = option(0.5, "smallest noise level of L_prior (model space, where the "
-                                    "latent texture has std 0.5; sigma is log-uniform between the "
+                                    "latent texture has RMS 0.5; sigma is log-uniform between the "
                                     "two bounds; high levels act on the groom's layout, low ones "
                                     "on strand detail, see docs/strands.md)", range=(1e-4, 100.0))
     prior_sigma_max: float = option(5.0, "largest noise level of L_prior", range=(1e-4, 100.0))
