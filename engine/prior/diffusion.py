@@ -374,8 +374,8 @@ class HeadCollisionGuide:
     strands as :func:`texture_to_strands`), measures P = sum over non-root points of
     relu(-SDF(p))^2 (m^2; the head's signed distance, positive outside) and returns
     d - step * dP/dd, i.e. one gradient step that lifts strands out of the head. Each call decodes
-    every strand forward and backward through the VAE: on one CPU thread sampling becomes about
-    5 times slower. ``step``: model-space units per unit of dP/dd; ``sigma_max``: guide only at
+    every strand forward and backward through the VAE: on one CPU thread, sampling 32 textures
+    and decoding them took about 4 times as long as without guidance (165 s against 40-50 s). ``step``: model-space units per unit of dP/dd; ``sigma_max``: guide only at
     noise levels up to this.
     """
 
