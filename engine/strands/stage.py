@@ -79,9 +79,13 @@ class StrandsConfig:
                                   range=(0.1, 20.0))
     faces_per_pixel: int = option(16, "K nearest hair quads blended per pixel", range=(1, 64))
     lambda_prior: float = option(0.0, "weight of the diffusion prior's score-distillation "
-                                 "loss (0 = off; 0.05 is the measured setting; turning it on "
-                                 "also starts the texture at the mean strand latent, see "
+                                 "loss (0 = off; 0.05 is the measured setting, see "
                                  "docs/strands.md)", range=(0.0, 1e4))
+    init: str = option("zero", "where the texture's latent channels start: 'zero' (the latent "
+                       "origin) or 'mean' (the mean strand latent of the diffusion model's "
+                       "training textures); both decode to a short strand of about 5 cm, the "
+                       "F-scores differ, see docs/strands.md",
+                       choices=("zero", "mean"))
     prior_sigma_min: float = option(0.5, "smallest noise level of L_prior (model space, where the "
                                     "latent texture has RMS 0.5; sigma is log-uniform between the "
                                     "two bounds; high levels act on the groom's layout, low ones "
@@ -131,7 +135,9 @@ class StrandTrainer:
         for p in self.vae.parameters():
             p.requires_grad_(False)
         self.diffusion = diffusion.to(self.device).eval() if diffusion is not None else None
-        init = self.diffusion.lat_mean.detach().cpu() if self.diffusion is not None else None
+        if cfg.init == "mean" and self.diffusion is None:
+            raise ValueError("strands.init 'mean' needs the diffusion model (its mean latent)")
+        init = self.diffusion.lat_mean.detach().cpu() if cfg.init == "mean" else None
         torch.manual_seed(cfg.seed)
         self.texture = GeometryTexture(cfg.texture_res, vae.cfg.latent, 16, cfg.unet_width,
                                        seed=cfg.seed, init_latent=init).to(self.device)
@@ -452,8 +458,7 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
         data = _pad_to_multiple(data, 4)
     scene = build_scene(cfg, inputs["coarse"].path, hv, hf, data, ctx.device)
     vae, diffusion = load_prior(ctx.device)
-    trainer = StrandTrainer(scene, vae, diffusion if cfg.lambda_prior > 0 else None, cfg,
-                            ctx.device)
+    trainer = StrandTrainer(scene, vae, diffusion, cfg, ctx.device)
     yield ctx.log(f"strands: {len(scene.surface)} hair-surface samples, "
                   f"{'no rendering' if data is None else f'{data.images.shape[0]} views'}, "
                   f"device {ctx.device}")
@@ -506,6 +511,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     return out
 
 
-STAGE = Stage("strands", 1, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+STAGE = Stage("strands", 2, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
               run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

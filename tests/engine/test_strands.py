@@ -104,7 +104,7 @@ def test_fitted_scalp_follows_the_head_displacement():
     assert np.allclose(out - q, [0.01, -0.02, 0.005])
 
 
-def _tiny_trainer(**over):
+def _tiny_trainer(diffusion=None, **over):
     from engine.prior.scalp import default_scalp
     from engine.prior.vae import StrandVAE
 
@@ -120,7 +120,26 @@ def _tiny_trainer(**over):
                            "max_outside": 1.0, **over})
     scene = StrandScene(vol, surf, default_scalp(), head=(np.zeros((3, 3), np.float32),
                                                           np.array([[0, 1, 2]], np.int32)))
-    return StrandTrainer(scene, vae, None, cfg)
+    return StrandTrainer(scene, vae, diffusion, cfg)
+
+
+def test_texture_start_option_zero_or_mean_latent():
+    """strands.init picks the texture's starting latent: the origin, or the diffusion model's
+    mean latent; 'mean' without a diffusion model is refused."""
+    from engine.prior.diffusion import DiffusionConfig, TextureDiffusion
+
+    diff = TextureDiffusion(DiffusionConfig(base=8))
+    diff.lat_mean.copy_(torch.linspace(-1, 1, 64))
+    for init, expect in (("zero", torch.zeros(64)), ("mean", diff.lat_mean)):
+        tr = _tiny_trainer(diff, init=init)
+        lat = tr.texture()[:64].detach()
+        assert torch.allclose(lat, expect[:, None, None].expand_as(lat), atol=1e-6)
+    with pytest.raises(ValueError, match="init 'mean'"):
+        _tiny_trainer(None, init="mean")
+    from engine.pipeline import ConfigError, config_from_dict
+
+    with pytest.raises(ConfigError, match="not one of"):
+        config_from_dict(StrandsConfig, {"init": "random"})
 
 
 def test_optimisation_lowers_the_geometry_loss_and_writes_a_groom(tmp_path):
