@@ -8,9 +8,11 @@
   range) is 15.7 cm (the ICT head's width), roots
   framed by the Sintel head mesh's vertex normals (T = +x projected on the tangent plane,
   B = N x T), strands resampled from 32 to 100 points.
-* Diffusion: samples of the stochastic EDM Heun sampler (40 steps, S_churn 40; for comparison
-  also the deterministic one, 18 steps, and the stochastic one with head-collision guidance,
-  :class:`engine.prior.diffusion.HeadCollisionGuide`) decoded to strands; length and curl (total turning angle per metre of
+* Diffusion: samples of the stochastic EDM Heun sampler (40 steps, S_churn 40, ending at
+  sigma 0.6 with the denoiser's estimate; for comparison also EDM's full schedule to 0.002,
+  the deterministic sampler, 18 steps, and the stochastic one with head-collision guidance,
+  :class:`engine.prior.diffusion.HeadCollisionGuide`), each over ``--sample-sets`` seeds,
+  decoded to strands; length and curl (total turning angle per metre of
   strand) histograms against 64 fresh procedural grooms (Wasserstein-1 distance and total
   variation of the histograms), fraction of points inside the head (SDF < 0, roots excluded),
   contact sheet. Reference: as many fresh procedural grooms passed through the texture pipeline
@@ -202,22 +204,29 @@ def main(argv=None) -> int:
             tex = model.sample(a.samples, generator=torch.Generator().manual_seed(seed), **kw).numpy()
             return [texture_to_strands(t, vae, sc)[0] for t in tex]
 
+        def flat(st):
+            return {k: v for k, v in st.items() if not isinstance(v, dict)}
+
+        def per_set(stats):
+            return {f"{k}_by_sample_set": [st[k] for st in stats]
+                    for k in ("fraction_points_inside_head", "length_tv", "curl_tv",
+                              "length_median_samples_m", "curl_median_samples")}
+
         samples = draw(0)
-        det = draw(0, steps=18, churn=0.0)
+        alone = [sample_statistics(samples, data, sc)] + [
+            sample_statistics(draw(seed), data, sc) for seed in range(1, a.sample_sets)]
         metrics["diffusion"] = {
-            "n_samples": a.samples, "sampler": "EDM Heun, stochastic (Algorithm 2), 40 steps, S_churn 40",
+            "n_samples": a.samples, "sampler": "EDM Heun, stochastic (Algorithm 2), 40 steps, "
+            "S_churn 40, ending at sigma 0.6 with the denoiser's estimate",
             "strands_per_sample": int(np.mean([len(s) for s in samples])),
-            **sample_statistics(samples, data, sc),
-            "inside_head_by_sample_set": [sample_statistics(s, data, sc)["fraction_points_inside_head"]
-                                          for s in [samples] + [draw(seed) for seed in range(1, a.sample_sets)]],
-            "deterministic_heun_18": {k: v for k, v in sample_statistics(det, data, sc).items()
-                                      if not isinstance(v, dict)},
+            **alone[0], **per_set(alone),
+            "full_schedule_sigma_min_0.002": flat(sample_statistics(draw(0, sigma_min=0.002), data, sc)),
+            "deterministic_heun_18": flat(sample_statistics(draw(0, steps=18, churn=0.0), data, sc)),
         }
         guide = HeadCollisionGuide(model, vae, sc)
         guided = [sample_statistics(draw(seed, guide=guide), data, sc) for seed in range(a.sample_sets)]
         metrics["diffusion"]["head_collision_guided"] = {
-            "step": guide.step, **{k: v for k, v in guided[0].items() if not isinstance(v, dict)},
-            "inside_head_by_sample_set": [g["fraction_points_inside_head"] for g in guided]}
+            "step": guide.step, **flat(guided[0]), **per_set(guided)}
         print({k: (v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if "hist" not in kk and kk != "bins"})
                for k, v in metrics["diffusion"].items()})
         contact_sheet(samples[:8], [f"diffusion sample {i}" for i in range(8)], a.out / "diffusion_samples.png",

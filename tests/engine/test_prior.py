@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 
@@ -326,6 +327,26 @@ def test_stochastic_sampler_is_seeded_and_churn_changes_the_path():
     idx = torch.arange(8)
     assert torch.all(a[:, :, uv_disc_mask(idx, idx, 8) == 0] == 0)
 
+
+
+def test_sampler_ends_with_the_denoisers_estimate_at_sigma_min():
+    """The schedule stops at sigma_min and the last step to 0 returns D(x, sigma_min): the
+    sample is the denoiser's estimate there (the default sigma_min is 0.6, not EDM's 0.002)."""
+    m, _ = _tiny_model_and_texture()
+    calls = []
+    denoise = m.denoise
+    m.denoise = lambda x, sigma: (calls.append((float(sigma), out := denoise(x, sigma))), out)[1]
+    for smin in (0.6, 0.002):
+        calls.clear()
+        got = m.sample(2, steps=5, churn=0.0, sigma_min=smin,
+                       generator=torch.Generator().manual_seed(0))
+        sig, last = calls[-1]
+        assert sig == pytest.approx(smin, rel=1e-6)
+        assert min(s for s, _ in calls) == pytest.approx(smin, rel=1e-6)
+        idx = torch.arange(8)
+        want = m.denormalize(last) * uv_disc_mask(idx, idx, 8)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert inspect.signature(m.sample).parameters["sigma_min"].default == 0.6
 
 def _shipped():
     v, d = RESOURCE_DIR / "strand_vae.safetensors", RESOURCE_DIR / "texture_diffusion.safetensors"
