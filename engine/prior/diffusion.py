@@ -242,7 +242,9 @@ class TextureDiffusion(nn.Module):
         by ``s_noise``, then a Heun step goes from t_hat to t_{i+1}. The noise levels run from
         ``sigma_max`` down to ``sigma_min`` (EDM Eq. 5, rho 7), then a last step to 0, which
         returns the denoiser's estimate D(x, sigma_min). Returns raw latent textures
-        (n, C, res, res) float32, zero outside the scalp disc.
+        (n, C, res, res) float32, zero outside the scalp disc. The default is the stochastic
+        sampler (40 steps, S_churn 40): with the shipped model it beats the deterministic
+        18-step one on every measure of ``python -m engine.prior.evaluate`` (MODEL_CARD.md).
 
         ``sigma_min`` defaults to 0.6 (model space, where the data has RMS 0.5), not EDM's 0.002:
         the sample is the denoiser's estimate (posterior mean) at that level. With the shipped
@@ -253,10 +255,7 @@ class TextureDiffusion(nn.Module):
 
         ``guide``: optional callable (denoised estimate (n, C, res, res) model space, sigma) ->
         corrected estimate, applied to every denoiser output (reconstruction guidance, e.g.
-        :class:`HeadCollisionGuide`); None samples the model alone. The default is the
-        stochastic sampler (40 steps, S_churn 40): with the shipped model it beats the
-        deterministic 18-step one on every measure of ``python -m engine.prior.evaluate``
-        (MODEL_CARD.md).
+        :class:`HeadCollisionGuide`); None samples the model alone.
         """
         cfg = self.cfg
         dev = self.lat_mean.device
@@ -380,11 +379,15 @@ class HeadCollisionGuide:
 
     Each call decodes the estimate's latents at the texel centres inside the scalp (the same
     strands as :func:`texture_to_strands`), measures P = sum over non-root points of
-    relu(-SDF(p))^2 (m^2; the head's signed distance, positive outside) and returns
-    d - step * dP/dd, i.e. one gradient step that lifts strands out of the head. Each call decodes
-    every strand forward and backward through the VAE: on one CPU thread, sampling 32 textures
-    and decoding them took about 4 times as long as without guidance (165 s against 40-50 s). ``step``: model-space units per unit of dP/dd; ``sigma_max``: guide only at
-    noise levels up to this.
+    relu(-SDF(p))^2 (m^2; head frame, the head's signed distance, positive outside) and returns
+    d - step * dP/dd, i.e. one gradient step that lifts strands out of the head. ``step``:
+    model-space units per unit of dP/dd; ``sigma_max``: guide only at noise levels up to this.
+    Called as ``guide(d, sigma)`` with d (B, C, res, res) float32 model space; returns the
+    corrected estimate, same shape, detached.
+
+    Each call decodes every strand forward and backward through the VAE: on one CPU thread,
+    sampling 32 textures (full schedule) and decoding them took about 4 times as long as without
+    guidance (165 s against 40-50 s).
     """
 
     def __init__(self, model: TextureDiffusion, vae, scalp=None, step: float = 30.0,
@@ -482,6 +485,9 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     """
     from engine.prior.train import hardware
 
+    space = cfg.latent_space
+    if space not in ("whitened", "vae_metric"):
+        raise ConfigError(f"diffusion latent_space {space!r}: expected 'whitened' or 'vae_metric'")
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     tex = make_texture_set(cfg, vae, cache=out / "diffusion_grooms_cache.npz")
@@ -491,9 +497,6 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     idx = torch.arange(cfg.dense_res)
     dm = uv_disc_mask(idx, idx, cfg.dense_res).bool().numpy()
     vals = torch.from_numpy(tex.transpose(0, 2, 3, 1)[:, dm].reshape(-1, tex.shape[1]))  # (texels, C)
-    space = cfg.latent_space
-    if space not in ("whitened", "vae_metric"):
-        raise ConfigError(f"diffusion latent_space {space!r}: expected 'whitened' or 'vae_metric'")
     data = torch.from_numpy(tex)
     if init is not None:  # continue: its network and its latent space
         start = load_diffusion(init)

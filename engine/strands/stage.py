@@ -127,7 +127,12 @@ class StrandScene:
 
 
 class StrandTrainer:
-    """Optimises the geometry texture (and the neural renderer) one step at a time."""
+    """Optimises the geometry texture (and the neural renderer) one step at a time.
+
+    vae: the frozen strand VAE. diffusion: the texture diffusion model, or None; it is needed
+    for ``cfg.lambda_prior > 0`` (score distillation) and ``cfg.init == "mean"`` (its mean
+    latent; ValueError without it).
+    """
 
     def __init__(self, scene: StrandScene, vae, diffusion, cfg: StrandsConfig, device: str = "cpu"):
         self.scene, self.cfg, self.device = scene, cfg, torch.device(device)
