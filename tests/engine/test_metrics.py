@@ -100,3 +100,139 @@ def test_tangents_unit_and_ragged_input():
     assert p.shape == (5, 3)
     np.testing.assert_allclose(t, [[0, 1, 0]] * 3 + [[1, 0, 0]] * 2)
     assert "F-score" in format_scores(strand_scores(wavy_groom(n=5), wavy_groom(n=5)))
+
+
+# -- strand-level scores, shape, and the checks that need no ground truth ---------------------
+
+from engine.metrics import (  # noqa: E402
+    HeadGeometry,
+    arc_lengths,
+    fold_share,
+    shape_scores,
+    silhouette_scores,
+    strand_folds,
+    strand_level_scores,
+)
+
+
+def test_strand_level_counts_a_strand_that_leaves_the_hair_as_wrong():
+    """Every predicted strand follows a true one for 80 % of its points, then leaves 30 cm
+    sideways (as a strand across the face would): point precision 80 %, strand precision 0."""
+    g = wavy_groom(n=80, L=50)
+    pred = g.copy()
+    pred[:, 40:, 2] += 0.3
+    point = strand_scores(pred, g)[1]
+    strand = strand_level_scores(pred, g)[0]
+    assert 78.0 <= point.precision <= 80.0  # the tangents at the break fail the angle test
+    assert strand.precision == 0.0 and strand.f_score == 0.0
+    # the true strands are recovered only where 90 % of their points are matched: none here
+    assert strand.recall == 0.0
+    # the same groom with 5 of 80 strands wrong: strand precision 75 / 80
+    pred = g.copy()
+    pred[:5, 40:, 2] += 0.3
+    s = strand_level_scores(pred, g)[0]
+    assert s.precision == pytest.approx(100 * 75 / 80)
+    assert s.recall == pytest.approx(100 * 75 / 80)
+
+
+def test_shape_scores_length_and_curvature():
+    g = wavy_groom(n=40, L=60, flat=True)
+    same = shape_scores(g, g)
+    assert same["length_w1_cm"] == pytest.approx(0.0, abs=1e-9)
+    assert same["curvature_w1"] == pytest.approx(0.0, abs=1e-9)
+    assert same["length_error_median"] == pytest.approx(0.0, abs=1e-9)
+    assert same["matched_strands"] == 40
+    # the first half of every strand (resampled to the same point count): half the length
+    half = np.stack([np.stack([np.interp(np.linspace(0, 29, 60), np.arange(30), s[:30, k])
+                               for k in range(3)], -1) for s in g]).astype(np.float32)
+    sc = shape_scores(half, g)
+    true_len = arc_lengths(g)
+    assert sc["length_ratio_median"] == pytest.approx(np.median(arc_lengths(half))
+                                                      / np.median(true_len))
+    assert sc["length_w1_cm"] == pytest.approx(100 * (true_len - arc_lengths(half)).mean(),
+                                               rel=1e-6)
+    # matched strands (all: every half strand lies on its true strand) are half as long
+    assert sc["matched_strands"] == 40
+    assert sc["length_error_median"] == pytest.approx(0.5, abs=0.03)
+
+
+def _helix(radius, period_arc, length, n=100):
+    """A helix about -Y, root at the origin, ``n`` points, ``length`` metres of arc."""
+    s = np.linspace(0, length, n)
+    c = period_arc / (2 * np.pi)  # arc per radian of turn
+    ang = s / c
+    pitch = np.sqrt(max(c * c - radius * radius, 1e-12))
+    return np.stack([radius * np.cos(ang) - radius, -pitch * ang, radius * np.sin(ang)], -1)
+
+
+def test_fold_share_on_hand_made_strands():
+    t = np.linspace(0, 1, 100)[:, None]
+    straight = np.c_[0 * t, -0.2 * t, 0 * t]
+    hairpin = np.where(t < 0.5, np.c_[0 * t, -0.2 * t, 0 * t],
+                       np.c_[0 * t + 0.002, -0.2 * (1 - t), 0 * t])  # down 10 cm, back up
+    u = np.linspace(0, 1, 50)[:, None]
+    arm = np.c_[0 * u, -0.1 * u, 0 * u]
+    kink = np.r_[arm, arm[-1] + np.c_[0.05 * u[1:], 0.0866 * u[1:], 0 * u[1:]]]  # a 150 deg V
+    wavy = np.c_[0.01 * np.sin(t * 40), -0.25 * t, 0 * t]
+    curly = _helix(0.006, 0.035, 0.3)
+    coily = _helix(0.003, 0.012, 0.15)
+    folds = strand_folds([straight, hairpin, kink, wavy, curly, coily])
+    assert folds.tolist() == [False, True, True, False, False, False]
+    uturn, kinked = strand_folds([hairpin, kink], details=True)
+    assert kinked.tolist() == [False, True]  # the hairpin turns over 1 mm, never by 120 deg
+    assert fold_share([straight, hairpin, wavy, curly]) == pytest.approx(25.0)
+
+
+def test_fold_share_of_true_grooms_is_low():
+    """The Sintel guides (artist-made) and the embedded sample's true groom fold under 2 %."""
+    from pathlib import Path
+
+    from engine.io.export import load_groom
+    from engine.resources import resource
+
+    assert fold_share(load_groom(resource("sample", "groom.npz")).strands) < 2.0
+    sintel = Path(__file__).resolve().parents[3] / "shared" / "data" / "grooms" / \
+        "sintel_lite_guides.npz"
+    if sintel.is_file():
+        d = np.load(sintel)
+        scale = 0.4 / np.ptp(d["head_vertices"][:, 0])  # ~40 units across the shoulders
+        assert fold_share(d["strands"] * scale) < 2.0
+
+
+@pytest.fixture(scope="module")
+def ict_head():
+    from engine.head.model import load_head_model
+
+    m = load_head_model()
+    return HeadGeometry.from_head_model(m.vertices, m, samples=60_000), m
+
+
+def test_face_intrusion_and_inside_share(ict_head):
+    head, m = ict_head
+    lm = m.vertices[m.landmarks68]
+    brow_y, chin_y = lm[17:27, 1].mean(), lm[8, 1]
+    nose_z = m.vertices[:, 2].max()
+    y = np.linspace(brow_y + 0.02, chin_y - 0.03, 50)
+    over_face = np.c_[np.zeros(50), y, np.full(50, nose_z + 0.02)]  # a strand over the nose
+    back = np.c_[np.zeros(50), y, np.full(50, -0.12)]  # behind the head
+    ys = np.linspace(brow_y + 0.06, brow_y + 0.01, 50)  # a fringe stopping above the brows
+    fringe = np.c_[np.full(50, 0.02), ys, np.full(50, 0.12)]
+    beside = np.c_[np.full(50, 0.11), y, np.full(50, 0.05)]  # hanging beside the cheek
+    assert head.face_intrusion([over_face, back, fringe, beside]).tolist() == \
+        [True, False, False, False]
+    # a strand through the middle of the head: the points with |x| < ~7 cm lie inside
+    x = np.linspace(-0.2, 0.2, 41)
+    through = np.c_[x, np.full(41, 0.05), np.zeros(41)]
+    share = head.inside_share([through], skip_root=0)
+    assert 25.0 < share < 45.0
+    assert head.inside_share([back], skip_root=0) == 0.0
+
+
+def test_silhouette_scores():
+    a = np.zeros((10, 10), bool)
+    b = np.zeros((10, 10), bool)
+    a[:, :5] = True  # 50 pixels
+    b[:, 3:8] = True  # 50 pixels, 20 shared
+    s = silhouette_scores(a, b.astype(np.float32))
+    assert s["precision"] == pytest.approx(40.0) and s["recall"] == pytest.approx(40.0)
+    assert s["iou"] == pytest.approx(100 * 20 / 80)
