@@ -260,15 +260,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _write_groom(groom, path: str | Path, fmt: str | None, args: argparse.Namespace) -> Path:
     """Export ``groom`` with the command's --units/--up/--guides/--basis options (those a
     command lacks take export_groom's defaults) and print one ``wrote ...`` line."""
-    from engine.io.export import export_groom
+    from engine.io.export import export_groom, head_path
 
     guides = getattr(args, "guides", None)
+    head_file = bool(getattr(args, "head_file", False))
     t0 = time.monotonic()
     out = export_groom(groom, path, fmt=fmt, units=getattr(args, "units", "cm"),
                        up=getattr(args, "up", "y"), guides=guides,
-                       basis=getattr(args, "basis", "linear"))
-    print(f"wrote {out} ({groom.strands.shape[0] if not guides else guides} strands, "
+                       basis=getattr(args, "basis", "linear"), head_file=head_file)
+    count = f"{groom.strands.shape[0]} strands" + (f" + {guides} guides" if guides else "")
+    if guides and out.suffix.lower() in (".obj", ".hair"):
+        count = f"{guides} guide strands"  # no guide flag in these formats: the guides alone
+    print(f"wrote {out} ({count}, "
           f"{out.stat().st_size / 1e6:.1f} MB, {time.monotonic() - t0:.1f}s)")
+    if head_file and groom.has_head and out.suffix.lower() == ".abc":
+        print(f"wrote {head_path(out)} (head mesh)")
     return out
 
 
@@ -457,10 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("abc", "usd", "obj", "ply", "hair", "npz"),
                    help="default: from the suffix of -o")
     p.add_argument("--units", choices=("m", "cm", "mm"), default="cm",
-                   help="file units (default cm, what DCC tools expect)")
+                   help="file units (default cm: Maya, Houdini, Unreal; m for Blender, which "
+                        "imports Alembic, OBJ and PLY at 1 unit = 1 m; .npz is always m)")
     p.add_argument("--up", choices=("y", "z"), default="y",
-                   help="up axis: y (Maya, Houdini, Unreal import) or z (Blender)")
-    p.add_argument("--guides", type=int, help="write only K guide strands (farthest-root sampling)")
+                   help="up axis (default y: Maya, Houdini, Unreal, and Blender's Alembic, USD "
+                        "and OBJ importers, which convert from Y-up themselves; z only for "
+                        "Blender's PLY importer)")
+    p.add_argument("--guides", type=int, help="also write K guide strands (farthest-root "
+                   "sampling, groom_guide=1) after all render strands (groom_guide=0)")
+    p.add_argument("--head-file", action="store_true",
+                   help="Alembic: also write the head mesh to OUT_head.abc (never into the "
+                        "groom's .abc, which Unreal would refuse)")
     p.add_argument("--basis", choices=("linear", "catmull_rom"), default="linear",
                    help="curve basis for Alembic and USD")
     p.add_argument("-o", "--output", required=True, help="output file")
@@ -481,7 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", choices=("m", "cm", "mm"), default="cm",
                    help="groom file units (default cm)")
     p.add_argument("--up", choices=("y", "z"), default="y",
-                   help="groom file up axis: y (Maya, Houdini, Unreal) or z (Blender)")
+                   help="groom file up axis: y (default; Maya, Houdini, Unreal, Blender's "
+                        "Alembic/USD/OBJ import) or z (Blender's PLY import)")
+    p.add_argument("--head-file", action="store_true",
+                   help="with abc: also write the fitted head to groom_head.abc")
     run_options(p)
     p.set_defaults(func=cmd_reconstruct)
 

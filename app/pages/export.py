@@ -95,14 +95,25 @@ def export_job(source: Path, dest: Path, fmt: str, units: str, up: str, guides: 
                head: bool, token: CancelToken) -> Iterator[object]:
     """The export as a worker job: load, write (atomically, by the engine), report."""
     from engine.io.export import export_groom
+    from engine.io.groom import farthest_root_sample
 
     yield Log("export", f"reading {source.name}")
     groom = load_any_groom(source)
     token.check()
+    if guides and guides < groom.num_strands:
+        # a lighter groom of K strands whose roots cover the scalp evenly (not Unreal guides,
+        # which the engine writes in addition to every strand)
+        groom = groom.subset(farthest_root_sample(groom.strands[:, 0], guides))
     yield Log("export", f"writing {groom.num_strands:,} strands to {dest.name}")
-    out = export_groom(groom, dest, fmt, units=units, up=up, guides=guides, head=head)
+    out = export_groom(groom, dest, fmt, units=units, up=up, head=head,
+                       head_file=head and out_is_abc(dest, fmt))
     yield Log("export", f"wrote {out}")
-    yield {"written": str(out), "strands": min(guides or groom.num_strands, groom.num_strands)}
+    yield {"written": str(out), "strands": groom.num_strands}
+
+
+def out_is_abc(dest: Path, fmt: str | None) -> bool:
+    """Whether the export goes to Alembic (the head then goes to its own file)."""
+    return (fmt or Path(dest).suffix.lstrip(".")).lower() == "abc"
 
 
 class ExportPage(QtWidgets.QWidget):

@@ -6,14 +6,19 @@ and TressFX ``.tfx`` (read only).
 
 Exporters are pure functions of (groom, options): the groom (head-frame metres) is converted to
 the file's units and up axis by :func:`engine.io.formats._common.to_file_frame` (scale by 1, 100 or
-1000 for m, cm, mm; for ``up="z"`` the rotation ``(x, y, z) -> (x, -z, y)``), optionally reduced
-to K guide strands, then written *atomically*: into a temporary file in the destination folder
+1000 for m, cm, mm; for ``up="z"`` the rotation ``(x, y, z) -> (x, -z, y)``), optionally given K
+guide strands, then written *atomically*: into a temporary file in the destination folder
 which is renamed over the destination with :func:`os.replace` only once complete. On any error
 the temporary file is removed and an existing destination is left untouched.
+
+``.npz`` is Strandcap's own groom file and always holds the data contract: metres, head frame
+(Y-up); the ``units`` / ``up`` options do not apply to it. Old ``.npz`` files that store
+``units="cm"`` (or another unit / up axis) are converted on load from their stored fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -51,7 +56,11 @@ __all__ = [
     "WRITE_FORMATS",
     "READ_FORMATS",
     "format_from_path",
+    "head_path",
 ]
+
+# Formats with a per-strand guide flag: ``guides=K`` writes the render strands plus K guides.
+_GUIDE_FLAG_FORMATS = ("abc", "usd", "ply", "npz")
 
 _MODULES = {"abc": _abc, "usd": _usd, "obj": _obj, "ply": _ply, "hair": _hair,
             "npz": _npz, "data": _usc, "tfx": _tfx}
@@ -81,16 +90,27 @@ def format_from_path(path: str | os.PathLike, fmt: str | None = None) -> str:
                      f"(use .abc, .usd, .obj, .ply, .hair, .npz, .data or .tfx)")
 
 
-def prepare_for_export(groom: Groom, options: ExportOptions) -> Groom:
-    """The groom as the file will hold it: guide subsampling (if ``options.guides``), colours
-    dropped unless ``options.colors``, head dropped unless ``options.head``, then points, widths
-    and head vertices converted to file units and axes. Pure; the input is not changed."""
+def prepare_for_export(groom: Groom, options: ExportOptions, fmt: str | None = None) -> Groom:
+    """The groom as the file will hold it: guides (if ``options.guides``), colours dropped
+    unless ``options.colors``, head dropped unless ``options.head``, then points, widths and
+    head vertices converted to file units and axes. Pure; the input is not changed.
+
+    Guides: K strands picked by :func:`engine.io.groom.farthest_root_sample` from the render
+    strands (those not already flagged as guides) are appended as copies flagged
+    ``guide=True`` after all render strands (``guide=False``), with their group ids, widths,
+    UVs and colours; for ``fmt`` "obj" or "hair" (no guide flag in the file) the K guides
+    alone are kept. ``fmt`` None counts as a format with a guide flag."""
     g = groom
-    if options.guides is not None and options.guides < g.num_strands:
-        idx = farthest_root_sample(g.strands[:, 0], int(options.guides))
-        g = g.subset(idx).replace(guide=np.ones(len(idx), bool))
-    elif options.guides is not None:
-        g = g.replace(guide=np.ones(g.num_strands, bool))
+    if options.guides is not None:
+        render = (np.arange(g.num_strands) if g.guide is None or g.guide.all()
+                  else np.flatnonzero(~g.guide))
+        pick = render[farthest_root_sample(g.strands[render, 0], int(options.guides))]
+        guides = g.subset(pick).replace(guide=np.ones(len(pick), bool))
+        if fmt is not None and fmt not in _GUIDE_FLAG_FORMATS:
+            g = guides
+        else:
+            dense = g.subset(render).replace(guide=np.zeros(len(render), bool))
+            g = _concat(dense, guides)
     s = options.scale
     return g.replace(
         strands=to_file_frame(g.strands, options.units, options.up),
@@ -100,6 +120,30 @@ def prepare_for_export(groom: Groom, options: ExportOptions) -> Groom:
                        if (g.has_head and options.head) else None),
         head_faces=g.head_faces if (g.has_head and options.head) else None,
     )
+
+
+def _concat(a: Groom, b: Groom) -> Groom:
+    """The strands of ``a`` then those of ``b`` (same point count; attributes that one side
+    lacks are dropped, per-strand widths expanded to per point when the other has per point);
+    the head of ``a``."""
+    def cat(x, y):
+        return None if x is None or y is None else np.concatenate([x, y])
+
+    if a.widths is not None and b.widths is not None and a.widths.ndim != b.widths.ndim:
+        widths = np.concatenate([a.vertex_widths(), b.vertex_widths()])
+    else:
+        widths = cat(a.widths, b.widths)
+    return Groom(strands=np.concatenate([a.strands, b.strands]), widths=widths,
+                 root_uv=cat(a.root_uv, b.root_uv), colors=cat(a.colors, b.colors),
+                 guide=cat(a.guide, b.guide), group_id=cat(a.group_id, b.group_id),
+                 head_vertices=a.head_vertices, head_faces=a.head_faces)
+
+
+def head_path(path: str | os.PathLike) -> Path:
+    """Where :func:`export_groom` writes the head of an Alembic groom ``path`` with
+    ``head_file=True``: ``<stem>_head.abc`` in the same folder."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}_head.abc")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -148,19 +192,24 @@ def export_groom(
     basis: str = "linear",
     colors: bool = True,
     head: bool = True,
+    head_file: bool = False,
     options: ExportOptions | None = None,
 ) -> Path:
     """Write ``groom`` to ``path`` atomically.
 
     ``groom``: :class:`Groom` in head-frame metres. ``fmt``: "abc", "usd", "obj", "ply",
     "hair", "npz" or None (from the suffix). ``units``: "m", "cm" (default) or "mm". ``up``:
-    "y" (default) or "z" (Blender; ``(x, y, z) -> (x, -z, y)``). ``guides``: keep K evenly
-    spread strands (farthest-point sampling of the roots, deterministic) flagged as guides.
-    ``basis``: "linear" or "catmull_rom" (Alembic, USD). ``colors`` / ``head``: write
-    per-strand colours / the head mesh when present. ``options`` overrides the keyword options.
+    "y" (default) or "z" (``(x, y, z) -> (x, -z, y)``). For ``.npz`` both are ignored: it always
+    holds metres, Y-up. ``guides``: also write K evenly spread strands (farthest-point sampling
+    of the roots, deterministic) flagged as guides, after the render strands (OBJ and .hair,
+    which have no guide flag: the K guides alone). ``basis``: "linear" or "catmull_rom"
+    (Alembic, USD). ``colors`` / ``head``: write per-strand colours / the head mesh inside the
+    file when present (USD, OBJ, npz; an Alembic groom never holds a mesh). ``head_file``: for
+    Alembic, also write the head to :func:`head_path` (``<stem>_head.abc``, same units and axes,
+    atomically, before the groom). ``options`` overrides the keyword options.
 
-    Returns the written path. Raises :class:`ExportError` (missing folder, not writable, disk
-    full), :class:`engine.errors.InputError` (unknown or read-only format),
+    Returns the written groom path. Raises :class:`ExportError` (missing folder, not writable,
+    disk full), :class:`engine.errors.InputError` (unknown or read-only format),
     :class:`engine.errors.ConfigError` (bad option values).
     """
     if not isinstance(groom, Groom):
@@ -170,9 +219,15 @@ def export_groom(
         raise InputError(f"{path}: the {name!r} format can be read but not written "
                          f"(write one of {', '.join(WRITE_FORMATS)})")
     opts = options or ExportOptions(units=units, up=up, guides=guides, basis=basis,
-                                    colors=colors, head=head)
-    file_groom = prepare_for_export(groom, opts)
+                                    colors=colors, head=head, head_file=head_file)
+    if name == "npz":
+        opts = dataclasses.replace(opts, units="m", up="y")  # the data contract, always
+    file_groom = prepare_for_export(groom, opts, name)
     mod = _MODULES[name]
+    if name == "abc" and opts.head_file and groom.has_head:
+        head_groom = file_groom if file_groom.has_head else prepare_for_export(
+            groom, dataclasses.replace(opts, head=True, guides=None), name)
+        atomic_write(head_path(path), lambda tmp: _abc.write_head(head_groom, tmp, opts))
     return atomic_write(path, lambda tmp: mod.write(file_groom, tmp, opts))
 
 
@@ -186,7 +241,9 @@ def load_groom(
 ) -> Groom:
     """Read a groom file into head-frame metres.
 
-    ``fmt``: format name or None (from the suffix). ``units`` / ``up``: the file's units and up
+    ``fmt``: format name or None (from the suffix). For an Alembic groom without a mesh, the
+    head is read from :func:`head_path` (``<stem>_head.abc``) when that file exists.
+    ``units`` / ``up``: the file's units and up
     axis; None means: what the file declares (USD stage metadata, or the ``strandcap units=..
     up=..`` tag our exporters write into Alembic archive info, OBJ/PLY comments and the ``.hair``
     info field, the ``units``/``up`` arrays of ``.npz``), else the format's default (cm and
@@ -207,6 +264,15 @@ def load_groom(
         res: ReadResult = _ply.read(p, points_per_strand=points_per_strand)
     else:
         res = _MODULES[name].read(p)
+    if name == "abc" and not res.groom.has_head and head_path(p).is_file() \
+            and head_path(p) != p:
+        try:
+            side = _abc.read_head(head_path(p))
+        except InputError:
+            side = None
+        if side is not None:
+            res = dataclasses.replace(res, groom=res.groom.replace(
+                head_vertices=side[0], head_faces=side[1]))
     du, dup = _DEFAULT_READ[name]
     u = units or res.units or du
     a = up or res.up or dup

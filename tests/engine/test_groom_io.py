@@ -48,9 +48,13 @@ def make_groom(n=12, L=6, per_point_widths=True, groups=True, head=True, seed=0)
     )
 
 
-def group_order(g: Groom) -> np.ndarray:
-    """Strand order in files written one object per group (increasing group id)."""
-    return np.concatenate([idx for _, idx in g.groups()])
+def group_order(g: Groom, split_guides: bool = True) -> np.ndarray:
+    """Strand order in files written one object per group (increasing group id), render
+    strands before guides within a group (Alembic and USD write them as separate objects)."""
+    if not split_guides or g.guide is None:
+        return np.concatenate([idx for _, idx in g.groups()])
+    return np.concatenate([np.concatenate([idx[~g.guide[idx]], idx[g.guide[idx]]])
+                           for _, idx in g.groups()])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,8 +62,33 @@ def group_order(g: Groom) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def _abc_param(arb, name):
+    """``(values, scope name, POD/extent text)`` of an arbitrary geometry parameter read with
+    whichever typed class fits, or None when absent."""
+    from alembic3d import AbcGeom as G
+
+    names = {arb.getPropertyHeader(i).getName() for i in range(arb.getNumProperties())}
+    if name not in names:
+        return None
+    for cls in (G.IV2fGeomParam, G.IInt32GeomParam, G.IC3fGeomParam, G.IV3fGeomParam,
+                G.IInt16GeomParam, G.IFloatGeomParam):
+        try:
+            prm = cls(arb, name)
+        except Exception:  # noqa: BLE001 - wrong type: try the next class
+            continue
+        if prm.valid():
+            vals = prm.getExpandedValue().getVals()
+            try:
+                arr = np.array(memoryview(vals))
+            except TypeError:  # imath.C3fArray has no buffer interface
+                arr = np.array([[v[0], v[1], v[2]] for v in vals], np.float32)
+            return arr, str(prm.getScope()), cls.__name__
+    raise AssertionError(f"cannot read geometry parameter {name}")
+
+
 def read_abc_raw(path):
-    """Read curves and params with alembic3d directly: {name: dict}."""
+    """Read every object of an archive with alembic3d directly: {name: dict}; curves with
+    their width param, arbitrary geometry params (values, scope, class) and user properties."""
     import imath  # noqa: F401
     from alembic3d import Abc
     from alembic3d import AbcGeom as G
@@ -74,29 +103,40 @@ def read_abc_raw(path):
             smp = sch.getValue()
             arb = sch.getArbGeomParams()
             wp = sch.getWidthsParam()
+            params = {arb.getPropertyHeader(k).getName(): _abc_param(
+                arb, arb.getPropertyHeader(k).getName()) for k in range(arb.getNumProperties())}
+            user = sch.getUserProperties()
+            uprops = {}
+            if user.valid():
+                for k in range(user.getNumProperties()):
+                    hdr = user.getPropertyHeader(k)
+                    name = hdr.getName()
+                    if "int16" in str(hdr.getDataType()):
+                        uprops[name] = ("int16", Abc.IInt16Property(user, name).getValue())
+                    else:
+                        uprops[name] = (str(hdr.getDataType()),
+                                        Abc.IStringProperty(user, name).getValue())
             out[obj.getName()] = {
+                "kind": "curves",
                 "points": np.array(memoryview(smp.getPositions())),
                 "counts": np.array(memoryview(smp.getCurvesNumVertices())),
                 "type": str(smp.getType()),
                 "basis": str(smp.getBasis()),
+                "wrap": str(smp.getWrap()),
                 "widths": np.array(memoryview(wp.getExpandedValue().getVals())),
                 "width_scope": str(wp.getScope()),
-                "root_uv": np.array(memoryview(G.IV2fGeomParam(arb, "groom_root_uv")
-                                               .getExpandedValue().getVals())),
-                "root_uv_scope": str(G.IV2fGeomParam(arb, "groom_root_uv").getScope()),
-                "guide": np.array(memoryview(G.IInt32GeomParam(arb, "groom_guide")
-                                             .getExpandedValue().getVals())),
-                "group": np.array(memoryview(G.IInt32GeomParam(arb, "groom_group_id")
-                                             .getExpandedValue().getVals())),
-                "version": [list(G.IInt16GeomParam(arb, f"groom_version_{k}")
-                                 .getExpandedValue().getVals()) for k in ("major", "minor")],
+                "params": params,
+                "user": uprops,
             }
         elif G.IPolyMesh.matches(obj.getHeader()):
             smp = G.IPolyMesh(top, obj.getName()).getSchema().getValue()
             out[obj.getName()] = {
+                "kind": "polymesh",
                 "points": np.array(memoryview(smp.getPositions())),
                 "indices": np.array(memoryview(smp.getFaceIndices())),
             }
+        else:
+            out[obj.getName()] = {"kind": str(obj.getHeader().getMetaData().get("schema"))}
     return out
 
 
@@ -171,24 +211,48 @@ TOL = dict(rtol=1e-6, atol=1e-6)
 @pytest.mark.parametrize("units,up", [("cm", "y"), ("mm", "z")])
 def test_alembic_round_trip_with_alembic3d(tmp_path, units, up):
     g = make_groom()
-    path = export_groom(g, tmp_path / "g.abc", units=units, up=up)
+    path = export_groom(g, tmp_path / "g.abc", units=units, up=up, head_file=True)
     raw = read_abc_raw(path)
-    for gid, idx in g.groups():
-        c = raw[f"hair_group_{gid}"]
-        assert (c["counts"] == g.points_per_strand).all() and len(c["counts"]) == len(idx)
-        np.testing.assert_allclose(c["points"], remap(g.strands[idx], units, up).reshape(-1, 3),
-                                   **TOL)
-        np.testing.assert_allclose(c["widths"], g.widths[idx].reshape(-1) * SCALE[units], **TOL)
-        assert c["width_scope"] == "kVertexScope"
-        np.testing.assert_array_equal(c["root_uv"], g.root_uv[idx])
-        assert c["root_uv_scope"] == "kUniformScope"
-        np.testing.assert_array_equal(c["guide"], g.guide[idx].astype(int))
-        assert (c["group"] == gid).all()
-        assert c["version"] == [[1], [5]]
-        assert c["type"] == "kLinear"
-    np.testing.assert_allclose(raw["head"]["points"], remap(g.head_vertices, units, up), **TOL)
+    L = g.points_per_strand
+    # Curves only: render strands and guides as separate objects per group, no mesh.
+    names = set()
+    for gid, gidx in g.groups():
+        for suffix, idx in (("", gidx[~g.guide[gidx]]), ("_guides", gidx[g.guide[gidx]])):
+            if not len(idx):
+                continue
+            names.add(f"hair_group_{gid}{suffix}")
+            c = raw[f"hair_group_{gid}{suffix}"]
+            assert c["kind"] == "curves"
+            assert (c["counts"] == L).all() and len(c["counts"]) == len(idx)
+            np.testing.assert_allclose(c["points"],
+                                       remap(g.strands[idx], units, up).reshape(-1, 3), **TOL)
+            np.testing.assert_allclose(c["widths"], g.widths[idx].reshape(-1) * SCALE[units],
+                                       **TOL)
+            assert c["width_scope"] == "kVertexScope"
+            uv, scope, cls = c["params"]["groom_root_uv"]
+            np.testing.assert_array_equal(uv, g.root_uv[idx])
+            assert scope == "kUniformScope" and cls == "IV2fGeomParam"
+            guide, scope, cls = c["params"]["groom_guide"]
+            np.testing.assert_array_equal(guide, g.guide[idx].astype(int))
+            assert scope == "kUniformScope" and cls == "IInt32GeomParam"
+            assert (guide == (1 if suffix else 0)).all()
+            group, scope, _ = c["params"]["groom_group_id"]
+            assert (group == gid).all() and scope == "kUniformScope"
+            col, scope, cls = c["params"]["groom_color"]
+            assert scope == "kVertexScope" and cls == "IC3fGeomParam"
+            np.testing.assert_array_equal(col, np.repeat(g.colors[idx], L, 0))
+            # Groom-level version: int16 user properties, not per-strand geometry params.
+            assert c["user"]["groom_version_major"] == ("int16", 1)
+            assert c["user"]["groom_version_minor"] == ("int16", 5)
+            assert not any(k.startswith("groom_version") for k in c["params"])
+            assert c["type"] == "kLinear"
+    assert set(raw) == names  # nothing else in the groom file: no head mesh
+    # The head went to its own file, same units and axes.
+    head = read_abc_raw(tmp_path / "g_head.abc")
+    assert set(head) == {"head"} and head["head"]["kind"] == "polymesh"
+    np.testing.assert_allclose(head["head"]["points"], remap(g.head_vertices, units, up), **TOL)
     # Alembic winding is clockwise: each triangle's vertex order reversed.
-    np.testing.assert_array_equal(raw["head"]["indices"].reshape(-1, 3), g.head_faces[:, ::-1])
+    np.testing.assert_array_equal(head["head"]["indices"].reshape(-1, 3), g.head_faces[:, ::-1])
     back = load_groom(path)
     order = group_order(g)
     np.testing.assert_allclose(back.strands, g.strands[order], rtol=1e-6, atol=1e-7)
@@ -197,26 +261,47 @@ def test_alembic_round_trip_with_alembic3d(tmp_path, units, up):
     np.testing.assert_array_equal(back.colors, g.colors[order])
     np.testing.assert_array_equal(back.guide, g.guide[order])
     np.testing.assert_array_equal(back.group_id, g.group_id[order])
+    np.testing.assert_allclose(back.head_vertices, g.head_vertices, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(back.head_faces, g.head_faces)
 
 
-def test_alembic_uniform_widths_and_catmull_rom(tmp_path):
-    g = make_groom(per_point_widths=False, groups=False, head=False)
+def test_alembic_head_is_never_in_the_groom_file_by_default(tmp_path):
+    g = make_groom()
+    path = export_groom(g, tmp_path / "g.abc")
+    assert all(o["kind"] == "curves" for o in read_abc_raw(path).values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.abc"]
+    assert not load_groom(path).has_head
+
+
+def test_alembic_per_strand_and_constant_widths_and_catmull_rom(tmp_path):
+    g = make_groom(per_point_widths=False, groups=False, head=False).replace(guide=None)
     path = export_groom(g, tmp_path / "g.abc", basis="catmull_rom")
-    c = read_abc_raw(path)["hair_group_0"]
+    raw = read_abc_raw(path)
+    assert set(raw) == {"hair_group_0"} and "groom_guide" not in raw["hair_group_0"]["params"]
+    c = raw["hair_group_0"]
     assert c["type"] == "kCubic" and c["basis"] == "kCatmullromBasis"
-    assert c["width_scope"] == "kUniformScope"
-    np.testing.assert_allclose(c["widths"], g.widths * 100, **TOL)
+    assert c["wrap"] == "kNonPeriodic"
+    # Per-strand widths are written per point (Blender reads width arrays as per point).
+    assert c["width_scope"] == "kVertexScope"
+    np.testing.assert_allclose(c["widths"], np.repeat(g.widths, g.points_per_strand) * 100,
+                               **TOL)
     back = load_groom(path)
-    assert back.widths.shape == (g.num_strands,)
+    assert back.widths.shape == (g.num_strands,)  # constant along each strand: per strand again
+    np.testing.assert_allclose(back.widths, g.widths, rtol=1e-6)
     np.testing.assert_allclose(back.strands, g.strands, rtol=1e-6, atol=1e-7)
+    # All widths equal: one constant value.
+    same = g.replace(widths=np.full(g.num_strands, 8e-5, np.float32))
+    c = read_abc_raw(export_groom(same, tmp_path / "c.abc"))["hair_group_0"]
+    assert c["width_scope"] == "kConstantScope"
+    np.testing.assert_allclose(c["widths"], [8e-3], rtol=1e-6)
+    np.testing.assert_allclose(load_groom(tmp_path / "c.abc").widths, same.widths, rtol=1e-6)
 
 
 @pytest.mark.parametrize("suffix,units,up", [(".usd", "cm", "y"), (".usda", "mm", "z")])
 def test_usd_round_trip_with_usd_core(tmp_path, suffix, units, up):
     from pxr import Usd, UsdGeom
 
-    g = make_groom()
+    g = make_groom().replace(guide=None)
     path = export_groom(g, tmp_path / f"g{suffix}", units=units, up=up, basis="catmull_rom")
     stage = Usd.Stage.Open(str(path))
     assert UsdGeom.GetStageMetersPerUnit(stage) == pytest.approx(1 / SCALE[units])
@@ -224,6 +309,7 @@ def test_usd_round_trip_with_usd_core(tmp_path, suffix, units, up):
     for gid, idx in g.groups():
         c = UsdGeom.BasisCurves(stage.GetPrimAtPath(f"/groom/hair_group_{gid}"))
         assert c.GetTypeAttr().Get() == "cubic" and c.GetBasisAttr().Get() == "catmullRom"
+        assert c.GetWrapAttr().Get() == "pinned"  # the cubic reaches the root and the tip
         assert list(c.GetCurveVertexCountsAttr().Get()) == [g.points_per_strand] * len(idx)
         np.testing.assert_allclose(np.asarray(c.GetPointsAttr().Get()),
                                    remap(g.strands[idx], units, up).reshape(-1, 3), **TOL)
@@ -245,8 +331,34 @@ def test_usd_round_trip_with_usd_core(tmp_path, suffix, units, up):
     np.testing.assert_allclose(back.strands, g.strands[order], rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(back.widths, g.widths[order], rtol=1e-6, atol=1e-12)
     np.testing.assert_array_equal(back.root_uv, g.root_uv[order])
-    np.testing.assert_array_equal(back.guide, g.guide[order])
+    assert back.guide is None
     np.testing.assert_allclose(back.head_vertices, g.head_vertices, rtol=1e-6, atol=1e-7)
+
+
+def test_usd_widths_guides_and_linear_wrap(tmp_path):
+    from pxr import Usd, UsdGeom
+
+    g = make_groom(n=30, per_point_widths=False, groups=False, head=False).replace(guide=None)
+    path = export_groom(g, tmp_path / "g.usda", guides=4)
+    stage = Usd.Stage.Open(str(path))
+    c = UsdGeom.BasisCurves(stage.GetPrimAtPath("/groom/hair_group_0"))
+    gd = UsdGeom.BasisCurves(stage.GetPrimAtPath("/groom/hair_group_0_guides"))
+    assert c.GetTypeAttr().Get() == "linear" and c.GetWrapAttr().Get() == "nonperiodic"
+    assert c.GetWidthsInterpolation() == "vertex"  # never "uniform"
+    np.testing.assert_allclose(np.asarray(c.GetWidthsAttr().Get()),
+                               np.repeat(g.widths, g.points_per_strand) * 100, rtol=1e-6)
+    assert len(c.GetCurveVertexCountsAttr().Get()) == 30
+    assert len(gd.GetCurveVertexCountsAttr().Get()) == 4
+    assert list(UsdGeom.PrimvarsAPI(c).GetPrimvar("groom_guide").Get()) == [0] * 30
+    assert list(UsdGeom.PrimvarsAPI(gd).GetPrimvar("groom_guide").Get()) == [1] * 4
+    del stage, c, gd
+    same = g.replace(widths=np.full(g.num_strands, 8e-5, np.float32))
+    stage = Usd.Stage.Open(str(export_groom(same, tmp_path / "c.usda")))
+    c = UsdGeom.BasisCurves(stage.GetPrimAtPath("/groom/hair_group_0"))
+    assert c.GetWidthsInterpolation() == "constant"
+    np.testing.assert_allclose(np.asarray(c.GetWidthsAttr().Get()), [8e-3], rtol=1e-6)
+    del stage, c
+    np.testing.assert_allclose(load_groom(tmp_path / "c.usda").widths, same.widths, rtol=1e-6)
 
 
 @pytest.mark.parametrize("units,up", [("cm", "y"), ("m", "z")])
@@ -336,21 +448,34 @@ def test_units_and_up_axis_change_coordinates_as_documented(tmp_path):
     np.testing.assert_allclose(read_hair_raw(p)["points"][1], [0, 0, 0.1], atol=1e-7)
 
 
-def test_guides_subsampling_is_deterministic_and_spread(tmp_path):
-    g = make_groom(n=200, L=4, head=False)
+def test_guides_are_written_with_the_render_strands(tmp_path):
+    g = make_groom(n=200, L=4, head=False).replace(guide=None)
     a = read_ply_raw(export_groom(g, tmp_path / "a.ply", guides=20))["vertex"]
     b = read_ply_raw(export_groom(g, tmp_path / "b.ply", guides=20))["vertex"]
-    assert len(a) == 20 * 4
+    assert len(a) == (200 + 20) * 4  # every render strand, then the guides
     np.testing.assert_array_equal(a, b)
-    assert (a["guide"] == 1).all()
+    assert (a["guide"][: 200 * 4] == 0).all() and (a["guide"][200 * 4:] == 1).all()
+    np.testing.assert_allclose(a["x"][: 200 * 4: 4], g.strands[:, 0, 0] * 100, rtol=1e-6)
     idx = farthest_root_sample(g.strands[:, 0], 20)
-    np.testing.assert_allclose(a["x"][::4], g.strands[idx, 0, 0] * 100, rtol=1e-6)
+    np.testing.assert_allclose(a["x"][200 * 4:: 4], g.strands[idx, 0, 0] * 100, rtol=1e-6)
+    np.testing.assert_array_equal(a["group"][200 * 4:: 4], g.group_id[idx])
     # Farthest-point sampling spreads roots: min pairwise distance beats a random pick's.
     r = g.strands[idx, 0]
     dmin = min(np.linalg.norm(r[i] - r[j]) for i in range(20) for j in range(i))
     rnd = g.strands[np.random.default_rng(0).choice(200, 20, replace=False), 0]
     rmin = min(np.linalg.norm(rnd[i] - rnd[j]) for i in range(20) for j in range(i))
     assert dmin > rmin
+    # Alembic: per group one object of render strands (groom_guide 0) and one of guides (1).
+    raw = read_abc_raw(export_groom(g, tmp_path / "a.abc", guides=20))
+    n_render = sum(len(o["counts"]) for k, o in raw.items() if not k.endswith("_guides"))
+    n_guides = sum(len(o["counts"]) for k, o in raw.items() if k.endswith("_guides"))
+    assert (n_render, n_guides) == (200, 20)
+    for k, o in raw.items():
+        assert (o["params"]["groom_guide"][0] == (1 if k.endswith("_guides") else 0)).all()
+    back = load_groom(tmp_path / "a.abc")
+    assert back.num_strands == 220 and back.guide.sum() == 20
+    # OBJ and .hair have no guide flag: the guides alone.
+    assert read_hair_raw(export_groom(g, tmp_path / "a.hair", guides=20))["n"] == 20
     with pytest.raises(ConfigError):
         export_groom(g, tmp_path / "c.ply", guides=0)
 
@@ -499,12 +624,27 @@ def test_resample_polyline_keeps_ends_and_spacing():
 
 def test_npz_round_trip_is_exact_in_metres(tmp_path):
     g = make_groom()
-    back = load_groom(export_groom(g, tmp_path / "g.npz", units="m"))
-    for f in ("strands", "widths", "root_uv", "colors", "guide", "group_id", "head_vertices",
-              "head_faces"):
-        np.testing.assert_array_equal(getattr(back, f), getattr(g, f), err_msg=f)
-    with np.load(tmp_path / "g.npz", allow_pickle=False) as z:
-        assert str(z["units"]) == "m" and str(z["up"]) == "y"
+    # .npz always holds the data contract (metres, Y-up), whatever units / up are asked for.
+    for kw in ({}, {"units": "m"}, {"units": "cm", "up": "z"}):
+        back = load_groom(export_groom(g, tmp_path / "g.npz", **kw))
+        for f in ("strands", "widths", "root_uv", "colors", "guide", "group_id",
+                  "head_vertices", "head_faces"):
+            np.testing.assert_array_equal(getattr(back, f), getattr(g, f), err_msg=f)
+        with np.load(tmp_path / "g.npz", allow_pickle=False) as z:
+            assert str(z["units"]) == "m" and str(z["up"]) == "y"
+            np.testing.assert_array_equal(z["strands"], g.strands)
+
+
+def test_old_centimetre_npz_is_converted_on_load(tmp_path):
+    g = make_groom()
+    # A groom.npz as older versions wrote it into projects: centimetres, units="cm".
+    np.savez(tmp_path / "old.npz", units=np.array("cm"), up=np.array("y"),
+             strands=g.strands * 100, widths=g.widths * 100, root_uv=g.root_uv,
+             head_vertices=g.head_vertices * 100, head_faces=g.head_faces)
+    back = load_groom(tmp_path / "old.npz")
+    np.testing.assert_allclose(back.strands, g.strands, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(back.widths, g.widths, rtol=1e-6)
+    np.testing.assert_allclose(back.head_vertices, g.head_vertices, rtol=1e-6, atol=1e-8)
 
 
 def test_ply_point_cloud_and_edge_chains(tmp_path):
@@ -554,7 +694,7 @@ def test_sintel_guides_round_trip_all_formats(tmp_path):
     assert direct.head_faces.shape == g.head_faces.shape
     for name in ("g.abc", "g.usd", "g.obj", "g.ply", "g.hair", "g.npz"):
         for up in ("y", "z"):
-            back = load_groom(export_groom(g, tmp_path / name, up=up))
+            back = load_groom(export_groom(g, tmp_path / name, up=up, head_file=True))
             np.testing.assert_allclose(back.strands, g.strands, rtol=1e-5, atol=1e-7,
                                        err_msg=name)
             if name in ("g.abc", "g.usd", "g.ply", "g.hair", "g.npz"):

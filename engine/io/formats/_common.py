@@ -39,15 +39,26 @@ class ExportError(StrandcapError):
 class ExportOptions:
     """Options of every exporter.
 
-    * ``units``: "m", "cm" (default, what DCC tools and Unreal expect) or "mm".
-    * ``up``: "y" (default) or "z" (Blender); see the module docstring for the exact remap.
-    * ``guides``: None (all strands) or K >= 1: keep K strands picked by farthest-point sampling
-      of the roots (:func:`engine.io.groom.farthest_root_sample`, deterministic) and flag them as
-      guides (``groom_guide`` = 1).
+    * ``units``: "m", "cm" (default, what Maya, Houdini and Unreal expect) or "mm". Blender
+      imports Alembic, OBJ and PLY at scale 1 (one file unit = one metre): use "m" there, or
+      set the importer's scale. Strandcap's own ``.npz`` always holds metres (the data
+      contract): :func:`engine.io.export.export_groom` ignores ``units`` / ``up`` for it.
+    * ``up``: "y" (default) or "z"; see the module docstring for the exact remap. Blender's
+      Alembic, USD and OBJ importers convert from Y-up themselves (keep "y"); only its PLY
+      importer assumes Z-up.
+    * ``guides``: None (the strands as they are) or K >= 1: K strands picked by farthest-point
+      sampling of the roots (:func:`engine.io.groom.farthest_root_sample`, deterministic) are
+      written as guides (``groom_guide`` = 1) *in addition to* all render strands
+      (``groom_guide`` = 0), as Unreal's groom importer expects; formats without a guide flag
+      (OBJ, ``.hair``) get the K guides alone.
     * ``basis``: "linear" (polyline) or "catmull_rom" (cubic curve through the points); only
       Alembic and USD record it, the other formats are always polylines.
     * ``colors``: write per-strand colour when the groom has it.
-    * ``head``: write the head mesh when the groom has it (Alembic, USD, OBJ, npz).
+    * ``head``: write the head mesh when the groom has it, inside the file (USD, OBJ, npz).
+      Alembic grooms never hold a mesh (Unreal refuses such a groom): see ``head_file``.
+    * ``head_file``: also write the head mesh (when the groom has it) to its own Alembic file
+      ``<stem>_head.abc`` next to an Alembic groom, in the same units and axes
+      (:func:`engine.io.export.head_path`); default False.
     """
 
     units: Literal["m", "cm", "mm"] = "cm"
@@ -56,6 +67,7 @@ class ExportOptions:
     basis: Literal["linear", "catmull_rom"] = "linear"
     colors: bool = True
     head: bool = True
+    head_file: bool = False
 
     def __post_init__(self) -> None:
         from engine.errors import ConfigError

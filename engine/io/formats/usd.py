@@ -1,13 +1,16 @@
 """USD grooms (``.usd``, ``.usda``, ``.usdc``) through ``usd-core``.
 
-Layout written: default prim ``/groom`` (Xform); one ``UsdGeom.BasisCurves`` per strand group,
-``/groom/hair_group_<id>``, with ``curveVertexCounts``, ``points``, ``widths`` (strand diameters;
-interpolation ``uniform`` for one width per strand, ``vertex`` for one per point), type
-``linear`` or ``cubic`` with basis ``catmullRom`` (wrap ``nonperiodic``), the primvars
-``groom_root_uv`` (texCoord2f[], uniform), ``groom_guide`` (int[], uniform; when the groom has
-guide flags), ``groom_group_id`` (int[], uniform) and ``displayColor`` (color3f[], uniform; when
-colours are written); the head mesh, when given, as ``UsdGeom.Mesh`` ``/groom/head``
-(right-handed orientation, counter-clockwise triangles).
+Layout written: default prim ``/groom`` (Xform); per strand group one ``UsdGeom.BasisCurves``
+``/groom/hair_group_<id>`` with the render strands and, when the groom has guide strands, one
+``/groom/hair_group_<id>_guides`` with the guides; each with ``curveVertexCounts``, ``points``,
+``widths`` (strand diameters; interpolation ``vertex``, one per point, or ``constant``, one value,
+when every width of the prim is equal; never ``uniform``, which Blender 4.5 reads as per point),
+type ``linear`` or ``cubic`` with basis ``catmullRom`` and wrap ``pinned`` (the cubic reaches the
+first and last points, so roots stay on the scalp; linear curves are ``nonperiodic``), the primvars
+``groom_root_uv`` (texCoord2f[], uniform), ``groom_guide`` (int[], uniform, 1 = guide; when the
+groom has guide flags), ``groom_group_id`` (int[], uniform) and ``displayColor`` (color3f[],
+uniform; when colours are written); the head mesh, when given, as ``UsdGeom.Mesh``
+``/groom/head`` (right-handed orientation, counter-clockwise triangles).
 
 Units and axes: points, widths and head vertices are written in the export units after the
 up-axis remap of :mod:`engine.io.formats._common` (``up="z"``: ``(x, y, z) -> (x, -z, y)``); the
@@ -35,10 +38,53 @@ from engine.io.groom import Groom
 SUFFIXES = (".usd", ".usda", ".usdc")
 
 
+def _write_curves(stage, prim_path: str, groom: Groom, idx: np.ndarray, gid: int,
+                  vw: np.ndarray | None, options: ExportOptions, L: int) -> None:
+    """One BasisCurves prim with the strands ``idx`` of ``groom`` (see the module docstring)."""
+    from pxr import Sdf, UsdGeom, Vt
+
+    n = len(idx)
+    c = UsdGeom.BasisCurves.Define(stage, prim_path)
+    if options.basis == "catmull_rom":
+        c.CreateTypeAttr(UsdGeom.Tokens.cubic)
+        c.CreateBasisAttr(UsdGeom.Tokens.catmullRom)
+        c.CreateWrapAttr(UsdGeom.Tokens.pinned)
+    else:
+        c.CreateTypeAttr(UsdGeom.Tokens.linear)
+        c.CreateWrapAttr(UsdGeom.Tokens.nonperiodic)
+    c.CreateCurveVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(n, L, np.int32)))
+    pts = np.ascontiguousarray(groom.strands[idx].reshape(-1, 3), np.float32)
+    c.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(pts))
+    pad = 0.0 if vw is None else float(vw[idx].max()) / 2
+    lo, hi = pts.min(0) - pad, pts.max(0) + pad
+    c.CreateExtentAttr(Vt.Vec3fArray.FromNumpy(np.stack([lo, hi]).astype(np.float32)))
+    if vw is not None:
+        w = np.ascontiguousarray(vw[idx].reshape(-1), np.float32)
+        if (w == w[0]).all():
+            c.CreateWidthsAttr(Vt.FloatArray.FromNumpy(w[:1].copy()))
+            c.SetWidthsInterpolation(UsdGeom.Tokens.constant)
+        else:
+            c.CreateWidthsAttr(Vt.FloatArray.FromNumpy(w))
+            c.SetWidthsInterpolation(UsdGeom.Tokens.vertex)
+    pv = UsdGeom.PrimvarsAPI(c)
+    if groom.root_uv is not None:
+        p = pv.CreatePrimvar("groom_root_uv", Sdf.ValueTypeNames.TexCoord2fArray,
+                             UsdGeom.Tokens.uniform)
+        p.Set(Vt.Vec2fArray.FromNumpy(np.ascontiguousarray(groom.root_uv[idx])))
+    if groom.guide is not None:
+        p = pv.CreatePrimvar("groom_guide", Sdf.ValueTypeNames.IntArray, UsdGeom.Tokens.uniform)
+        p.Set(Vt.IntArray.FromNumpy(groom.guide[idx].astype(np.int32)))
+    p = pv.CreatePrimvar("groom_group_id", Sdf.ValueTypeNames.IntArray, UsdGeom.Tokens.uniform)
+    p.Set(Vt.IntArray.FromNumpy(np.full(n, gid, np.int32)))
+    if groom.colors is not None:
+        p = c.CreateDisplayColorPrimvar(UsdGeom.Tokens.uniform)
+        p.Set(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(groom.colors[idx])))
+
+
 def write(groom: Groom, path: Path, options: ExportOptions) -> None:
     """Write ``groom`` (already in file units and axes) to ``path`` as a USD stage; the
     suffix picks the encoding (``.usda`` text, ``.usd`` / ``.usdc`` binary crate)."""
-    from pxr import Sdf, Usd, UsdGeom, Vt
+    from pxr import Usd, UsdGeom, Vt
 
     stage = Usd.Stage.CreateNew(str(path))
     try:
@@ -48,41 +94,16 @@ def write(groom: Groom, path: Path, options: ExportOptions) -> None:
         stage.SetDefaultPrim(root.GetPrim())
         stage.GetRootLayer().documentation = options.tag
         L = groom.points_per_strand
-        for gid, idx in groom.groups():
-            n = len(idx)
-            c = UsdGeom.BasisCurves.Define(stage, f"/groom/hair_group_{gid}")
-            if options.basis == "catmull_rom":
-                c.CreateTypeAttr(UsdGeom.Tokens.cubic)
-                c.CreateBasisAttr(UsdGeom.Tokens.catmullRom)
-            else:
-                c.CreateTypeAttr(UsdGeom.Tokens.linear)
-            c.CreateWrapAttr(UsdGeom.Tokens.nonperiodic)
-            c.CreateCurveVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(n, L, np.int32)))
-            pts = np.ascontiguousarray(groom.strands[idx].reshape(-1, 3), np.float32)
-            c.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(pts))
-            pad = 0.0 if groom.widths is None else float(groom.widths[idx].max()) / 2
-            lo, hi = pts.min(0) - pad, pts.max(0) + pad
-            c.CreateExtentAttr(Vt.Vec3fArray.FromNumpy(np.stack([lo, hi]).astype(np.float32)))
-            if groom.widths is not None:
-                w = np.ascontiguousarray(groom.widths[idx].reshape(-1), np.float32)
-                c.CreateWidthsAttr(Vt.FloatArray.FromNumpy(w))
-                c.SetWidthsInterpolation(UsdGeom.Tokens.uniform if groom.widths.ndim == 1
-                                         else UsdGeom.Tokens.vertex)
-            pv = UsdGeom.PrimvarsAPI(c)
-            if groom.root_uv is not None:
-                p = pv.CreatePrimvar("groom_root_uv", Sdf.ValueTypeNames.TexCoord2fArray,
-                                     UsdGeom.Tokens.uniform)
-                p.Set(Vt.Vec2fArray.FromNumpy(np.ascontiguousarray(groom.root_uv[idx])))
+        vw = groom.vertex_widths()
+        for gid, gidx in groom.groups():
+            parts = [("", gidx)]
             if groom.guide is not None:
-                p = pv.CreatePrimvar("groom_guide", Sdf.ValueTypeNames.IntArray,
-                                     UsdGeom.Tokens.uniform)
-                p.Set(Vt.IntArray.FromNumpy(groom.guide[idx].astype(np.int32)))
-            p = pv.CreatePrimvar("groom_group_id", Sdf.ValueTypeNames.IntArray,
-                                 UsdGeom.Tokens.uniform)
-            p.Set(Vt.IntArray.FromNumpy(np.full(n, gid, np.int32)))
-            if groom.colors is not None:
-                p = c.CreateDisplayColorPrimvar(UsdGeom.Tokens.uniform)
-                p.Set(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(groom.colors[idx])))
+                parts = [(sfx, gidx[sel]) for sfx, sel in
+                         (("", ~groom.guide[gidx]), ("_guides", groom.guide[gidx]))
+                         if sel.any()]
+            for suffix, idx in parts:
+                _write_curves(stage, f"/groom/hair_group_{gid}{suffix}", groom, idx, gid, vw,
+                              options, L)
         if groom.has_head:
             m = UsdGeom.Mesh.Define(stage, "/groom/head")
             m.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(groom.head_vertices)))
@@ -158,8 +179,13 @@ def read(path: Path) -> ReadResult:
             widths_list += list(w.astype(np.float32))
             wscope.append("uniform")
         elif w is not None and len(w) == len(pts):
-            widths_list += [w[s:s + m].astype(np.float32) for s, m in zip(starts, counts)]
-            wscope.append("vertex")
+            per = [w[s:s + m].astype(np.float32) for s, m in zip(starts, counts)]
+            if all((x == x[0]).all() for x in per if len(x)):  # constant along strands
+                widths_list += [x[0] if len(x) else np.float32(0) for x in per]
+                wscope.append("uniform")
+            else:
+                widths_list += per
+                wscope.append("vertex")
         elif w is not None and len(w) == 1:
             widths_list += [np.float32(w[0])] * n
             wscope.append("uniform")
