@@ -56,12 +56,6 @@ class RenderedStrands:
         return self.strand >= 0
 
 
-def _subset(n: int, k: int, seed: int = 0) -> np.ndarray:
-    if n <= k:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
-
-
 def render_strands(strands: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray,
                    width: int, height: int,
                    head: tuple[np.ndarray, np.ndarray] | None = None,
@@ -103,16 +97,6 @@ def render_strands(strands: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndar
     return RenderedStrands(strand.astype(np.int64), head_face.astype(np.int32))
 
 
-def _scaled_K(cam: Any, width: int, height: int) -> np.ndarray:
-    sx, sy = width / float(cam.width), height / float(cam.height)
-    K = np.asarray(cam.K, np.float64).copy()
-    K[0, 0] *= sx
-    K[1, 1] *= sy
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return K
-
-
 def silhouette_check(strands: np.ndarray, cameras: Mapping[str, Any],
                      masks: Mapping[str, np.ndarray],
                      head: tuple[np.ndarray, np.ndarray] | None = None,
@@ -123,13 +107,15 @@ def silhouette_check(strands: np.ndarray, cameras: Mapping[str, Any],
     ``renders``: an optional dict that receives name -> :class:`RenderedStrands` (reused by
     :func:`colour_check`). Returns ``{"frames": {name: {precision, recall, iou}}, "mean":
     {...}}`` (percent). Raises InputError when no mask has a camera."""
+    from engine.preview.turntable import scaled_intrinsics
+
     per = {}
     for name, mask in masks.items():
         if name not in cameras:
             continue
         h, w = mask.shape[:2]
         cam = cameras[name]
-        r = render_strands(strands, _scaled_K(cam, w, h), cam.R, cam.t, w, h, head)
+        r = render_strands(strands, scaled_intrinsics(cam, w, h), cam.R, cam.t, w, h, head)
         if renders is not None:
             renders[name] = r
         per[name] = silhouette_scores(r.hair, mask)
@@ -229,7 +215,9 @@ def groom_checks(groom: Groom, head_vertices: np.ndarray, *,
         "face_intrusion": 100.0 * float(geo.face_intrusion(strands).mean()),
         "inside_head": geo.inside_share(strands, workers=workers),
     }
-    pick = _subset(len(strands), max_strands)
+    from engine.preview.turntable import strand_subset
+
+    pick = strand_subset(len(strands), max_strands)
     sub = strands[pick]
     faces = geo.faces
     # the scalp triangles, re-indexed into the faces kept (eyeballs dropped)

@@ -56,7 +56,7 @@ def _head_of(groom: Groom, head: tuple[np.ndarray, np.ndarray] | None):
     return None
 
 
-def _subset(count: int, max_strands: int, seed: int = 0) -> np.ndarray:
+def strand_subset(count: int, max_strands: int, seed: int = 0) -> np.ndarray:
     """Indices of at most ``max_strands`` of ``count`` strands (seeded random choice, sorted)."""
     if count <= max_strands:
         return np.arange(count)
@@ -174,7 +174,7 @@ def render_view(groom: Groom, K: np.ndarray, R: np.ndarray, t: np.ndarray, width
         lit = shade[..., None] * _HEAD_RGB
         img = np.clip(img * (1 - cover) + lit * cover, 0, 255).astype(np.uint8)
 
-    pick = _subset(len(groom.strands), max_strands, seed)
+    pick = strand_subset(len(groom.strands), max_strands, seed)
     s = np.asarray(groom.strands[pick], np.float64)
     n, L = s.shape[:2]
     xc = _to_camera(s, R, t)  # (n, L, 3)
@@ -288,7 +288,7 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return img
 
 
-def _scaled_intrinsics(cam: Any, width: int, height: int) -> np.ndarray:
+def scaled_intrinsics(cam: Any, width: int, height: int) -> np.ndarray:
     """The camera's K for an image of ``width`` x ``height`` (pixel centres at integers)."""
     sx, sy = width / float(cam.width), height / float(cam.height)
     K = np.asarray(cam.K, np.float64).copy()
@@ -345,7 +345,7 @@ def overlay_frames(groom: Groom, cameras: Mapping[str, Any],
         h = max(1, round(img.shape[0] * scale))
         small = cv2.resize(img, (tile_width, h), interpolation=cv2.INTER_AREA)
         cam = cameras[name]
-        K = _scaled_intrinsics(cam, tile_width, h)
+        K = scaled_intrinsics(cam, tile_width, h)
         tile = render_view(groom, K, cam.R, cam.t, tile_width, h, small, style="overlay",
                            head=mesh, head_alpha=head_alpha, max_strands=max_strands)
         tiles.append(_label(tile, f"frame {name}"))

@@ -154,6 +154,31 @@ def combine_strand_attrs(uvs, guides, groups, colors, sizes) -> dict:
     }
 
 
+def read_widths(w: np.ndarray | None, starts, counts, n_points: int) -> tuple[list, str]:
+    """The widths read from one curves object, as per-strand entries and their scope.
+
+    ``w``: the file's width array (metres or file units, float), or None; ``starts`` /
+    ``counts``: first point and point count of each of the object's ``n = len(counts)``
+    strands; ``n_points``: its total point count. Returns (entries, scope): one float per strand
+    with scope "uniform" for one width per strand, one constant width, or per-point widths that
+    do not vary along any strand; (L_i,) float32 arrays with scope "vertex" for widths that vary
+    along strands; ``[None] * n`` with scope "none" when there are none or their count fits
+    no scope."""
+    n = len(counts)
+    if w is not None:
+        w = np.asarray(w, np.float32).reshape(-1)
+        if len(w) == n:
+            return list(w), "uniform"
+        if len(w) == n_points:
+            per = [w[s:s + c] for s, c in zip(starts, counts)]
+            if all((x == x[0]).all() for x in per if len(x)):  # constant along strands
+                return [x[0] if len(x) else np.float32(0) for x in per], "uniform"
+            return per, "vertex"
+        if len(w) == 1:
+            return [w[0]] * n, "uniform"
+    return [None] * n, "none"
+
+
 def triangulate(indices: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Fan-triangulate polygons given as flat vertex ``indices`` and per-face ``counts``;
     returns ``(T, 3)`` int64. Faces with fewer than 3 vertices are dropped."""

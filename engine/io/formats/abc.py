@@ -52,6 +52,7 @@ from engine.io.formats._common import (
     ReadResult,
     combine_strand_attrs,
     parse_tag,
+    read_widths,
     triangulate,
 )
 from engine.io.groom import Groom
@@ -225,28 +226,10 @@ def read(path: Path) -> ReadResult:
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
             polylines += [pts[s:s + c] for s, c in zip(starts, counts)]
             wp = schema.getWidthsParam()
-            w = None
-            if wp.valid():
-                w = _np(wp.getExpandedValue().getVals()).astype(np.float32)
-                if len(w) == n:
-                    widths_list += list(w)
-                    wscope.append("uniform")
-                elif len(w) == len(pts):
-                    per = [w[s:s + c] for s, c in zip(starts, counts)]
-                    if all((x == x[0]).all() for x in per if len(x)):  # constant along strands
-                        widths_list += [x[0] if len(x) else np.float32(0) for x in per]
-                        wscope.append("uniform")
-                    else:
-                        widths_list += per
-                        wscope.append("vertex")
-                elif len(w) == 1:
-                    widths_list += [w[0]] * n
-                    wscope.append("uniform")
-                else:
-                    w = None
-            if w is None:
-                widths_list += [None] * n
-                wscope.append("none")
+            w = _np(wp.getExpandedValue().getVals()) if wp.valid() else None
+            vals, scope = read_widths(w, starts, counts, len(pts))
+            widths_list += vals
+            wscope.append(scope)
             arb = schema.getArbGeomParams()
             names = _arb_names(arb) if arb.valid() else set()
             uv = _read_param(arb, names, "groom_root_uv", (G.IV2fGeomParam, G.IP2fGeomParam))

@@ -31,6 +31,7 @@ from engine.io.formats._common import (
     ExportOptions,
     ReadResult,
     combine_strand_attrs,
+    read_widths,
     triangulate,
 )
 from engine.io.groom import Groom
@@ -174,24 +175,9 @@ def read(path: Path) -> ReadResult:
         n = len(counts)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         polylines += [pts[s:s + m] for s, m in zip(starts, counts)]
-        w = _get(c.GetWidthsAttr())
-        if w is not None and len(w) == n:
-            widths_list += list(w.astype(np.float32))
-            wscope.append("uniform")
-        elif w is not None and len(w) == len(pts):
-            per = [w[s:s + m].astype(np.float32) for s, m in zip(starts, counts)]
-            if all((x == x[0]).all() for x in per if len(x)):  # constant along strands
-                widths_list += [x[0] if len(x) else np.float32(0) for x in per]
-                wscope.append("uniform")
-            else:
-                widths_list += per
-                wscope.append("vertex")
-        elif w is not None and len(w) == 1:
-            widths_list += [np.float32(w[0])] * n
-            wscope.append("uniform")
-        else:
-            widths_list += [None] * n
-            wscope.append("none")
+        vals, scope = read_widths(_get(c.GetWidthsAttr()), starts, counts, len(pts))
+        widths_list += vals
+        wscope.append(scope)
         api = UsdGeom.PrimvarsAPI(c)
         uv = None
         for name in ("groom_root_uv", "st", "uv"):
