@@ -1,7 +1,10 @@
 """The ``strandcap`` command: the same stage graph as the app, run headless.
 
-Every command prints one readable ``strandcap: error: ...`` line and exits non-zero on bad
-input (exit 2), a cancelled run (Ctrl-C, exit 130) or an OS error such as a full disk (exit 1).
+Every command prints one readable ``strandcap: error: <file>: <problem>`` line and exits
+non-zero on bad input (exit 2), a project busy with another run (exit 3), a cancelled run
+(Ctrl-C, exit 130), an OS error such as a full disk or a read-only folder (exit 1) or a damaged
+file (exit 1). Commands that write into a project (preprocess, run, cameras, reconstruct, demo)
+hold its lock (engine.pipeline.project_lock); status and export only read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -137,7 +141,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     created = not (root / MANIFEST).is_file()
     project = Project.open_or_create(root)
     try:
-        with project.trying_source(source):
+        with project.trying_source(source):  # holds the project's lock
             finished = _run(project, plan, args)
     except InputError:
         if created:  # a project this command made for a bad input is removed again
@@ -182,9 +186,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     plan = _config(args, args.until)
     project = Project.open_or_create(Path(args.project))
-    project.import_source(sample_dir() / "capture.mp4")
-    t0 = time.monotonic()
-    finished = _run(project, plan, args)
+    with project.lock():
+        project.import_source(sample_dir() / "capture.mp4")
+        t0 = time.monotonic()
+        finished = _run(project, plan, args)
     _print_summary(finished, project)
     print(f"demo finished in {time.monotonic() - t0:.1f}s; project: {project.root}")
     outputs = {ev.stage: ev.path for ev in finished}
@@ -235,10 +240,8 @@ GROOM_STAGE = "strands"  # the stage whose folder holds the project's final groo
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.io.export import load_groom
-
     if args.groom:
-        groom = load_groom(args.groom)
+        groom = _load_user_groom(Path(args.groom))
     else:
         project = Project.open(args.project)
         saved = project.manifest.get("config") or {}
@@ -252,9 +255,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         if art is None:
             raise InputError(f"{project.root}: no finished groom yet; run `strandcap run "
                              f"--project {args.project}` first")
-        groom = load_groom(art.path / "groom.npz")
+        groom = _load_user_groom(art.path / "groom.npz")
     _write_groom(groom, args.output, args.format, args)
     return 0
+
+
+def _load_user_groom(path: Path):
+    """engine.io.export.load_groom, with a damaged file (truncated zip, bad data) reported as
+    an InputError naming ``path``."""
+    from engine.io.export import load_groom
+
+    try:
+        return load_groom(path)
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: damaged or not a groom file ({_problem(exc)})") from exc
 
 
 def _write_groom(groom, path: str | Path, fmt: str | None, args: argparse.Namespace) -> Path:
@@ -349,7 +363,6 @@ def write_project_preview(groom, outputs: dict[str, Path], out_dir: Path) -> dic
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from engine.io.export import load_groom
     from engine.io.media import probe_source
 
     formats = parse_formats(args.format)  # bad options fail before anything is touched
@@ -361,6 +374,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     root = Path(args.output)
     created = not (root / MANIFEST).is_file()
     project = Project.open_or_create(root)
+    with project.lock():  # the run, and the groom and preview written into the project after it
+        return _reconstruct(project, created, plan, formats, source, args)
+
+
+def _reconstruct(project: Project, created: bool, plan, formats: list[str], source: Path,
+                 args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         with project.trying_source(source):
@@ -381,7 +400,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                                  f"and kept, but this version has no {GROOM_STAGE!r} stage to "
                                  "make the groom yet")
         raise StrandcapError(f"{groom_file}: the {GROOM_STAGE} stage finished without a groom")
-    groom = load_groom(groom_file)
+    groom = _load_user_groom(groom_file)
     written = [_write_groom(groom, project.root / f"groom.{EXPORT_SUFFIX[f]}", f, args)
                for f in formats]
     print("writing the preview (turntable and strands over the keyframes) ...", flush=True)
@@ -509,6 +528,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _problem(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line (without the ``strandcap: error: `` prefix) that reports ``exc``:
+    ``<file>: <problem>`` for an OSError that names a file."""
+    if isinstance(exc, OSError):
+        problem = exc.strerror or _problem(exc)
+        return f"{exc.filename}: {problem}" if exc.filename else problem
+    return _problem(exc)
+
+
+def _damaged_file_errors() -> tuple[type, ...]:
+    """Exception types of a damaged file that no loader turned into an InputError."""
+    kinds: list[type] = [zipfile.BadZipFile, EOFError, ValueError]
+    try:
+        from safetensors import SafetensorError
+        kinds.append(SafetensorError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(kinds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -524,8 +568,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"strandcap: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        where = f": {exc.filename}" if exc.filename else ""
-        print(f"strandcap: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"strandcap: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+    except _damaged_file_errors() as exc:
+        print(f"strandcap: error: a file is damaged or not what it should be "
+              f"({type(exc).__name__}: {_problem(exc)}); if it is in a project's cache, delete "
+              "that stage folder and run again", file=sys.stderr)
         return 1
 
 

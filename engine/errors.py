@@ -30,3 +30,9 @@ class Cancelled(StrandcapError):
     """The run was cancelled by the user; finished stages stay cached, the running one is dropped."""
 
     exit_code = 130
+
+
+class ProjectBusy(ProjectError):
+    """Another run (this or another process) holds the project's lock file; nothing was changed."""
+
+    exit_code = 3

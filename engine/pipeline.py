@@ -27,10 +27,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import datetime
 import hashlib
 import json
+import math
 import os
 import shutil
+import socket
+import sys
 import threading
 import time
 import types
@@ -40,11 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from engine.errors import Cancelled, ConfigError, ProjectError
+from engine.errors import Cancelled, ConfigError, InputError, ProjectBusy, ProjectError
 
 SCHEMA_VERSION = 1
 MANIFEST = "project.json"
 DONE = "done.json"
+LOCK = "strandcap.lock"
+HASH_LIMIT = 4 << 20  # done.json records the sha256 of output files up to this size (bytes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +205,8 @@ def _check_value(cls: type, f: dataclasses.Field, value: Any) -> Any:
             break
     if not ok:
         raise ConfigError(f"{name} must be {hint}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} = {value!r}: must be a finite number (not NaN or infinity)")
     rng = f.metadata.get("range")
     if rng is not None and isinstance(value, (int, float)):
         lo, hi = rng
@@ -343,19 +351,59 @@ def stage_key(stage: Stage, config: Any, input_keys: Mapping[str, str], fingerpr
 # --------------------------------------------------------------------------------------------
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a fresh temporary path in ``path``'s folder (same suffix, so writers that choose
+    the format from the suffix still work); when the ``with`` body ends without an error it is
+    renamed over ``path`` with :func:`os.replace`, so readers see the old file or the complete
+    new one, never half of it. On any error the temporary file is removed and ``path`` is
+    untouched. The one atomic file writer of the engine (JSON, images, weights).
+
+    Raises:
+        OSError: from the body or the rename, with ``filename`` set to ``path`` (the user's
+            file, not the temporary name) when it names no file.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None or str(exc.filename) == str(tmp):
+            exc.filename = str(path)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _strict(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats (numpy ones too) turned into None (JSON null)."""
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as strict JSON to ``path`` through :func:`atomic_path`.
+
+    NaN and infinity (a value that is legitimately missing, e.g. a motion that could not be
+    measured) are written as ``null``: strict JSON has no NaN.
+
+    Raises:
+        OSError: the folder is missing or read-only, the disk is full (``filename`` is ``path``).
+    """
+    with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True, default=str)
+            json.dump(_strict(obj), fh, indent=2, sort_keys=True, default=str, allow_nan=False)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_json(path: Path) -> Any:
@@ -369,6 +417,161 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (errs on the side of "alive")."""
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # os.kill would terminate the process on Windows
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return kernel32.GetLastError() == 5  # access denied: it exists
+        try:
+            code = ctypes.c_ulong()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+_held_lock = threading.Lock()
+_held: dict[str, list] = {}  # lock path -> [thread id, depth, token] of locks this process holds
+
+
+def _describe_holder(info: Mapping[str, Any]) -> str:
+    try:
+        since = datetime.datetime.fromtimestamp(float(info.get("started", 0))).strftime(
+            "%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        since = "an unknown time"
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')}, since {since}"
+
+
+@contextlib.contextmanager
+def project_lock(root: Path | str) -> Iterator[None]:
+    """Hold the lock of the project at ``root`` for the ``with`` body.
+
+    The lock is the file ``<root>/strandcap.lock`` holding JSON ``{pid, host, started, token}``,
+    created atomically (``O_CREAT | O_EXCL``) and removed when the body ends. The same thread
+    may nest it (a command that imports a source and then runs holds it once). A lock whose
+    process is gone (same host, pid not running) is stale and taken over; a lock held by a live
+    process, another thread of this process, or another host is not.
+
+    Raises:
+        ProjectBusy: another run holds the lock (the message names its pid and start time).
+        OSError: the lock file cannot be created (read-only folder, full disk).
+    """
+    path = Path(root).resolve() / LOCK
+    key = str(path)
+    me = threading.get_ident()
+    with _held_lock:
+        held = _held.get(key)
+        if held is not None and held[0] == me:
+            held[1] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield
+        finally:
+            with _held_lock:
+                _held[key][1] -= 1
+        return
+    if held is not None:
+        raise ProjectBusy(f"{path.parent}: project is busy: another run in this program holds "
+                          f"{LOCK}; wait for it to finish or cancel it")
+    token = uuid.uuid4().hex
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+            "token": token}
+    for _attempt in range(20):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is None:  # being written right now, or a crash left it empty
+                time.sleep(0.05)
+                if _attempt < 10:
+                    continue
+                holder = {}
+            if not _lock_is_stale(holder):
+                raise ProjectBusy(
+                    f"{path.parent}: project is busy: another strandcap run ("
+                    f"{_describe_holder(holder)}) holds {LOCK}; wait for it to finish, or "
+                    f"delete {path} if no run is going on") from None
+            _take_over(path, holder)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(info, fh)
+        break
+    else:
+        raise ProjectBusy(f"{path.parent}: project is busy: could not take {LOCK} "
+                          "(several runs are starting at once)")
+    with _held_lock:
+        _held[key] = [me, 0, token]
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held.pop(key, None)
+        if (_read_lock(path) or {}).get("token") == token:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return info if isinstance(info, dict) else {}
+    except FileNotFoundError:
+        return {"missing": True}
+    except (OSError, ValueError):
+        return None
+
+
+def _lock_is_stale(holder: Mapping[str, Any]) -> bool:
+    if holder.get("missing"):
+        return True  # removed meanwhile: try again
+    pid, host = holder.get("pid"), holder.get("host")
+    if not isinstance(pid, int) or host is None:
+        return True  # empty or broken: a run that crashed while writing it
+    if host != socket.gethostname():
+        return False  # cannot tell whether a process on another machine runs
+    if pid == os.getpid():
+        return True  # this process holds no such lock (see _held): a leftover
+    return not _pid_alive(pid)
+
+
+def _take_over(path: Path, holder: Mapping[str, Any]) -> None:
+    """Move a stale lock out of the way (a rename: of two runs taking it over, one wins)."""
+    if holder.get("missing"):
+        return
+    aside = path.with_name(f".{LOCK}.{uuid.uuid4().hex[:8]}.stale")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    moved = _read_lock(aside)
+    if moved and not moved.get("missing") and moved.get("token") != holder.get("token"):
+        # a live run took the stale lock over between our read and our rename: give it back
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    with contextlib.suppress(OSError):
+        aside.unlink()
 
 
 class Project:
@@ -429,7 +632,21 @@ class Project:
         return project
 
     def save(self) -> None:
+        """Write ``project.json`` atomically.
+
+        Raises:
+            OSError: read-only folder or full disk (``filename`` is the manifest's path).
+        """
         write_json_atomic(self.root / MANIFEST, self.manifest)
+
+    def lock(self) -> contextlib.AbstractContextManager:
+        """The project's lock (:func:`project_lock`): held by every command that writes into the
+        project (runs, imports); read-only ones (status, export) do not take it.
+
+        Raises:
+            ProjectBusy: another run holds it.
+        """
+        return project_lock(self.root)
 
     # -- folders --------------------------------------------------------------------------------
     @property
@@ -451,11 +668,19 @@ class Project:
         Re-importing identical content is a no-op; a different source is copied beside the
         old one (old cached results stay on disk and are reused if the old source comes back).
 
+        The manifest keeps the user's file name (``source.name``) for messages, so errors name
+        ``clip.mp4`` rather than the project's copy ``input/43f95872-clip.mp4``.
+
         Returns: the path of the copy inside the project.
         Raises:
             InputError: ``source`` does not exist.
+            ProjectBusy: another run holds the project's lock.
+            OSError: the copy failed (full disk: ``filename`` names the user's file).
         """
-        from engine.errors import InputError
+        with self.lock():
+            return self._import_source(source)
+
+    def _import_source(self, source: Path | str) -> Path:
         from engine.io.media import IMAGE_SUFFIXES
 
         src = Path(source)
@@ -484,11 +709,15 @@ class Project:
                 else:
                     shutil.copy2(src, tmp)
                 os.replace(tmp, dest)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot copy {src.name} into the project "
+                              f"({exc.strerror or exc})", str(src)) from exc
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         self.manifest["source"] = {"path": dest.relative_to(self.root).as_posix(),
-                                   "original": str(src.resolve()), "sha256": digest,
+                                   "original": str(src.resolve()), "name": src.name,
+                                   "sha256": digest,
                                    "kind": "images" if src.is_dir() else "video"}
         self.save()
         return dest
@@ -498,24 +727,40 @@ class Project:
         """Import ``source`` for a run; if the run raises :class:`InputError` (no face, too
         short, unreadable), put the previous manifest back and delete the new copy, so a bad
         input leaves the project exactly as it was. Cancellation and other errors keep the new
-        source (a re-run resumes with it)."""
-        from engine.errors import InputError
+        source (a re-run resumes with it). The project's lock is held for the whole ``with``.
 
-        previous = copy.deepcopy(self.manifest)
-        existed = {p.name for p in self.input_dir.iterdir()} if self.input_dir.is_dir() else set()
-        dest = self.import_source(source)
-        try:
-            yield dest
-        except InputError:
-            self.manifest = previous
-            self.save()
-            if dest.name not in existed and dest.exists():
-                shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
-            raise
+        Raises:
+            ProjectBusy: another run holds the project; InputError, OSError: as
+            :meth:`import_source`.
+        """
+        with self.lock():
+            previous = copy.deepcopy(self.manifest)
+            existed = ({p.name for p in self.input_dir.iterdir()} if self.input_dir.is_dir()
+                       else set())
+            dest = self.import_source(source)
+            try:
+                yield dest
+            except InputError:
+                self.manifest = previous
+                self.save()
+                if dest.name not in existed and dest.exists():
+                    shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+                raise
+
+    @property
+    def source_name(self) -> str:
+        """The user's name of the source (``clip.mp4``), for messages; '' when there is none."""
+        src = self.manifest.get("source") or {}
+        if src.get("name"):
+            return str(src["name"])
+        if src.get("original"):
+            return Path(src["original"]).name
+        name = Path(src.get("path", "")).name
+        head, sep, rest = name.partition("-")  # the copy is <8 hex digits>-<name>
+        return rest if sep and len(head) == 8 else name
 
     @property
     def source_path(self) -> Path:
-        from engine.errors import InputError
         src = self.manifest.get("source")
         if not src:
             raise InputError(f"{self.root}: project has no input video or images yet")
@@ -532,15 +777,37 @@ class Project:
 
     # -- artifacts ------------------------------------------------------------------------------
     def artifact(self, stage: str, key: str) -> Artifact | None:
-        """The finished artifact ``cache/<stage>/<key>``, or None if it is not finished."""
+        """The finished artifact ``cache/<stage>/<key>``, or None if it is not finished (or
+        its files no longer match done.json, see :meth:`check_artifact`)."""
+        return self.check_artifact(stage, key)[0]
+
+    def check_artifact(self, stage: str, key: str) -> tuple[Artifact | None, str]:
+        """``(artifact, "")`` when ``cache/<stage>/<key>`` is finished and its output files
+        have the sizes recorded in done.json; ``(None, problem)`` when done.json is unreadable
+        or a file is missing or has another size (a corrupt cache, recomputed by the next run);
+        ``(None, "")`` when the stage is simply not finished. A done.json without a file list
+        (written by an older Strandcap) is taken as finished, unverified."""
         path = self.cache_dir / stage / key
         done = path / DONE
         if not done.is_file():
-            return None
+            return None, ""
         try:
-            return Artifact(stage, key, path, read_json(done))
-        except (OSError, ValueError):
-            return None
+            info = read_json(done)
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            return None, f"{DONE} is unreadable ({exc})"
+        for entry in info.get("files") or []:
+            try:
+                rel, size = entry["path"], int(entry["size"])
+                actual = (path / rel).stat().st_size
+            except FileNotFoundError:
+                return None, f"{rel} is missing"
+            except (KeyError, TypeError, ValueError, OSError) as exc:
+                return None, f"{DONE} has a broken file list ({exc})"
+            if actual != size:
+                return None, f"{rel} has {actual} bytes, {size} were written"
+        return Artifact(stage, key, path, info), ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,23 +919,61 @@ def run_pipeline(project: Project, stages: list[Stage], config: PipelineConfig,
 
     Each stage that is not finished on disk runs in a temporary folder that is renamed into
     place when it ends; ``done.json`` (stage, version, key, config, input keys, wall time,
-    summary) is written last. On an exception or cancellation the temporary folder is removed
-    and the exception propagates; earlier stages stay finished.
+    summary, and the list of output files with their sizes, and sha256 for files up to
+    ``HASH_LIMIT``) is written last. A finished stage whose files no longer match that list (a
+    truncated or deleted file) is recomputed, with a warning :class:`Log`. On an exception or
+    cancellation the temporary folder is removed and the exception propagates; earlier stages
+    stay finished.
+
+    The run holds the project's lock (:meth:`Project.lock`) from its first event to its end.
+    The config is saved into ``project.json`` only when the run finishes or is cancelled (a
+    re-run resumes it); a run that fails leaves the manifest as it was.
 
     Raises:
+        ProjectBusy: another run holds the project.
         Cancelled: when ``cancel`` was cancelled.
         StrandcapError: whatever a stage raises for bad input.
+        OSError: a full disk or a read-only project folder.
     """
     cancel = cancel or CancelToken()
     plan = _plan(project, stages, config)
-    project.manifest["config"] = config.to_dict()
-    project.save()
+    with project.lock():
+        try:
+            yield from _run_plan(project, stages, config, plan, cancel)
+        except Cancelled:
+            _save_config(project, config)
+            raise
+        _save_config(project, config)
+
+
+def _save_config(project: Project, config: PipelineConfig) -> None:
+    if project.manifest.get("config") != config.to_dict():
+        project.manifest["config"] = config.to_dict()
+        project.save()
+
+
+def _output_files(folder: Path) -> list[dict]:
+    files = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != DONE:
+            entry = {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size}
+            if entry["size"] <= HASH_LIMIT:
+                entry["sha256"] = file_sha256(p)
+            files.append(entry)
+    return files
+
+
+def _run_plan(project: Project, stages: list[Stage], config: PipelineConfig,
+              plan: list[tuple[Stage, str]], cancel: CancelToken) -> Iterator[Event]:
     artifacts: dict[str, Artifact] = {}
     for index, (stage, key) in enumerate(plan):
         cancel.check()
         stage_dir = project.cache_dir / stage.name
         final = stage_dir / key
-        found = project.artifact(stage.name, key)
+        found, problem = project.check_artifact(stage.name, key)
+        if problem:
+            yield Log(stage.name, f"the cached result {final.relative_to(project.root).as_posix()}"
+                      f" was corrupt ({problem}); recomputing it", "warning")
         if found is not None:
             artifacts[stage.name] = found
             yield StageStarted(stage.name, index, len(plan), True, key)
@@ -705,7 +1010,7 @@ def run_pipeline(project: Project, stages: list[Stage], config: PipelineConfig,
                 "config": config_to_dict(config[stage.name]),
                 "inputs": {i: artifacts[i].key for i in stage.inputs},
                 "finished_at": time.time(), "wall_s": wall, "device": config.device,
-                "summary": summary or {}}
+                "summary": summary or {}, "files": _output_files(final)}
         write_json_atomic(final / DONE, done)
         artifacts[stage.name] = Artifact(stage.name, key, final, done)
         yield StageFinished(stage.name, key, final, False, wall, summary or {})

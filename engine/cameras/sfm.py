@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.cameras.camera import Camera
 from engine.errors import InputError
+from engine.io.media import write_image
 
 
 def run_sfm(images: dict[str, np.ndarray], work_dir: Path, masks: dict[str, np.ndarray] | None = None,
@@ -53,7 +54,7 @@ def run_sfm(images: dict[str, np.ndarray], work_dir: Path, masks: dict[str, np.n
     names = sorted(images)
     H, W = images[names[0]].shape[:2]
     for n in names:
-        cv2.imwrite(str(img_dir / f"{n}.png"), np.ascontiguousarray(images[n][:, :, ::-1]))
+        write_image(img_dir / f"{n}.png", np.ascontiguousarray(images[n][:, :, ::-1]))
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = camera_model
     f0 = float(focal) if focal else 1.2 * max(H, W)
@@ -66,7 +67,7 @@ def run_sfm(images: dict[str, np.ndarray], work_dir: Path, masks: dict[str, np.n
             m = masks.get(n)
             m = np.ones((H, W), np.uint8) * 255 if m is None else \
                 (np.asarray(m, np.float32) > 0.5).astype(np.uint8) * 255
-            cv2.imwrite(str(mdir / f"{n}.png.png"), m)
+            write_image(mdir / f"{n}.png.png", m)
         reader.mask_path = str(mdir)
     ext = pycolmap.FeatureExtractionOptions()
     ext.num_threads = num_threads

@@ -30,6 +30,7 @@ import numpy as np
 from engine.cameras.camera import (Camera, align_cameras, import_colmap, import_transforms_json,
                                    save_cameras)
 from engine.errors import InputError
+from engine.io.media import write_image
 from engine.pipeline import Stage, option, write_json_atomic
 
 MODES = ("auto", "orbit", "turn", "landmarks", "colmap", "transforms")
@@ -79,14 +80,11 @@ def _load_inputs(inputs):
             if "pose" in lm:
                 pose[j] = lm["pose"][i]
     person = {}
-    if "masks" in inputs:
+    if "masks" in inputs:  # a finished masks stage has every mask: a missing one is an error
         for n in names:
-            try:
-                hair = load_mask(inputs["masks"].path, "hair", n)
-                bust = load_mask(inputs["masks"].path, "bust", n)
-                person[n] = np.maximum(hair, bust)
-            except Exception:  # masks are optional helpers here
-                pass
+            hair = load_mask(inputs["masks"].path, "hair", n)
+            bust = load_mask(inputs["masks"].path, "bust", n)
+            person[n] = np.maximum(hair, bust)
     return meta, names, images, pts, found, pose, person
 
 
@@ -164,8 +162,10 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     if mode == "auto":
         mode, ev = choose_mode(images, pts, found, person, fit, cfg)
         info["auto"] = ev
-        yield ctx.log(f"capture looks like '{mode}' (background motion "
-                      f"{ev['background_motion']:.4f} widths/step, yaw range "
+        motion = ev["background_motion"]
+        motion_text = (f"{motion:.4f} widths/step" if np.isfinite(motion)
+                       else "not measurable (too little background)")
+        yield ctx.log(f"capture looks like '{mode}' (background motion {motion_text}, yaw range "
                       f"{ev['yaw_range_deg']:.0f} deg)")
     info["mode"] = mode
     yield ctx.progress(1, 4, f"cameras: {mode}")
@@ -248,7 +248,7 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     prev.mkdir()
     for i, n in enumerate(names):
         img = draw_overlay(images[n], model, fit, i, pts[i])
-        cv2.imwrite(str(prev / f"{n}.png"), img[:, :, ::-1])
+        write_image(prev / f"{n}.png", img[:, :, ::-1])
         if i == len(names) // 2:
             yield ctx.preview("image", img, f"head fit {n}")
     yield ctx.progress(4, 4, "done")

@@ -26,6 +26,7 @@ from engine.coarse.export import (extract_meshes, normalise_mesh_for_preview, pr
 from engine.coarse.render import CameraSet
 from engine.coarse.train import CoarseConfig, CoarseData, CoarseTrainer, box_from_points
 from engine.errors import InputError
+from engine.io.media import write_image
 from engine.pipeline import Stage, write_json_atomic
 
 PREVIEW_SIZE = 96  # pixels of the live preview renders (longer side)
@@ -199,7 +200,7 @@ def train_and_export(data: CoarseData, names: list[str], cfg: CoarseConfig, devi
                         n_samples=cfg.n_samples, n_importance=cfg.n_importance)
         img = (data.images[v].numpy() * 255).astype(np.uint8)
         last_preview = preview_image(m, img)
-        cv2.imwrite(str(prev_dir / f"{names[v]}.png"), last_preview[..., ::-1])
+        write_image(prev_dir / f"{names[v]}.png", last_preview[..., ::-1])
     if ctx is not None:
         if last_preview is not None:
             yield ctx.preview("image", last_preview, "coarse result")

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from engine.errors import InputError
-from engine.io.media import read_image
+from engine.io.media import read_image, write_image
 
 KEYFRAMES_JSON = "keyframes.json"
 LANDMARKS_NPZ = "landmarks.npz"
@@ -104,5 +104,4 @@ def load_mask_edit(edits_dir: Path, name: str) -> np.ndarray | None:
 
 
 def _write(file: Path, img: np.ndarray) -> None:
-    if not cv2.imwrite(str(file), img):
-        raise OSError(f"could not write {file}")
+    write_image(file, img)

@@ -62,7 +62,7 @@ def save_preview(folder: Path, name: str, rgb: np.ndarray) -> Path:
     out = Path(folder) / "previews"
     out.mkdir(parents=True, exist_ok=True)
     file = out / f"{name}.png"
-    if not cv2.imwrite(str(file), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                       [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-        raise OSError(f"could not write {file}")
-    return file
+    from engine.io.media import write_image
+
+    return write_image(file, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                       [cv2.IMWRITE_PNG_COMPRESSION, 3])

@@ -5,7 +5,6 @@ Artifact layouts are in :mod:`engine.preprocess.artifacts`.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -15,7 +14,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io.media import iter_frames, probe_source
-from engine.pipeline import Artifact, Event, Stage, StageContext, option
+from engine.pipeline import Artifact, Event, Stage, StageContext, option, write_json_atomic
 from engine.preprocess import artifacts as art
 from engine.preprocess import previews
 from engine.preprocess.keyframes import Candidate, resize_long_side, select_keyframes, sharpness
@@ -52,9 +51,10 @@ def _keyframes_fingerprint(project, cfg) -> dict:
 def run_keyframes(cfg: KeyframesConfig, inputs: Mapping[str, Artifact],
                   ctx: StageContext) -> Iterator[Event]:
     source = ctx.project.source_path
-    info = probe_source(source)
+    label = ctx.project.source_name  # the user's file name, not the project's copy
+    info = probe_source(source, label)
     if info.frame_count < cfg.min_frames:
-        raise InputError(f"{source.name}: too short: {info.frame_count} frames, need at least "
+        raise InputError(f"{label}: too short: {info.frame_count} frames, need at least "
                          f"{cfg.min_frames}; record a longer clip")
     excluded = set(_keyframes_fingerprint(ctx.project, cfg)["excluded"])
     stride = max(1, math.ceil(info.frame_count / cfg.max_candidates))
@@ -63,7 +63,7 @@ def run_keyframes(cfg: KeyframesConfig, inputs: Mapping[str, Artifact],
     images: dict[int, np.ndarray] = {}
     decoded = 0
     with FaceLandmarker(static=info.kind == "images") as landmarker:
-        for index, rgb in iter_frames(source, stride):
+        for index, rgb in iter_frames(source, stride, label):
             decoded += 1
             ctx.check()
             if index in excluded:
@@ -76,10 +76,10 @@ def run_keyframes(cfg: KeyframesConfig, inputs: Mapping[str, Artifact],
             if decoded % 5 == 0:
                 yield ctx.progress(decoded, max(expected, decoded), f"scored {decoded} frames")
     if decoded * stride < cfg.min_frames:
-        raise InputError(f"{source.name}: too short: only {decoded * stride} decodable frames, "
+        raise InputError(f"{label}: too short: only {decoded * stride} decodable frames, "
                          f"need at least {cfg.min_frames}")
     if not any(c.yaw is not None for c in candidates):
-        raise InputError(f"{source.name}: no face found in {len(candidates)} sampled frames; "
+        raise InputError(f"{label}: no face found in {len(candidates)} sampled frames; "
                          "film the head with the face visible")
     chosen = select_keyframes(candidates, cfg.max_keyframes, cfg.min_sharpness_ratio)
     frames = []
@@ -93,7 +93,7 @@ def run_keyframes(cfg: KeyframesConfig, inputs: Mapping[str, Artifact],
     h, w = images[chosen[0].index].shape[:2]
     meta = {"width": w, "height": h, "fps": info.fps, "source_kind": info.kind,
             "source_frame_count": info.frame_count, "stride": stride, "frames": frames}
-    (ctx.out_dir / art.KEYFRAMES_JSON).write_text(json.dumps(meta, indent=2))
+    write_json_atomic(ctx.out_dir / art.KEYFRAMES_JSON, meta)
     sheet = previews.contact_sheet([previews.landmarks_overlay(
         images[c.index], None, f"#{c.index} yaw {c.yaw:+.0f}" if c.yaw is not None else f"#{c.index}")
         for c in chosen], columns=6, width=192)
@@ -140,7 +140,7 @@ def run_landmarks(cfg: LandmarksConfig, inputs: Mapping[str, Artifact],
             yield ctx.progress(i + 1, len(names), name)
     rate = float(found.mean()) if len(names) else 0.0
     if rate < cfg.min_found_fraction:
-        raise InputError(f"{ctx.project.source_path.name}: a face was found in only "
+        raise InputError(f"{ctx.project.source_name}: a face was found in only "
                          f"{found.sum()} of {len(names)} keyframes; keep the face in view")
     art.save_landmarks(ctx.out_dir, names, points, found, pose)
     previews.save_preview(ctx.out_dir, "sheet", previews.contact_sheet(sheet, 6, 192))

@@ -16,15 +16,24 @@ from engine.errors import InputError
 
 def save_checkpoint(model: nn.Module, path: Path, kind: str, extra: dict | None = None) -> None:
     """Write ``path`` (.safetensors, the state dict) and its .json: schema version, ``kind``,
-    ``asdict(model.cfg)`` and ``extra``."""
+    ``asdict(model.cfg)`` and ``extra``. Both are written atomically (a temporary file in the
+    same folder, then ``os.replace``): an interrupted save leaves the previous weights intact.
+
+    Raises:
+        OSError: naming ``path`` (read-only folder, full disk).
+    """
     from safetensors.torch import save_file
+
+    from engine.pipeline import atomic_path, write_json_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp))
     meta = {"schema_version": 1, "kind": kind, "config": asdict(model.cfg)}
     meta.update(extra or {})
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=float))
+    write_json_atomic(path.with_suffix(".json"), meta)
 
 
 def load_checkpoint(path: Path, label: str, build: Callable[[dict], nn.Module],
@@ -35,6 +44,7 @@ def load_checkpoint(path: Path, label: str, build: Callable[[dict], nn.Module],
     Raises:
         InputError: naming ``path`` and ``label`` when a file is missing or does not match.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -45,6 +55,6 @@ def load_checkpoint(path: Path, label: str, build: Callable[[dict], nn.Module],
         meta = json.loads(meta_path.read_text())
         model = build(meta["config"])
         model.load_state_dict(load_file(str(path)))
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+    except (KeyError, TypeError, RuntimeError, ValueError, SafetensorError) as e:
         raise InputError(f"{path}: not a {label} checkpoint ({e})") from e
     return model.to(device).eval()

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError
+from engine.pipeline import atomic_path, write_json_atomic
 from engine.prior.scalp import default_scalp
 from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
 from engine.prior.vae import StrandVAE, VAEConfig, save_vae, to_local, vae_loss
@@ -124,7 +125,8 @@ def train_vae(cfg: VAETrainConfig, out: Path, log=print) -> tuple[StrandVAE, dic
         x = np.load(cache)["x"]
     else:
         x, _ = make_strand_set(cfg.grooms_per_curl, cfg.strands_per_groom, cfg.seed)
-        np.savez(cache, x=x, key=key)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, x=x, key=key)
     t_data = time.time() - t0
     log(f"vae data: {len(x)} strands in {t_data:.1f}s")
     x = torch.from_numpy(x)
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
         _, info = train_diffusion(cfg.diffusion, vae, a.out, log, init=a.init_diffusion)
         report["diffusion"] = info
     name = "train_log.json" if a.only == "all" else f"train_log_{a.only}.json"
-    (a.out / name).write_text(json.dumps(report, indent=2, default=float))
+    write_json_atomic(a.out / name, report)
     return 0
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError, InputError
+from engine.io.media import write_image
 from engine.pipeline import Stage, option, write_json_atomic
 from engine.strands.geometry import (HairVolume, bust_loss, chamfer_loss, fitted_scalp_positions,
                                      orientation_loss, sample_visible_surface, volume_loss)
@@ -427,7 +428,7 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
     prev.mkdir(exist_ok=True)
     sheet = _preview_sheet(trainer)
     if sheet is not None:
-        cv2.imwrite(str(prev / "render.png"), sheet[..., ::-1])
+        write_image(prev / "render.png", sheet[..., ::-1])
     if ctx is not None:
         yield ctx.preview("strands", dense["strands"][:: max(1, len(dense["strands"]) // 3000)],
                           "final groom")

@@ -28,6 +28,7 @@ import numpy as np
 
 from engine.cameras.camera import Camera
 from engine.errors import InputError
+from engine.io.media import write_image
 from engine.synthetic.camera import HeadPose, frame_key, save_cameras
 from engine.synthetic.head import HeadModel
 from engine.synthetic.render import RenderSettings, ShellLike, render
@@ -35,8 +36,7 @@ from engine.synthetic.render import RenderSettings, ShellLike, render
 
 def write_mask16(path: Path, mask: np.ndarray) -> None:
     """Write a float mask in [0, 1] as a 16-bit single-channel PNG (value / 65535)."""
-    if not cv2.imwrite(str(path), (np.clip(mask, 0, 1) * 65535 + 0.5).astype(np.uint16)):
-        raise InputError(f"{path}: cannot write the mask")
+    write_image(path, (np.clip(mask, 0, 1) * 65535 + 0.5).astype(np.uint16))
 
 
 def render_capture(out_dir: str | os.PathLike, cameras: Sequence[Camera],
@@ -78,7 +78,7 @@ def render_capture(out_dir: str | os.PathLike, cameras: Sequence[Camera],
         name = frame_key(k, len(cameras))
         r = render(cam, head, strands, shell, settings)
         bgr = cv2.cvtColor(r.rgb, cv2.COLOR_RGB2BGR)
-        cv2.imwrite(str(out / "frames" / f"{name}.png"), bgr)
+        write_image(out / "frames" / f"{name}.png", bgr)
         if writer is not None:
             writer.write(bgr)
         write_mask16(out / "hair" / f"{name}.png", r.hair_mask)
