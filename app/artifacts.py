@@ -8,6 +8,7 @@ value, written atomically) and a few input frames to show before any stage has r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io.media import probe_source, read_frames
+from engine.pipeline import DONE, read_json, resolve_artifact
 from engine.preprocess.artifacts import (load_frame, load_keyframes, load_landmarks,  # noqa: F401
                                          load_mask, load_mask_edit as _engine_mask_edit,
                                          load_orientation)
@@ -84,3 +86,69 @@ def sample_source_frames(source: Path, count: int = 16,
     except InputError:  # the container over-reported its length: take what decodes
         frames = read_frames(source, [0])
     return [(i, resize_long_side(frames[i], max_side)) for i in sorted(frames)]
+
+
+def check_source(path: Path) -> None:
+    """Check that ``path`` is a video OpenCV opens and decodes a frame from (or an image
+    folder whose first image reads) before it becomes a project's input.
+
+    Raises:
+        InputError: naming the file and the problem (e.g. a README picked as a video).
+    """
+    probe_source(path)   # cv2.VideoCapture must open the file and yield a frame
+
+
+GROOM_STAGE = "strands"   # as the CLI: the stage whose folder holds the final groom.npz
+GROOM_FILE = "groom.npz"
+
+
+@dataclass(frozen=True)
+class FoundGroom:
+    """A finished groom in a project's cache. ``current``: made by the config the project
+    would run now (else by an earlier run, e.g. before a later run was started and cancelled)."""
+
+    path: Path           # .../cache/<stage>/<key>/groom.npz
+    stage: str
+    key: str
+    finished_at: float
+    current: bool
+
+
+def _finished_grooms(project, stage: str | None) -> list[FoundGroom]:
+    cache = project.cache_dir
+    if not cache.is_dir():
+        return []
+    out = []
+    for done in cache.glob(f"{stage or '*'}/*/{DONE}"):
+        found = done.parent / GROOM_FILE
+        if not found.is_file():
+            continue
+        try:
+            t = float(read_json(done).get("finished_at", 0.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            t = done.stat().st_mtime
+        out.append(FoundGroom(found, done.parent.parent.name, done.parent.name, t, False))
+    return out
+
+
+def find_groom(project, stages=None, config=None) -> FoundGroom | None:
+    """The project's finished groom (``groom.npz``), read from disk, or None.
+
+    In order: the ``strands`` artifact of ``config`` (the project's current config) when it is
+    finished; else the newest finished ``strands`` artifact of any config key (a later run
+    that was cancelled, or a changed preset, must not hide a finished groom); else, for a graph
+    without a ``strands`` stage, the newest finished artifact of any stage holding a
+    ``groom.npz``.
+    """
+    if project is None:
+        return None
+    if stages is not None and config is not None and GROOM_STAGE in {s.name for s in stages}:
+        try:
+            a = resolve_artifact(project, stages, config, GROOM_STAGE)
+        except Exception:  # noqa: BLE001 - e.g. no input yet: fall back to what is on disk
+            a = None
+        if a is not None and (a.path / GROOM_FILE).is_file():
+            return FoundGroom(a.path / GROOM_FILE, GROOM_STAGE, a.key,
+                              float(a.done.get("finished_at", 0.0)), True)
+    found = _finished_grooms(project, GROOM_STAGE) or _finished_grooms(project, None)
+    return max(found, key=lambda g: g.finished_at) if found else None

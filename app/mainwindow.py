@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.dialogs import AboutDialog, show_error
+from app.dialogs import AboutDialog, NewProjectDialog, confirm, show_error
 from app.pages.capture import CapturePage
 from app.pages.export import ExportPage
 from app.pages.reconstruct import ReconstructPage
@@ -52,6 +52,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().addPermanentWidget(self.project_label)
         self._build_menus()
         self.review.runRequested.connect(self.run_until)
+        # one preset for the preprocessing (Review) and the run (Reconstruct), shown on both
+        self.review.set_preset(self.reconstruct.preset.currentText())
+        self.review.preset.currentTextChanged.connect(self.reconstruct.preset.setCurrentText)
+        self.reconstruct.presetChanged.connect(self.review.set_preset)
+        self.reconstruct.runFinished.connect(self._run_finished)
+        self._close_pending = False   # closing waits for a cancelled run to stop
         state.projectChanged.connect(self.on_project_changed)
         self.on_project_changed(state.project)
 
@@ -124,10 +130,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # -- projects --------------------------------------------------------------------------
     def new_project(self) -> bool:
+        """Ask for a project name and the folder to create it in (the project folder itself
+        is created, it need not exist), then open it."""
         base = Path(self.state.prefs.projects_dir)
-        d = QtWidgets.QFileDialog.getExistingDirectory(
-            self, "New project: choose an empty folder", str(base if base.is_dir() else Path.home()))
-        return bool(d) and self.open_project(d)
+        dlg = NewProjectDialog(base if base.is_dir() else Path.home(), self)
+        if dlg.exec() != QtWidgets.QDialog.DialogCode.Accepted:
+            return False
+        path = dlg.project_path()
+        return path is not None and self.open_project(path)
 
     def open_project_dialog(self) -> bool:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a Strandcap project")
@@ -173,8 +183,31 @@ class MainWindow(QtWidgets.QMainWindow):
         AboutDialog(self).exec()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        """During a run: ask; on yes, cancel it cooperatively and close once it has stopped
+        (finished stages stay in the cache), the window staying responsive meanwhile."""
+        if self.reconstruct.running:
+            if not self._close_pending:
+                if not confirm(self, "Reconstruction running",
+                               "A reconstruction is running. Cancel it and close Strandcap "
+                               "Studio?\n\nFinished stages are kept; the next start resumes "
+                               "from them.", yes_text="Cancel run and close",
+                               no_text="Keep running"):
+                    event.ignore()
+                    return
+                self._close_pending = True
+                self.reconstruct.cancel()
+                self.statusBar().showMessage("Cancelling the run; the window closes when it "
+                                             "has stopped…")
+            event.ignore()   # closes from _run_finished
+            return
         self.capture.stop_source()
         self.reconstruct.shutdown()
         if self.export.worker is not None:
             self.export.worker.wait(10000)
         super().closeEvent(event)
+
+    @QtCore.Slot(str)
+    def _run_finished(self, _outcome: str) -> None:
+        if self._close_pending:
+            self._close_pending = False
+            QtCore.QTimer.singleShot(0, self.close)

@@ -30,6 +30,7 @@ class AppState(QtCore.QObject):
 
     projectChanged = QtCore.Signal(object)
     busyChanged = QtCore.Signal(bool)   # a run is in progress (pages avoid clashing writes)
+    editsChanged = QtCore.Signal()      # mask edits or excluded frames changed (stage keys too)
 
     def __init__(self, settings: AppSettings, stages: StagesFactory = installed_stages,
                  parent: QtCore.QObject | None = None) -> None:
@@ -62,6 +63,12 @@ class AppState(QtCore.QObject):
     def notify_changed(self) -> None:
         self.projectChanged.emit(self.project)
 
+    def notify_edits(self) -> None:
+        """The user's mask edits or excluded frames changed: stages keyed on them are no longer
+        finished for the current config, so pages re-read their status (without rebuilding
+        what the user is looking at)."""
+        self.editsChanged.emit()
+
     def set_busy(self, busy: bool) -> None:
         self.busy = busy
         self.busyChanged.emit(busy)
@@ -71,6 +78,20 @@ class AppState(QtCore.QObject):
             return list(self.stages_factory(until)) if until else list(self.stages_factory())
         except ImportError:
             return []
+
+    def find_groom(self):
+        """The open project's finished groom (:class:`app.artifacts.FoundGroom`) or None: the
+        current config's ``strands`` result, else the newest finished one of any config."""
+        from app.artifacts import find_groom
+
+        if self.project is None:
+            return None
+        stages = self.stages()
+        try:
+            config = self.config(stages, device="cpu")
+        except Exception:  # noqa: BLE001 - e.g. a bad saved config: look at the disk only
+            config = None
+        return find_groom(self.project, stages, config)
 
     def config(self, stages: list[Stage], preset: str | None = None,
                device: str | None = None) -> PipelineConfig:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from app.artifacts import check_source
 from app.capture.analysis import WARN_BLUR, WARN_DARK, WARN_FACE, WARN_FAST
 from app.capture.coverage import YawCoverage
 from app.capture.job import CaptureFrame, Recorder, RecordingDone, capture_job
@@ -286,9 +287,20 @@ class CapturePage(QtWidgets.QWidget):
             show_error(self, "Busy", "A reconstruction is running; wait for it or cancel it "
                        "before changing the project's input.")
             return False
+        path = Path(path)
+        try:
+            # a README or a broken file must not become the input: cv2.VideoCapture has to
+            # open it and decode a frame (an image folder: its first image has to read)
+            check_source(path)
+        except Exception as exc:  # noqa: BLE001
+            show_error(self, "Cannot import", f"{exc}\n\nThe project's input is unchanged.")
+            return False
         if self.state.project is None:
             window = self.window()
-            if hasattr(window, "new_project") and not window.new_project():
+            if not hasattr(window, "new_project"):
+                show_error(self, "No project", "Create or open a project first.")
+                return False
+            if not window.new_project():
                 return False
         try:
             self.state.project.import_source(path)

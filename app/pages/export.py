@@ -2,21 +2,23 @@
 (:func:`engine.io.export.export_groom`) in the app's worker; opens the folder.
 
 The groom comes from the project's finished ``strands`` stage (``groom.npz``, as
-``strandcap export --project`` reads it), or from a groom file the user opens (conversion
-between formats). When the engine has no exporters the
+``strandcap export --project`` reads it; the newest finished one of any config when the current
+config has none, see :func:`app.artifacts.find_groom`), or from a groom file the user opens
+(conversion between formats). Opening another project resets the groom and the export folder
+to that project's. When the engine has no exporters the
 page says that export is not available yet."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 from pathlib import Path
 from typing import Iterator
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.pipeline import DONE, CancelToken, Log
+from engine.pipeline import CancelToken, Log
+from app.artifacts import GROOM_FILE, GROOM_STAGE  # noqa: F401
 from app.dialogs import show_error
 from app.state import AppState
 from app.worker import JobWorker
@@ -37,47 +39,12 @@ def exporters_available() -> bool:
         return False
 
 
-GROOM_STAGE = "strands"   # as the CLI: the stage whose folder holds the final groom.npz
-GROOM_FILE = "groom.npz"
-
-
 def find_project_groom(state: AppState) -> tuple[Path, str] | None:
-    """``(groom file, stage name)`` of the project's finished groom, or None.
-
-    The groom is ``groom.npz`` (Strandcap's own groom file, read by
-    :func:`engine.io.export.load_groom`) in the finished artifact of the ``strands`` stage for
-    the project's saved config, as ``strandcap export --project`` reads it. When the graph has
-    no such stage, the newest finished stage folder holding a ``groom.npz`` is used."""
-    from engine.pipeline import resolve_artifact
-
-    project = state.project
-    if project is None:
-        return None
-    stages = state.stages()
-    if GROOM_STAGE in {s.name for s in stages}:
-        try:
-            art = resolve_artifact(project, stages, state.config(stages, device="cpu"),
-                                   GROOM_STAGE)
-        except Exception:  # noqa: BLE001 - e.g. no input yet: nothing to export
-            return None
-        if art is None or not (art.path / GROOM_FILE).is_file():
-            return None
-        return art.path / GROOM_FILE, GROOM_STAGE
-    best: tuple[float, Path, str] | None = None
-    cache = project.cache_dir
-    if not cache.is_dir():
-        return None
-    for done in cache.glob(f"*/*/{DONE}"):
-        found = done.parent / GROOM_FILE
-        if not found.is_file():
-            continue
-        try:
-            t = float(json.loads(done.read_text(encoding="utf-8")).get("finished_at", 0.0))
-        except (OSError, ValueError):
-            t = done.stat().st_mtime
-        if best is None or t > best[0]:
-            best = (t, found, done.parent.parent.name)
-    return None if best is None else (best[1], best[2])
+    """``(groom file, stage name)`` of the project's finished groom, or None: the current
+    config's ``strands`` result when finished, else the newest finished one of any config
+    (:meth:`app.state.AppState.find_groom`)."""
+    found = state.find_groom()
+    return None if found is None else (found.path, found.stage)
 
 
 def load_any_groom(path: Path):
@@ -124,7 +91,9 @@ class ExportPage(QtWidgets.QWidget):
         self.state = state
         self.worker: JobWorker | None = None
         self.source: Path | None = None
+        self.source_is_file = False   # the user picked a groom file (conversion)
         self.last_written: Path | None = None
+        self._project_root: Path | None = None   # the project the folder and source are for
         self.available = exporters_available()
 
         self.banner = QtWidgets.QLabel()
@@ -215,7 +184,14 @@ class ExportPage(QtWidgets.QWidget):
     def refresh(self, *_args: object) -> None:
         self.available = exporters_available()
         project = self.state.project
-        if project is not None and not self.folder.text():
+        root = project.root if project is not None else None
+        if root != self._project_root:
+            # another project: its own exports folder and groom, nothing of the previous one
+            self._project_root = root
+            self.source, self.source_is_file, self.last_written = None, False, None
+            self.status.setText("")
+            self.folder.setText(str(root / "exports") if root is not None else "")
+        elif project is not None and not self.folder.text():
             self.folder.setText(str(project.root / "exports"))
         if not self.available:
             self.banner.setText("Export is not available yet in this build (the engine's "
@@ -227,12 +203,17 @@ class ExportPage(QtWidgets.QWidget):
             return
         self.banner.hide()
         self.open_groom_button.setEnabled(True)
-        if self.source is None or not self.source.is_file():
-            found = find_project_groom(self.state)
+        if self.source is not None and not self.source.is_file():
+            self.source, self.source_is_file = None, False
+        if not self.source_is_file:   # re-read the project's groom: a run may have finished
+            found = self.state.find_groom()
             if found is not None:
-                self.source = found[0]
-                self.source_label.setText(f"Result of the <b>{found[1]}</b> stage: "
-                                          f"{found[0].name}")
+                self.source = found.path
+                when = ("" if found.current else
+                        " (from an earlier run; the current settings have no finished groom)")
+                self.source_label.setText(f"Result of the <b>{found.stage}</b> stage: "
+                                          f"{found.path.name}{when}")
+                self.source_label.setToolTip(str(found.path))
             else:
                 self.source = None
                 self.banner.setText("No reconstructed groom in this project yet: the strand "
@@ -245,6 +226,7 @@ class ExportPage(QtWidgets.QWidget):
     def set_source(self, path: Path) -> None:
         """Export from a groom file (any format ``engine.io.export.load_groom`` reads)."""
         self.source = Path(path)
+        self.source_is_file = True
         self.source_label.setText(f"File: {self.source}")
         self.banner.hide()
         if not self.folder.text():

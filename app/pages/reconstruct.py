@@ -25,6 +25,9 @@ from app.views.strand_view import StrandView, template_head
 from app.worker import JobWorker
 
 
+_NO_RESTORE = object()
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -37,6 +40,7 @@ class ReconstructPage(QtWidgets.QWidget):
     status line read it); :attr:`cached` lists stages the last run found finished on disk."""
 
     runFinished = QtCore.Signal(str)  # "succeeded" | "cancelled" | "failed"
+    presetChanged = QtCore.Signal(str)  # the preset a Start would use (shown on other pages)
 
     def __init__(self, state: AppState, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -52,11 +56,13 @@ class ReconstructPage(QtWidgets.QWidget):
         self._stage_index = 0
         self._stage_count = 0
         self._stage_names: list[str] = []
+        self._restore_until: object = _NO_RESTORE  # "Run up to" to put back after start_until
 
         self.preset = QtWidgets.QComboBox()
         self.preset.addItems(["preview", "standard", "high"])
         self.preset.setCurrentText(state.prefs.preset)
         self.preset.currentTextChanged.connect(self.refresh_status)
+        self.preset.currentTextChanged.connect(self.presetChanged)
         self.device = QtWidgets.QComboBox()
         self.device.addItem("CPU", "cpu")
         if cuda_available():
@@ -121,10 +127,12 @@ class ReconstructPage(QtWidgets.QWidget):
         layout.addLayout(top)
         layout.addWidget(split, 1)
         state.projectChanged.connect(self.refresh_status)
+        state.editsChanged.connect(self.on_edits_changed)
         self._fill_until()
         self._set_running(False)
         self.refresh_status()
-        self.show_template_head()
+        if self.state.project is None:
+            self.show_template_head()
 
     @staticmethod
     def _titled(title: str, w: QtWidgets.QWidget) -> QtWidgets.QWidget:
@@ -157,15 +165,19 @@ class ReconstructPage(QtWidgets.QWidget):
         stage shows how the last run got it ("cached" or "finished" with its time)."""
         if self.running:
             return
-        if self.sender() in (self.preset, self.until) or self.state.project is not self._shown:
+        new_project = self.state.project is not self._shown
+        if self.sender() in (self.preset, self.until) or new_project:
             self._last_run = {}
-        if self.state.project is not None and self.state.project is not self._shown:
+        if self.state.project is not None and new_project:
             saved = (self.state.project.manifest.get("config") or {}).get("preset")
             if saved in ("preview", "standard", "high"):  # the preset of the project's last run
                 self.preset.blockSignals(True)
                 self.preset.setCurrentText(saved)
                 self.preset.blockSignals(False)
+                self.presetChanged.emit(saved)
         self._shown = self.state.project
+        if new_project:
+            self.show_result()
         stages = self.current_stages()
         self.stage_list.clear()
         self._stage_names = [s.name for s in stages]
@@ -209,6 +221,15 @@ class ReconstructPage(QtWidgets.QWidget):
         else:
             self.start_button.setText("Start")
             self.progress_label.setText("Idle.")
+
+    @QtCore.Slot()
+    def on_edits_changed(self) -> None:
+        """A mask edit or an excluded frame changes the keys of the stages that read them:
+        re-read which stages are finished (the last run's "finished" labels no longer hold)."""
+        if self.running:
+            return
+        self._last_run = {}
+        self.refresh_status()
 
     @staticmethod
     def _summary_tip(project, st) -> str:
@@ -282,11 +303,44 @@ class ReconstructPage(QtWidgets.QWidget):
 
     @QtCore.Slot(str)
     def start_until(self, stage: str) -> None:
-        """Select "Run up to ``stage``" and start."""
+        """Run the graph up to ``stage`` (the Review page's "Run preprocessing"); "Run up to"
+        shows it during the run and goes back to the user's choice afterwards, so the next
+        Start runs what the user had chosen, not the preprocessing again."""
         index = self.until.findData(stage)
+        previous = self.until.currentIndex()
         if index >= 0:
             self.until.setCurrentIndex(index)
         self.start()
+        if self.running and index >= 0 and index != previous:
+            self._restore_until = previous
+        elif index >= 0 and index != previous:  # did not start: put the choice back now
+            self.until.setCurrentIndex(previous)
+
+    def show_result(self) -> bool:
+        """Show the project's finished groom (with its fitted head, else the template head)
+        when there is one on disk, else the template head; False when there is none."""
+        if self.running:
+            return False
+        self.strand_view.clear()
+        found = None
+        try:
+            found = self.state.find_groom()
+            if found is not None:
+                from engine.io.export import load_groom
+
+                groom = load_groom(found.path)
+                if groom.has_head:
+                    self.strand_view.set_mesh(groom.head_vertices, groom.head_faces)
+                else:
+                    self.show_template_head()
+                self.strand_view.set_strands(groom.strands)
+                self.strand_view.apply_pending()
+                return True
+        except Exception as exc:  # noqa: BLE001 - an unreadable groom: say so, show the head
+            self.log_view.appendPlainText(f"Cannot show the finished groom "
+                                          f"{found.path if found else ''}: {exc}")
+        self.show_template_head()
+        return False
 
     def show_template_head(self) -> bool:
         """Show the template head until a stage sends its fitted head mesh."""
@@ -402,6 +456,11 @@ class ReconstructPage(QtWidgets.QWidget):
             return
         self.worker = None
         self._set_running(False)
+        if self._restore_until is not _NO_RESTORE:
+            self.until.blockSignals(True)
+            self.until.setCurrentIndex(self._restore_until)
+            self.until.blockSignals(False)
+            self._restore_until = _NO_RESTORE
         self.state.set_busy(False)
         outcome = self.last_outcome or "failed"
         self.loss_plot.redraw()

@@ -148,8 +148,16 @@ class ReviewPage(QtWidgets.QWidget):
         self.banner = QtWidgets.QLabel()
         self.banner.setWordWrap(True)
         self.banner.setStyleSheet("background:#2a2d33; color:#e6c86e; padding:6px;")
+        self._shown = None  # the project the page was last filled for
+        self.preset = QtWidgets.QComboBox()
+        self.preset.addItems(["preview", "standard", "high"])
+        self.preset.setCurrentText(state.prefs.preset)
+        self.preset.setToolTip("The preset the preprocessing runs with and whose results are "
+                               "shown; the same preset as on the Reconstruct page")
+        self.preset.currentTextChanged.connect(self._preset_changed)
         self.run_button = QtWidgets.QPushButton("Run preprocessing")
-        self.run_button.setToolTip("Run the preprocessing stages on the Reconstruct page")
+        self.run_button.setToolTip("Run the preprocessing stages with this preset (on the "
+                                   "Reconstruct page)")
         self.run_button.clicked.connect(self.request_run)
         self.strip = QtWidgets.QListWidget()
         self.strip.setViewMode(QtWidgets.QListView.ViewMode.IconMode)
@@ -220,12 +228,16 @@ class ReviewPage(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.banner, 1)
+        self.preset_label = QtWidgets.QLabel("Preset")
+        top.addWidget(self.preset_label)
+        top.addWidget(self.preset)
         top.addWidget(self.run_button)
         layout.addLayout(top)
         layout.addLayout(middle, 1)
         layout.addWidget(self.strip)
         state.projectChanged.connect(self.refresh)
         state.busyChanged.connect(self._update_controls)
+        state.editsChanged.connect(self.on_edits_changed)
         self.refresh()
 
     # -- loading ---------------------------------------------------------------------------
@@ -233,6 +245,13 @@ class ReviewPage(QtWidgets.QWidget):
     def refresh(self, *_args: object) -> None:
         """Re-read the project's artifacts and rebuild the strip."""
         project = self.state.project
+        if project is not None and project is not self._shown:
+            saved = (project.manifest.get("config") or {}).get("preset")
+            if saved in ("preview", "standard", "high"):  # the preset of the project's last run
+                self.preset.blockSignals(True)
+                self.preset.setCurrentText(saved)
+                self.preset.blockSignals(False)
+        self._shown = project
         self.entries, self.paths, self.current = [], {}, None
         self.mode = "none"
         self.stale: set[str] = set()
@@ -249,44 +268,7 @@ class ReviewPage(QtWidgets.QWidget):
                                 "the Capture page.")
             self._update_controls()
             return
-        stages = self.state.stages()
-        names = [s.name for s in stages]
-        try:
-            from engine.pipeline import Project, resolve_artifact
-
-            config = self.state.config(stages)
-            keyframes_key = None
-            for stage in ("keyframes", "landmarks", "masks", "orientation"):
-                if stage not in names:
-                    self.paths[stage] = None
-                    notes.append(f"{stage}: not available in this build yet")
-                    continue
-                a = resolve_artifact(project, stages, config, stage)
-                if a is None and stage == "keyframes" and project.manifest.get("excluded_frames"):
-                    # frames excluded since the last run: show the keyframes made without
-                    # exclusions (excluded ones are marked) until the stages run again
-                    probe = Project(project.root, {**project.manifest, "excluded_frames": []})
-                    a = resolve_artifact(probe, stages, config, stage)
-                    if a is not None:
-                        self.stale.add(stage)
-                        notes.append("keyframes: from an earlier run (excluded frames are left "
-                                     "out when the stages run again)")
-                if a is None and stage != "keyframes" and keyframes_key is not None:
-                    # e.g. masks after a brush edit: show the last result made from the same
-                    # keyframes until the stage runs again
-                    a = newest_artifact(project, stage, {"keyframes": keyframes_key})
-                    if a is not None:
-                        self.stale.add(stage)
-                        notes.append(f"{stage}: from an earlier run (run again to apply your "
-                                     "changes)")
-                if stage == "keyframes" and a is not None:
-                    keyframes_key = a.key
-                self.paths[stage] = a.path if a is not None else None
-                if a is None:
-                    notes.append(f"{stage}: not run yet (run it on the Reconstruct page)")
-        except Exception as exc:  # noqa: BLE001 - e.g. no source yet
-            self.paths = {k: None for k in ("keyframes", "landmarks", "masks", "orientation")}
-            notes = [str(exc)]
+        self.paths, notes, self.stale = self._resolve(project)
         if self.paths.get("keyframes") is not None:
             try:
                 meta, frame_names = art.load_keyframes(self.paths["keyframes"])
@@ -315,6 +297,84 @@ class ReviewPage(QtWidgets.QWidget):
         self._update_controls()
         if self.entries:
             self.strip.setCurrentRow(0)
+
+    @QtCore.Slot(str)
+    def set_preset(self, preset: str) -> None:
+        """Show ``preset`` (the Reconstruct page's); re-reads the results when it changes."""
+        if preset and preset != self.preset.currentText():
+            self.preset.setCurrentText(preset)
+
+    @QtCore.Slot(str)
+    def _preset_changed(self, _preset: str) -> None:
+        self._refresh_keeping_row()
+
+    def _refresh_keeping_row(self) -> None:
+        row = self.strip.currentRow()
+        self.refresh()
+        if 0 <= row < self.strip.count() and row != self.strip.currentRow():
+            self.strip.setCurrentRow(row)
+
+    @QtCore.Slot()
+    def on_edits_changed(self) -> None:
+        """A mask edit or exclusion changed stage keys: re-read which results are current (the
+        banner, the layers, "Run preprocessing") without rebuilding the frame being edited."""
+        project = self.state.project
+        if project is None:
+            return
+        paths, notes, stale = self._resolve(project)
+        if self.mode != "keyframes" or paths != self.paths:
+            self._refresh_keeping_row()
+            return
+        self.stale = stale
+        self.banner.setText(" · ".join(notes) if notes else
+                            "All preprocessing results are available.")
+        self._update_controls()
+
+    def _resolve(self, project) -> tuple[dict[str, Path | None], list[str], set[str]]:
+        """Folders of the preprocessing results to show (current config, else an earlier
+        run's marked stale), the banner notes, and the stale stages."""
+        stages = self.state.stages()
+        paths: dict[str, Path | None] = {}
+        notes: list[str] = []
+        stale: set[str] = set()
+        names = [s.name for s in stages]
+        try:
+            from engine.pipeline import Project, resolve_artifact
+
+            config = self.state.config(stages, self.preset.currentText())
+            keyframes_key = None
+            for stage in ("keyframes", "landmarks", "masks", "orientation"):
+                if stage not in names:
+                    paths[stage] = None
+                    notes.append(f"{stage}: not available in this build yet")
+                    continue
+                a = resolve_artifact(project, stages, config, stage)
+                if a is None and stage == "keyframes" and project.manifest.get("excluded_frames"):
+                    # frames excluded since the last run: show the keyframes made without
+                    # exclusions (excluded ones are marked) until the stages run again
+                    probe = Project(project.root, {**project.manifest, "excluded_frames": []})
+                    a = resolve_artifact(probe, stages, config, stage)
+                    if a is not None:
+                        stale.add(stage)
+                        notes.append("keyframes: from an earlier run (excluded frames are left "
+                                     "out when the stages run again)")
+                if a is None and stage != "keyframes" and keyframes_key is not None:
+                    # e.g. masks after a brush edit: show the last result made from the same
+                    # keyframes until the stage runs again
+                    a = newest_artifact(project, stage, {"keyframes": keyframes_key})
+                    if a is not None:
+                        stale.add(stage)
+                        notes.append(f"{stage}: from an earlier run (run again to apply your "
+                                     "changes)")
+                if stage == "keyframes" and a is not None:
+                    keyframes_key = a.key
+                paths[stage] = a.path if a is not None else None
+                if a is None:
+                    notes.append(f"{stage}: not run yet (run it on the Reconstruct page)")
+        except Exception as exc:  # noqa: BLE001 - e.g. no source yet
+            paths = {k: None for k in ("keyframes", "landmarks", "masks", "orientation")}
+            notes = [str(exc)]
+        return paths, notes, stale
 
     def _fill_strip(self) -> None:
         excluded = set(self._excluded())
@@ -442,11 +502,13 @@ class ReviewPage(QtWidgets.QWidget):
         if self.current is None or self.canvas.edit is None or self.state.project is None:
             return None
         try:
-            return art.save_mask_edit(self.state.project.mask_edits_dir, self.current.name,
-                                      self.canvas.edit)
+            saved = art.save_mask_edit(self.state.project.mask_edits_dir, self.current.name,
+                                       self.canvas.edit)
         except Exception as exc:  # noqa: BLE001
             show_error(self, "Mask edit not saved", str(exc))
             return None
+        self.state.notify_edits()   # the masks (and later stages) are no longer current
+        return saved
 
     def clear_edit(self) -> None:
         if self.canvas.edit is not None:
@@ -468,6 +530,7 @@ class ReviewPage(QtWidgets.QWidget):
         item = self.strip.item(row)
         if item is not None:
             item.setText(f"#{e.source_index}" + (" ✕" if excluded else ""))
+        self.state.notify_edits()
 
     def preprocess_target(self) -> str | None:
         """The last preprocessing stage in this build's graph, or None if there is none."""
@@ -508,7 +571,11 @@ class ReviewPage(QtWidgets.QWidget):
                                                           "orientation")
                       if n in {s.name for s in self.state.stages()})
         self.run_button.setVisible(target is not None)
+        self.preset.setVisible(target is not None)
+        self.preset_label.setVisible(target is not None)
         self.run_button.setEnabled(target is not None and self.state.project is not None
-                                   and not busy and (missing or self.mode != "keyframes"))
+                                   and not busy
+                                   and (missing or bool(self.stale) or self.mode != "keyframes"))
+        self.preset.setEnabled(not busy)
         self.exclude_box.setToolTip("wait for the run to finish" if busy else
                                     "Excluded frames are left out of the next reconstruction run")

@@ -1,4 +1,5 @@
-"""Live loss curves (pyqtgraph): one curve per loss term, log-scaled y axis."""
+"""Live loss curves (pyqtgraph): one plot per stage, each with its own step axis and legend,
+one curve per loss term, log-scaled y axis."""
 
 from __future__ import annotations
 
@@ -15,23 +16,23 @@ PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 class LossPlot(QtWidgets.QWidget):
     """Accumulates :class:`engine.pipeline.Loss` values and redraws at most ``redraw_hz``.
 
+    Each stage gets its own plot (stacked, in the order the stages report; steps of different
+    stages do not share an x axis), titled with the stage name, with a legend of its terms.
     Curves are keyed ``"<stage>: <term>"``. Values <= 0 cannot be shown on a log axis and are
-    clamped to 1e-12.
+    clamped to 1e-12. :meth:`clear` (a new run) removes every plot.
     """
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, redraw_hz: float = 5.0) -> None:
         super().__init__(parent)
-        self.plot = pg.PlotWidget(background="#1c1e23")
-        self.plot.setLogMode(x=False, y=True)
-        self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.plot.setLabel("bottom", "step")
-        self.plot.setLabel("left", "loss")
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.plot = pg.GraphicsLayoutWidget()
+        self.plot.setBackground("#1c1e23")
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot)
         self.data: dict[str, tuple[list[float], list[float]]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
+        self.plots: dict[str, pg.PlotItem] = {}          # stage -> its plot
+        self._key: dict[str, tuple[str, str]] = {}      # curve key -> (stage, term)
         self._dirty = False
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(int(1000 / max(redraw_hz, 0.5)))
@@ -41,6 +42,7 @@ class LossPlot(QtWidgets.QWidget):
     def add(self, stage: str, step: int, values: dict[str, float]) -> None:
         for term, value in values.items():
             key = f"{stage}: {term}" if stage else term
+            self._key.setdefault(key, (stage, term))
             xs, ys = self.data.setdefault(key, ([], []))
             v = float(value)
             if not math.isfinite(v):
@@ -51,11 +53,24 @@ class LossPlot(QtWidgets.QWidget):
 
     def clear(self) -> None:
         self.data.clear()
-        for c in self.curves.values():
-            self.plot.removeItem(c)
         self.curves.clear()
-        self.legend.clear()
+        self._key.clear()
+        self.plots.clear()
+        self.plot.clear()
         self._dirty = False
+
+    def plot_for(self, stage: str) -> pg.PlotItem:
+        """The plot of ``stage`` (made on first use, below the earlier stages' plots)."""
+        p = self.plots.get(stage)
+        if p is None:
+            p = self.plot.addPlot(row=len(self.plots), col=0, title=stage or "losses")
+            p.setLogMode(x=False, y=True)
+            p.showGrid(x=True, y=True, alpha=0.25)
+            p.setLabel("bottom", "step")
+            p.setLabel("left", "loss")
+            p.addLegend(offset=(-10, 10))
+            self.plots[stage] = p
+        return p
 
     def redraw(self) -> None:
         if not self._dirty:
@@ -64,14 +79,23 @@ class LossPlot(QtWidgets.QWidget):
         for key, (xs, ys) in self.data.items():
             curve = self.curves.get(key)
             if curve is None:
-                colour = PALETTE[len(self.curves) % len(PALETTE)]
-                curve = self.plot.plot([], [], pen=pg.mkPen(colour, width=2), name=key)
+                stage, term = self._key.get(key, ("", key))
+                p = self.plot_for(stage)
+                colour = PALETTE[len(p.listDataItems()) % len(PALETTE)]
+                curve = p.plot([], [], pen=pg.mkPen(colour, width=2), name=term)
                 self.curves[key] = curve
             # a few points (a stage that reports one loss at its end) get markers to be visible
             few = len(xs) < 20
             curve.setData(np.asarray(xs), np.asarray(ys), symbol="o" if few else None,
                           symbolSize=6, symbolBrush=curve.opts["pen"].color(),
                           symbolPen=None)
+
+    def legend_names(self, stage: str) -> list[str]:
+        """The term names in ``stage``'s legend (tests and screenshots read them)."""
+        p = self.plots.get(stage)
+        if p is None or p.legend is None:
+            return []
+        return [label.text for _sample, label in p.legend.items]
 
     def point_count(self, key: str | None = None) -> int:
         """Points currently drawn (all curves, or the curve ``key``)."""

@@ -66,7 +66,9 @@ def test_preview_run_emits_events_plots_and_draws(qtbot, page, dialogs):
     page.loss_plot.redraw()
     assert set(page.loss_plot.curves) == {"toy_strands: total", "toy_strands: smoothness"}
     assert page.loss_plot.point_count("toy_strands: total") == 40
-    assert page.loss_plot.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    assert list(page.loss_plot.plots) == ["toy_strands"]   # one plot per stage
+    assert page.loss_plot.plots["toy_strands"].ctrl.logYCheck.isChecked()
+    assert page.loss_plot.legend_names("toy_strands") == ["total", "smoothness"]
     # status is read back from disk: both finished, with the summaries of done.json
     assert [page.stage_list.topLevelItem(i).text(1) for i in range(2)] == ["finished"] * 2
     assert page.stage_list.topLevelItem(1).toolTip(0).startswith("steps: 40\ntime: ")
@@ -229,5 +231,11 @@ def test_loss_plot_curves_and_markers(qtbot):
     assert plot.curves["coarse: total"].opts["symbol"] is None
     _, ys = plot.curves["coarse: eikonal"].getData()  # log10 of the data on a log axis
     assert np.allclose(ys, -12.0)
+    # each stage has its own plot, x axis (steps) and legend
+    assert list(plot.plots) == ["cameras", "coarse"]
+    assert plot.legend_names("coarse") == ["total", "eikonal"]
+    assert plot.legend_names("cameras") == ["landmark_median_px"]
+    assert plot.plots["cameras"].vb is not plot.plots["coarse"].vb
+    assert plot.plots["coarse"].titleLabel.text == "coarse"
     plot.clear()
-    assert plot.point_count() == 0 and not plot.curves
+    assert plot.point_count() == 0 and not plot.curves and not plot.plots

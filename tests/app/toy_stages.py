@@ -183,3 +183,38 @@ def factory(stages_fn):
         names = [s.name for s in stages]
         return stages[: names.index(until) + 1]
     return make
+
+
+# -- a graph whose last stage leaves a groom, as the real ``strands`` stage does -----------------
+@dataclass(frozen=True)
+class GroomConfig:
+    steps: int = option(30, "optimisation steps", range=(1, None))
+    strands: int = option(120, "strands", range=(1, None))
+    step_s: float = option(0.0, "sleep per step (test pacing)", unit="s", affects_output=False)
+
+
+def _groom(cfg, inputs, ctx):
+    from engine.io.export import export_groom
+    from engine.io.groom import Groom
+
+    mesh = _head_mesh()
+    yield ctx.preview("mesh", mesh, "head")
+    for step in range(1, cfg.steps + 1):
+        ctx.check()
+        if cfg.step_s:
+            time.sleep(cfg.step_s)
+        yield ctx.loss(step, {"total": 1.0 / step})
+        yield ctx.progress(step, cfg.steps, f"step {step}")
+    groom = Groom(strands=toy_groom(cfg.strands), head_vertices=mesh["vertices"],
+                  head_faces=mesh["faces"])
+    export_groom(groom, ctx.out_dir / "groom.npz", units="m")
+    return {"steps": cfg.steps}
+
+
+def groom_stages() -> list[Stage]:
+    """``toy_quick`` then a stage named ``strands`` that writes ``groom.npz`` (with a head)."""
+    return [
+        Stage("toy_quick", 1, QuickConfig, (), _quick, title="Quick"),
+        Stage("strands", 1, GroomConfig, ("toy_quick",), _groom, title="Strands",
+              presets={"preview": {"steps": 10}}),
+    ]
