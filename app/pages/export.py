@@ -18,7 +18,6 @@ from typing import Iterator
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from engine.pipeline import CancelToken, Log
-from app.artifacts import GROOM_FILE, GROOM_STAGE  # noqa: F401
 from app.dialogs import show_error
 from app.state import AppState
 from app.worker import JobWorker

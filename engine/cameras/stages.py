@@ -31,7 +31,8 @@ from engine.cameras.camera import (Camera, align_cameras, import_colmap, import_
                                    save_cameras)
 from engine.errors import InputError
 from engine.io.media import write_image
-from engine.pipeline import Stage, option, write_json_atomic
+from engine.io.files import write_json_atomic
+from engine.pipeline import Stage, option
 
 MODES = ("auto", "orbit", "turn", "landmarks", "colmap", "transforms")
 
@@ -258,7 +259,7 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
 
 def _fingerprint(project, cfg: CamerasConfig):
     """Content hash of imported camera files (so editing them re-runs the stage)."""
-    from engine.pipeline import file_sha256
+    from engine.io.files import file_sha256
 
     if cfg.mode not in ("colmap", "transforms") or not cfg.import_path:
         return None

@@ -12,7 +12,6 @@ for a few views, ``losses.json`` (the loss history, every ``log_every`` steps), 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +26,8 @@ from engine.coarse.render import CameraSet
 from engine.coarse.train import CoarseConfig, CoarseData, CoarseTrainer, box_from_points
 from engine.errors import InputError
 from engine.io.media import write_image
-from engine.pipeline import Stage, write_json_atomic
+from engine.io.files import write_json_atomic
+from engine.pipeline import Stage
 
 PREVIEW_SIZE = 96  # pixels of the live preview renders (longer side)
 

@@ -155,7 +155,6 @@ class CoarseTrainer:
         self.y_cut = float(hp_u[:, 1].min())
         self._prepare_sampling()
         V, H, W = self.data.shape
-        fg = torch.maximum(self.data.hair, self.data.bust)
         conf = self.data.confidence * (self.data.hair > 0.5)
         self.conf_norm = float(conf[conf > 0].mean()) if bool((conf > 0).any()) else 1.0
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import uuid
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from engine.errors import InputError, StrandcapError
+from engine.io.files import atomic_path
 from engine.io.formats import abc as _abc
 from engine.io.formats import hair as _hair
 from engine.io.formats import npz as _npz
@@ -147,10 +147,15 @@ def head_path(path: str | os.PathLike) -> Path:
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a fresh temporary path in ``path``'s folder (same suffix), then
-    rename it over ``path`` with :func:`os.replace`. On any error the temporary file is removed,
-    an existing ``path`` is untouched, and OS errors become :class:`ExportError` naming the file.
-    Returns the destination path."""
+    """Call ``write(tmp)`` on a fresh temporary path in ``path``'s folder (same suffix) and
+    rename it over ``path``, through the engine's one atomic writer
+    (:func:`engine.io.files.atomic_path`). On any error the temporary file is removed, an
+    existing ``path`` is untouched, and OS errors become :class:`ExportError` naming the file.
+    Returns the destination path.
+
+    Raises:
+        ExportError: the folder is missing or read-only, ``path`` is a folder, the disk is full.
+    """
     dest = Path(path)
     folder = dest.parent
     if not folder.exists():
@@ -159,10 +164,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         raise ExportError(f"{dest}: {folder} is not a folder")
     if dest.is_dir():
         raise ExportError(f"{dest}: is a folder, not a file name")
-    tmp = folder / f".{dest.stem}.{uuid.uuid4().hex[:12]}.tmp{dest.suffix}"
     try:
-        write(tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            write(tmp)
     except StrandcapError:
         raise
     except PermissionError as e:
@@ -170,14 +174,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
             from None
     except OSError as e:
         raise ExportError(f"{dest}: cannot write the file ({e.strerror or e})") from None
-    finally:
-        # Only still there if something failed before or during the rename.
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass
     return dest
 
 

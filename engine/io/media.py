@@ -88,7 +88,7 @@ def write_image(path: Path | str, img: np.ndarray, params: list[int] | None = No
         OSError: naming ``path`` when OpenCV cannot encode or write it (missing or read-only
             folder, full disk, an unknown suffix).
     """
-    from engine.pipeline import atomic_path
+    from engine.io.files import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

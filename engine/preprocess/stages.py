@@ -14,7 +14,8 @@ import numpy as np
 
 from engine.errors import InputError
 from engine.io.media import iter_frames, probe_source
-from engine.pipeline import Artifact, Event, Stage, StageContext, option, write_json_atomic
+from engine.io.files import write_json_atomic
+from engine.pipeline import Artifact, Event, Stage, StageContext, option
 from engine.preprocess import artifacts as art
 from engine.preprocess import previews
 from engine.preprocess.keyframes import Candidate, resize_long_side, select_keyframes, sharpness

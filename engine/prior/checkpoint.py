@@ -24,7 +24,7 @@ def save_checkpoint(model: nn.Module, path: Path, kind: str, extra: dict | None 
     """
     from safetensors.torch import save_file
 
-    from engine.pipeline import atomic_path, write_json_atomic
+    from engine.io.files import atomic_path, write_json_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError
-from engine.pipeline import atomic_path, write_json_atomic
+from engine.io.files import atomic_path, write_json_atomic
 from engine.prior.scalp import default_scalp
 from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
 from engine.prior.vae import StrandVAE, VAEConfig, save_vae, to_local, vae_loss

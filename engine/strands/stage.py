@@ -41,7 +41,8 @@ import torch
 
 from engine.errors import ConfigError, InputError
 from engine.io.media import write_image
-from engine.pipeline import Stage, option, write_json_atomic
+from engine.io.files import write_json_atomic
+from engine.pipeline import Stage, option
 from engine.strands.geometry import (HairVolume, bust_loss, chamfer_loss, fitted_scalp_positions,
                                      orientation_loss, sample_visible_surface, volume_loss)
 from engine.strands.texture import GeometryTexture
@@ -374,7 +375,6 @@ def _preview_sheet(trainer: StrandTrainer) -> np.ndarray | None:
 def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterator:
     """Run the optimisation and write the stage outputs; yields events when ``ctx`` is given.
     Returns the summary dict."""
-    import cv2
     from safetensors.torch import save_file
 
     from engine.io.export import export_groom
@@ -507,7 +507,7 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     """Content hashes (sha256) of the shipped prior weights, part of the strands stage's cache key,
     so that new weights re-run the stage instead of reusing grooms made with the old ones.
     A missing file hashes as "missing" (the stage itself then raises InputError)."""
-    from engine.pipeline import file_sha256
+    from engine.io.files import file_sha256
     from engine.resources import resources_dir
 
     out = {}

@@ -165,7 +165,7 @@ def save_cameras(path: str | os.PathLike, cameras: Sequence[Camera], *, fps: flo
     Keys are :func:`frame_key` of the frame index (for a video: its frame number). Written
     atomically; returns the path.
     """
-    from engine.pipeline import write_json_atomic
+    from engine.io.files import write_json_atomic
 
     frames = {}
     for i, cam in enumerate(cameras):
@@ -221,7 +221,7 @@ def save_transforms_json(path: str | os.PathLike, cameras: Sequence[Camera],
     y up, z backwards), i.e. ``[[R^T, -R^T t], [0, 1]] @ diag(1, -1, -1, 1)``. World = head frame,
     metres. Written atomically; returns the path. Raises InputError when the lengths differ.
     """
-    from engine.pipeline import write_json_atomic
+    from engine.io.files import write_json_atomic
 
     if len(cameras) != len(file_paths):
         raise InputError(f"{path}: {len(cameras)} cameras but {len(file_paths)} file paths")

@@ -59,7 +59,7 @@ def render_capture(out_dir: str | os.PathLike, cameras: Sequence[Camera],
     Returns:
         the folder path. Raises InputError when cameras is empty or sizes differ.
     """
-    from engine.pipeline import write_json_atomic
+    from engine.io.files import write_json_atomic
 
     out = Path(out_dir)
     if not cameras:

@@ -296,6 +296,29 @@ def test_export_to_a_read_only_folder_is_one_line(tmp_path, capsys):
         ro.chmod(0o700)
 
 
+def test_an_export_on_a_full_disk_keeps_the_old_file(tmp_path, capsys, monkeypatch):
+    """Runs as root too (unlike the read-only folder): the rename of the finished file fails."""
+    from engine.io.export import export_groom
+    from engine.io.groom import Groom
+
+    strands = np.cumsum(np.full((6, 5, 3), 0.01, np.float32), axis=1)
+    src = export_groom(Groom(strands=strands), tmp_path / "g.npz", units="m")
+    out = tmp_path / "out"
+    out.mkdir()
+    dest = out / "g.abc"
+    dest.write_bytes(b"the previous export")
+
+    def full(a, b):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("engine.io.files.os.replace", full)
+    assert cli.main(["export", "--groom", str(src), "-o", str(dest)]) != 0
+    line = _error_line(capsys)
+    assert str(dest) in line and os.strerror(errno.ENOSPC) in line
+    assert dest.read_bytes() == b"the previous export"
+    assert [p.name for p in out.iterdir()] == ["g.abc"]
+
+
 def test_a_full_disk_names_the_file(tmp_path, toy_cli, capsys, monkeypatch):
     project = Project.open_or_create(tmp_path / "p")
     manifest = (project.root / "project.json").read_bytes()
@@ -303,7 +326,7 @@ def test_a_full_disk_names_the_file(tmp_path, toy_cli, capsys, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("engine.pipeline.os.fsync", full)
+    monkeypatch.setattr("engine.io.files.os.fsync", full)
     assert toy_cli.main(["run", "--project", str(project.root), "-q"]) == 1
     line = _error_line(capsys)
     assert line.startswith("strandcap: error: ") and line.endswith(os.strerror(errno.ENOSPC))
