@@ -19,8 +19,15 @@ Every stage of the graph (``engine.pipeline.default_stages``) runs in its own su
 order, on one project per case (earlier stages are then found on disk, so each subprocess does
 exactly one stage's work). A subprocess reports the stage's own wall time (from the runner's
 ``StageFinished`` event), the process's peak resident memory (:func:`peak_rss_mb`) and its peak
-before the stage started (imports), and on CUDA ``torch.cuda.max_memory_allocated``. F-scores (:func:`engine.metrics.strand_scores`) are
-reported only when a stage named ``strands`` produced ``groom.npz``; otherwise the report says so.
+before the stage started (imports), and on CUDA ``torch.cuda.max_memory_allocated``.
+
+Cases with ground truth are scored with :func:`engine.metrics.groom_scores` (point and
+strand-level precision / recall / F, length and curvature W1, matched-strand length error) when
+a stage named ``strands`` produced ``groom.npz`` (otherwise the report says so). Every case with
+a groom, real clips included, gets :func:`engine.checks.project_checks` (fold share, face
+intrusion, points inside the head, silhouette IoU against the hair masks, bald visible scalp,
+colour error) and a contact sheet ``<out>/<date>-<machine>/<case>.jpg`` (turntable, strands
+over keyframes, and the true groom's turntable where there is one) to look at.
 """
 
 from __future__ import annotations
@@ -335,23 +342,81 @@ def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_stran
     return video, gt, desc_out
 
 
-def groom_scores(project_root: Path, stages_spec: str | None, preset: str, device: str,
-                 overrides: dict | None, gt_path: Path) -> tuple[list | None, str]:
-    """F-scores of the strands stage's groom.npz against ``gt_path``, or (None, why not)."""
-    from engine.io.export import load_groom
-    from engine.metrics import strand_scores
+def finished_outputs(project_root: Path, stages_spec: str | None, preset: str, device: str,
+                     overrides: dict | None) -> dict[str, Path]:
+    """Stage name -> folder of every finished stage of the case's config."""
     from engine.pipeline import PipelineConfig, Project, resolve_artifact
 
     stages = load_stages(stages_spec)
-    if "strands" not in [s.name for s in stages]:
-        return None, "no stage named 'strands' in the graph yet: no F-scores"
     config = PipelineConfig(stages, preset, overrides, device)
-    art = resolve_artifact(Project.open(project_root), stages, config, "strands")
-    if art is None or not (art.path / "groom.npz").is_file():
+    project = Project.open(project_root)
+    out = {}
+    for st in stages:
+        art = resolve_artifact(project, stages, config, st.name)
+        if art is not None:
+            out[st.name] = art.path
+    return out
+
+
+def score_groom(outputs: dict[str, Path], gt_path: Path) -> tuple[dict | None, str]:
+    """:func:`engine.metrics.groom_scores` (point, strand-level and shape) of the strands
+    stage's groom.npz against ``gt_path``, or (None, why not)."""
+    from engine.io.export import load_groom
+    from engine.metrics import groom_scores
+
+    groom = outputs.get("strands", Path("/nonexistent")) / "groom.npz"
+    if not groom.is_file():
         return None, "the strands stage produced no groom.npz: no F-scores"
-    pred = load_groom(art.path / "groom.npz")
-    gt = load_groom(gt_path)
-    return [s.as_dict() for s in strand_scores(pred.strands, gt.strands, workers=-1)], ""
+    return groom_scores(load_groom(groom).strands, load_groom(gt_path).strands, workers=-1), ""
+
+
+def check_groom(project_root: Path, stages_spec: str | None) -> tuple[dict | None, str]:
+    """:func:`engine.checks.project_checks` (no ground truth needed), or (None, why not)."""
+    from engine.checks import project_checks
+    from engine.errors import StrandcapError
+
+    try:
+        return project_checks(project_root, stages=load_stages(stages_spec), workers=-1), ""
+    except StrandcapError as exc:
+        return None, f"no checks: {exc}"
+
+
+def write_case_sheet(name: str, outputs: dict[str, Path], truth: dict | None, work: Path,
+                     sheet_dir: Path) -> Path | None:
+    """A contact sheet of the case's groom as ``<sheet_dir>/<name>.jpg``: the turntable at 0,
+    90, 180, 270 degrees and the strands over 8 keyframes (``strandcap``'s own preview), and
+    for cases with ground truth the true groom's turntable row under it. None without a
+    groom; the turntable video stays in ``work``."""
+    import cv2
+    import numpy as np
+
+    from engine.cli import write_project_preview
+    from engine.coarse.stage import load_head_mesh
+    from engine.io.export import load_groom
+    from engine.preprocess.previews import contact_sheet
+    from engine.preview.turntable import turntable_frames
+
+    groom_file = outputs.get("strands", Path("/nonexistent")) / "groom.npz"
+    if not groom_file.is_file():
+        return None
+    pred = load_groom(groom_file)
+    paths = write_project_preview(pred, outputs, work / f"preview-{name}")
+    sheet = cv2.cvtColor(cv2.imread(str(paths["preview"])), cv2.COLOR_BGR2RGB)
+    if truth is not None:
+        gt = load_groom(truth["groom"])
+        head = None
+        if not gt.has_head and (outputs.get("cameras", work) / "head.obj").is_file():
+            head = load_head_mesh(outputs["cameras"] / "head.obj")
+        views = turntable_frames(gt, size=512, head=head, angles_deg=[0, 90, 180, 270])
+        row = contact_sheet(views, columns=4, width=sheet.shape[1] // 4)
+        cv2.putText(row, "truth", (8, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
+        sheet = np.concatenate([sheet[:, : row.shape[1]], row], 0)
+    sheet_dir.mkdir(parents=True, exist_ok=True)
+    out = sheet_dir / f"{name}.jpg"
+    if not cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                       [cv2.IMWRITE_JPEG_QUALITY, 85]):
+        raise OSError(f"{out}: cannot write the contact sheet")
+    return out
 
 
 def _angle_err_deg(a, b):
@@ -523,10 +588,10 @@ def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argp
                             "total_stage_wall_s": round(sum(s.get("wall_s") or 0
                                                             for s in stages_out), 3),
                             "total_subprocess_s": round(time.perf_counter() - t0, 3)}
+    outputs = finished_outputs(proj_dir, args.stages, args.preset, args.device, overrides)
     if truth is not None:
-        scores, note = groom_scores(proj_dir, args.stages, args.preset, args.device, overrides,
-                                    truth["groom"])
-        case["f_scores"], case["f_score_note"] = scores, note
+        scores, note = score_groom(outputs, truth["groom"])
+        case["scores"], case["score_note"] = scores, note
         try:
             acc = preprocess_accuracy(proj_dir, args.stages, args.preset, args.device, overrides,
                                       truth)
@@ -534,12 +599,76 @@ def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argp
             acc = {"error": f"{type(exc).__name__}: {exc}"}
         if acc is not None:
             case["preprocess_accuracy"] = acc
+    if "strands" in outputs:
+        log(f"  {name}: checks and contact sheet ...")
+        case["checks"], case["checks_note"] = check_groom(proj_dir, args.stages)
+        sheet = write_case_sheet(name, outputs, truth, work, Path(args.sheets))
+        if sheet is not None:  # relative to the report, for the markdown link
+            case["sheet"] = Path(os.path.relpath(sheet, Path(args.out))).as_posix()
     return case
 
 
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
+
+
+def _num(v: Any, fmt: str = ".1f") -> str:
+    return "-" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
+
+
+def score_tables(cases: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: point and strand-level F, length and shape against the truth, and the
+    checks that need no ground truth, one row per case."""
+    lines: list[str] = []
+    scored = [c for c in cases if c.get("scores")]
+    for key, title in (("point", "Point precision / recall / F (percent)"),
+                       ("strand", "Strand-level precision / recall / F (percent; a strand "
+                                  "matches when 90 % of its points do)")):
+        if not scored:
+            break
+        th = [f"{s['distance_m'] * 1000:g} mm / {s['angle_deg']:g} deg"
+              for s in scored[0]["scores"][key]]
+        lines += ["", f"## {title}", "", "| case | " + " | ".join(th) + " |",
+                  "|---|" + "---:|" * len(th)]
+        for c in scored:
+            lines.append(f"| {c['name']} | " + " | ".join(
+                f"{s['precision']:.1f} / {s['recall']:.1f} / **{s['f_score']:.1f}**"
+                for s in c["scores"][key]) + " |")
+    if scored:
+        lines += ["", "## Length and shape against the truth", "",
+                  "| case | length W1 cm | curvature W1 rad/m | median length ratio | "
+                  "median length error of matched strands | matched strands |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for c in scored:
+            sh = c["scores"]["shape"]
+            lines.append(f"| {c['name']} | {_num(sh['length_w1_cm'], '.2f')} | "
+                         f"{_num(sh['curvature_w1'], '.1f')} | "
+                         f"{_num(sh['length_ratio_median'], '.2f')} | "
+                         f"{_num(sh['length_error_median'], '.2f')} | {sh['matched_strands']} |")
+    for c in cases:
+        if "scores" in c and not c["scores"]:
+            lines.append(f"- {c['name']}: {c['score_note']}")
+    checked = [c for c in cases if "checks" in c]
+    if checked:
+        lines += ["", "## Checks without ground truth (percent, colour in CIEDE2000)", "",
+                  "| case | strands | fold share | face intrusion | inside head | "
+                  "silhouette IoU | bald scalp (all views) | bald scalp (back) | colour dE |"
+                  " sheet |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for c in checked:
+            k = c["checks"]
+            if not k:
+                lines.append(f"| {c['name']} | {c['checks_note']} |")
+                continue
+            sil = (k.get("silhouette") or {}).get("mean") or {}
+            bald = k.get("bald_scalp") or {}
+            sheet = f"[{c['sheet']}]({c['sheet']})" if c.get("sheet") else "-"
+            lines.append(f"| {c['name']} | {k['strands']} | {_num(k['fold_share'])} | "
+                         f"{_num(k['face_intrusion'])} | {_num(k['inside_head'])} | "
+                         f"{_num(sil.get('iou'))} | {_num(bald.get('all'))} | "
+                         f"{_num((bald.get('views') or {}).get('180'))} | "
+                         f"{_num((k.get('colour_de2000') or {}).get('median'))} | {sheet} |")
+    return lines
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -577,20 +706,7 @@ def markdown(report: dict[str, Any]) -> str:
         if not c.get("skipped"):
             lines.append(f"| {c['name']} | {len(c['stages'])} | {c['total_stage_wall_s']} | "
                          f"{c['total_subprocess_s']} |")
-    lines += ["", "## Strand F-scores (precision / recall / F, percent)", ""]
-    rows = [c for c in report["cases"] if "f_scores" in c]
-    scored = [c for c in rows if c["f_scores"]]
-    if scored:
-        th = [f"{s['distance_m'] * 1000:g} mm / {s['angle_deg']:g} deg"
-              for s in scored[0]["f_scores"]]
-        lines += ["| case | " + " | ".join(th) + " |", "|---|" + "---:|" * len(th)]
-        for c in scored:
-            lines.append(f"| {c['name']} | " + " | ".join(
-                f"{s['precision']:.1f} / {s['recall']:.1f} / **{s['f_score']:.1f}**"
-                for s in c["f_scores"]) + " |")
-    for c in rows:
-        if not c["f_scores"]:
-            lines.append(f"- {c['name']}: {c['f_score_note']}")
+    lines += score_tables(report["cases"])
     acc_rows = [c for c in report["cases"] if c.get("preprocess_accuracy")]
     if acc_rows:
         cols = [("keyframes", "keyframes"), ("landmarks_found", "face found"),
@@ -657,6 +773,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--overrides", default=None, help='JSON {"stage": {"field": value}}')
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks"))
     ap.add_argument("--machine", default=None, help="machine name in the file names")
+    ap.add_argument("--sheets", default=None, help="folder of the contact sheets (default "
+                    "<out>/<date>-<machine>/)")
     ap.add_argument("--date", default=None, help="date in the file names (default today, UTC)")
     ap.add_argument("--frames", type=int, default=60, help="frames of a synthetic capture")
     ap.add_argument("--size", type=int, default=512, help="synthetic capture size in pixels")
@@ -702,6 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "preset": args.preset, "machine": machine_info(device), "stages": names,
         "cases": [], "synthetic": {}, "notes": notes,
     }
+    args.sheets = args.sheets or str(Path(args.out) / f"{report['date']}-{report['machine_name']}")
     for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
         truth = None
         if case in SYNTHETIC:

@@ -235,11 +235,13 @@ def groom_checks(groom: Groom, head_vertices: np.ndarray, *,
     return out
 
 
-def project_checks(project_root: str | Path, *, max_frames: int = 12, workers: int = 1) -> dict:
+def project_checks(project_root: str | Path, *, max_frames: int = 12, workers: int = 1,
+                   stages: Sequence[Any] | None = None) -> dict:
     """:func:`groom_checks` of a project's finished groom, with its keyframes, hair masks,
-    cameras and fitted head (the finished stages of the project's saved config). At most
-    ``max_frames`` keyframes, evenly spread. Raises InputError naming the project when the
-    groom or the head is not finished."""
+    cameras and fitted head (``head.obj`` of the cameras stage): the finished stages of the
+    project's saved config in ``stages`` (default :func:`engine.pipeline.default_stages`). At
+    most ``max_frames`` keyframes, evenly spread. Raises InputError naming the project when the
+    groom or the fitted head is not finished."""
     from engine.cameras.camera import load_cameras
     from engine.coarse.stage import load_head_mesh
     from engine.io.export import load_groom
@@ -248,7 +250,7 @@ def project_checks(project_root: str | Path, *, max_frames: int = 12, workers: i
 
     project = Project.open(project_root)
     saved = project.manifest.get("config") or {}
-    stages = default_stages()
+    stages = list(stages) if stages is not None else default_stages()
     config = PipelineConfig(stages, preset=saved.get("preset", "standard"),
                             overrides=saved.get("overrides"), device="cpu")
     found = {}
@@ -259,6 +261,8 @@ def project_checks(project_root: str | Path, *, max_frames: int = 12, workers: i
     for need in ("cameras", "strands"):
         if need not in found:
             raise InputError(f"{project.root}: no finished {need} stage to check")
+    if not (found["cameras"] / "head.obj").is_file():
+        raise InputError(f"{project.root}: the cameras stage fitted no head (head.obj)")
     groom = load_groom(found["strands"] / "groom.npz")
     head_v, _ = load_head_mesh(found["cameras"] / "head.obj")
     cameras = load_cameras(found["cameras"] / "cameras.json")

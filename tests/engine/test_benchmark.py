@@ -86,7 +86,13 @@ def bench_toy_truth_stages() -> list[Stage]:
             yield from _copy_from_keyframes(sub)(cfg, ins, ctx)
 
     def cameras(cfg, ins, ctx):
+        """The true cameras and the model's neutral head (the head the synthetic groom sits
+        on) as the fitted ``head.obj``."""
+        from engine.head.model import load_head_model, save_obj
+
         shutil.copy2(ins["keyframes"].path / "cameras.json", ctx.out_dir / "cameras.json")
+        model = load_head_model()
+        save_obj(ctx.out_dir / "head.obj", model.vertices_np(), model.faces)
         yield ctx.progress(1, 1)
 
     return [Stage("keyframes", 1, ToyConfig, (), _truth_keyframes),
@@ -120,7 +126,7 @@ def test_harness_times_stages_and_writes_json(tmp_path):
     assert st["ok"] and st["stage"] == "prep" and not st["cached"]
     assert st["wall_s"] >= 0 and st["peak_rss_mb"] >= st["baseline_rss_mb"] > 10
     assert st["summary"] == {"sum": 200000.0}  # the preview preset reached the subprocess
-    assert "f_scores" not in case  # a user clip has no ground truth
+    assert "scores" not in case and "checks" not in case  # no truth, no groom
     assert any("no F-scores" in n for n in report["notes"])
     md = (out / "2000-01-01-test-box.md").read_text()
     assert "| clip | prep |" in md
@@ -143,7 +149,17 @@ def test_synthetic_case_scores_the_strands_groom(tmp_path):
                                                     "orientation", "strands"]
     assert all(s["ok"] and s["in_process"] and s["wall_s"] >= 0 for s in case["stages"])
     # the toy strands stage copied the ground truth: every threshold scores 100
-    assert [round(s["f_score"], 6) for s in case["f_scores"]] == [100.0] * 3
+    scores = case["scores"]
+    assert [round(s["f_score"], 6) for s in scores["point"]] == [100.0] * 3
+    assert [round(s["f_score"], 6) for s in scores["strand"]] == [100.0] * 2
+    assert scores["shape"]["length_w1_cm"] < 1e-6 and scores["shape"]["matched_strands"] == 300
+    # the no-ground-truth checks ran on the true groom: it sits on the head, off the face
+    checks = case["checks"]
+    assert checks["strands"] == 300 and checks["fold_share"] < 5.0
+    assert checks["face_intrusion"] < 5.0 and checks["inside_head"] < 1.0
+    assert checks["silhouette"]["mean"]["iou"] > 50.0  # the true groom against the true masks
+    sheet = out / case["sheet"]
+    assert sheet.parent == out / "2000-01-02-t" and cv2.imread(str(sheet)).shape[1] >= 1000
     syn = report["synthetic"]["straight"]
     assert syn["strands"] == 300 and syn["render_s_per_frame"] > 0
     assert "mediapipe_face_rate" in syn
