@@ -676,6 +676,7 @@ def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [f"# Strandcap benchmark {report['date']} ({report['machine_name']})", "",
              f"- Command: `{report['command']}`",
+             f"- Commit: {report.get('commit') or 'unknown'}",
              f"- Preset: {report['preset']}; device: {m['device']}"
              + (f" ({m.get('gpu')})" if m.get("gpu") else ""),
              f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; {m['os']}; "
@@ -756,6 +757,21 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return jp, mp
 
 
+def git_commit() -> str | None:
+    """The repository's commit (with ``-dirty`` when tracked files have changes), or None
+    outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, timeout=10).stdout
+        return head.stdout.strip() + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", s).strip("-").lower() or "machine"
 
@@ -817,6 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine_name": _slug(args.machine or f"{device}-{os.cpu_count()}core"),
         "command": "python benchmarks/run.py "
                    + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": git_commit(),
         "preset": args.preset, "machine": machine_info(device), "stages": names,
         "cases": [], "synthetic": {}, "notes": notes,
     }
