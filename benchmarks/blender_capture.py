@@ -41,8 +41,8 @@ camera's ``matrix_world = HEAD_TO_BLENDER_4 @ [[R^T diag(1, -1, -1), -R^T t], [0
 cameras look down their local -Z with +Y up, the OpenGL convention).
 
 Skipping: a capture folder whose ``case.json`` holds the same description (groom, kind, views or
-frames, size, samples, strands, colour, settings version) and whose outputs exist is not
-rendered again.
+frames, size, samples, strands, points, colour, settings and groom versions) and whose outputs
+exist is not rendered again.
 
 ``bpy`` is imported only by the rendering functions, so :func:`benchmark_groom` works without it.
 Tests run the CLI in a subprocess (Blender must not share a process with Qt, see
@@ -80,6 +80,7 @@ KINDS = ("orbit", "turn")
 SYNTH_SEED = 3_000_000  # as benchmarks/run.py: seed = SYNTH_SEED + curl class index
 SHORT_SEED = SYNTH_SEED + 10
 SETTINGS_VERSION = 1  # bump when the scene (lights, materials, widths) changes
+GROOM_VERSION = {"sintel": 3}  # bump when a groom's construction changes (others: 1)
 
 HEAD_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL/Blender camera axes
@@ -100,11 +101,6 @@ TURN_PIVOT = (0.0, -0.02, -0.02)
 # ------------------------------------------------------------------------------------------------
 
 
-def shared_data_dir() -> Path:
-    """``../shared/data`` next to the repository (the shared test inputs)."""
-    return SHARED
-
-
 def hair_radius_m(n_strands: int) -> float:
     """Root radius (metres) of the rendered strands: 0.1 mm at 10,000 strands, scaled by
     sqrt(10000 / N) for fewer strands so the covered area stays similar (as
@@ -112,7 +108,8 @@ def hair_radius_m(n_strands: int) -> float:
     return float(np.clip(1e-4 * math.sqrt(10000.0 / max(n_strands, 1)), 4e-5, 1.5e-3))
 
 
-def head_mesh(torso: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def head_mesh(torso: bool = True, albedo: bool = True
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """The neutral ICT Face Model head the pipeline fits (the shared
     ``heads/ict_face_model_light.npz`` when present, else the shipped head; as
     ``bench_head_path`` in benchmarks/run.py), loaded with :class:`engine.synthetic.HeadModel`.
@@ -120,7 +117,8 @@ def head_mesh(torso: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     Returns:
         vertices (V, 3) float32 metres, head frame; faces (F, 3) int32 CCW outward; region (V,)
         int8 (0 face, 1 head and neck, 2 eyeballs, 3 torso); albedo (V, 3) float32 display RGB
-        in [0, 1] (the procedural skin, brows, lips and eyes of engine.synthetic, per vertex).
+        in [0, 1] (the procedural skin, brows, lips and eyes of engine.synthetic, per vertex;
+        None unless ``albedo``).
     Raises:
         InputError: no head model file.
     """
@@ -128,9 +126,9 @@ def head_mesh(torso: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
     head = HeadModel.load(ICT_SHARED if ICT_SHARED.is_file() else SHIPPED_HEAD, torso=torso)
     reg = head.region
-    albedo = head.albedo(head.vertices, (reg == 2).astype(np.float64),
-                         (reg == 3).astype(np.float64))
-    return head.vertices, head.faces, reg, albedo
+    col = head.albedo(head.vertices, (reg == 2).astype(np.float64),
+                      (reg == 3).astype(np.float64)) if albedo else None
+    return head.vertices, head.faces, reg, col
 
 
 def _synth_style(name: str):
@@ -150,7 +148,7 @@ def sintel_transform(path: Path | str = SINTEL) -> tuple[float, np.ndarray]:
     about 20 units wide). ``s`` is the mean of the x and z extents of the ICT scalp (the prior's
     scalp table, :func:`engine.prior.scalp.default_scalp`) over those of the guide roots; ``t``
     centres the root box on the scalp box in x and z and puts the highest root at the scalp's top.
-    Typical values: s ~ 0.0121 m per unit, t ~ (0.001, -0.411, -0.002) m.
+    With the shipped scalp: s = 0.00913 m per unit, t = (0.0003, -0.2743, 0.0043) m.
 
     Returns:
         s (float, metres per source unit), t (3,) float64 metres.
@@ -169,15 +167,19 @@ def sintel_transform(path: Path | str = SINTEL) -> tuple[float, np.ndarray]:
     return s, t
 
 
-def _settle_on_head(strands: np.ndarray, query, sdf, clearance_m: float = 0.001) -> np.ndarray:
-    """Move each strand (N, L, 3) rigidly so its root lies on the head surface (closest point,
-    ``query`` a trimesh ProximityQuery), then push non-root points closer than ``clearance_m``
-    to the head out along the SDF gradient (``sdf.query``)."""
+def _settle_on_head(strands: np.ndarray, sdf, clearance_m: float = 0.001) -> np.ndarray:
+    """Move each strand (N, L, 3) metres rigidly so its root lies on the head surface (three
+    Newton steps ``r <- r - d(r) grad d(r)`` onto the zero set of ``sdf``, a
+    :class:`engine.prior.scalp.HeadSDF` of the ICT head), then push the other points nearer
+    than ``clearance_m`` to the head out along the SDF gradient. Returns (N, L, 3) float64."""
     from engine.prior.synth import push_out
 
-    roots = strands[:, 0]
-    closest, _, _ = query.on_surface(roots)
-    out = strands + (closest - roots)[:, None]
+    roots = np.asarray(strands[:, 0], np.float64)
+    on = roots.copy()
+    for _ in range(3):
+        d, g = sdf.query(on)
+        on = on - d[:, None] * g
+    out = np.asarray(strands, np.float64) + (on - roots)[:, None]
     body = out[:, 1:].reshape(-1, 3)
     for _ in range(3):
         body = push_out(body, sdf, clearance_m)
@@ -185,16 +187,30 @@ def _settle_on_head(strands: np.ndarray, query, sdf, clearance_m: float = 0.001)
     return out
 
 
+def _sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """``n`` points (n, 3) uniformly distributed by area on the triangle mesh."""
+    tri = vertices[faces].astype(np.float64)
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    fi = rng.choice(len(faces), size=n, p=area / area.sum())
+    r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
+    w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)
+    return (tri[fi] * w[:, :, None]).sum(1)
+
+
 def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
-                 path: Path | str = SINTEL) -> Groom:
+                 path: Path | str = SINTEL, reach_m: float = 0.018) -> Groom:
     """The Sintel Lite hair (Blender Foundation, CC-BY 3.0) on the ICT head, densified.
 
     The 228 guides are mapped by :func:`sintel_transform` (uniform scale and translation, no
-    rotation: both frames are Y-up, face +Z), each moved rigidly so its root lies on the ICT head
-    mesh (closest surface point) and points nearer than 1 mm to the head are pushed out; then
-    ``n_strands`` children are interpolated: each picks a guide and two of its three nearest
-    guides (root distance), blends the three whole strands with Dirichlet(3, 1, 1) weights, adds
-    a smooth offset growing linearly to 2 mm at the tip, and is settled on the head again.
+    rotation: both frames are Y-up, face +Z), resampled to ``n_points`` and each moved rigidly
+    so its root lies on the ICT head surface (the zero set of the prior's head SDF, built from
+    the same ICT mesh); points nearer than 1 mm to the head are pushed out. Then ``n_strands``
+    child roots are drawn uniformly by area on the ICT head and neck (regions 0 and 1) among
+    the points within ``reach_m`` metres of a guide root, and each child is its root plus the
+    inverse-square-distance weighted mean of the root-relative shapes of its 4 nearest guides,
+    plus a random offset growing linearly to 2 mm at the tip; children are settled on the head
+    like the guides.
 
     Returns:
         :class:`Groom`: strands (n_strands, n_points, 3) float32 metres, head frame, root first,
@@ -202,7 +218,7 @@ def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
     Raises:
         InputError: the file is missing.
     """
-    import trimesh
+    from scipy.spatial import cKDTree
 
     from engine.head.scalp import scalp_uv
     from engine.prior.scalp import default_scalp
@@ -214,22 +230,25 @@ def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
     s, t = sintel_transform(path)
     guides = np.load(path)["strands"].astype(np.float64) * s + t
     guides = resample_polylines(guides, n_points)
-    v, f, reg, _ = head_mesh(torso=False)
-    query = trimesh.proximity.ProximityQuery(trimesh.Trimesh(v, f, process=False))
     sdf = default_scalp().sdf
-    guides = _settle_on_head(guides, query, sdf)
+    guides = _settle_on_head(guides, sdf)
     rng = np.random.default_rng(seed)
-    roots = guides[:, 0]
-    d = np.linalg.norm(roots[:, None] - roots[None], axis=2)
-    near = np.argsort(d, axis=1)[:, 1:4]  # three nearest other guides
-    a = rng.integers(len(guides), size=n_strands)
-    pick = near[a[:, None], np.argsort(rng.random((n_strands, 3)), axis=1)[:, :2]]
-    w = rng.dirichlet([3.0, 1.0, 1.0], size=n_strands)
-    kids = (w[:, 0, None, None] * guides[a] + w[:, 1, None, None] * guides[pick[:, 0]]
-            + w[:, 2, None, None] * guides[pick[:, 1]])
+    v, f, reg, _ = head_mesh(torso=False, albedo=False)
+    f = f[(reg[f] <= 1).all(1)]
+    tree = cKDTree(guides[:, 0])
+    roots = np.zeros((0, 3))
+    while len(roots) < n_strands:
+        cand = _sample_mesh(v, f, 4 * n_strands, rng)
+        roots = np.concatenate([roots, cand[tree.query(cand)[0] < reach_m]])
+    roots = roots[:n_strands]
+    dist, idx = tree.query(roots, k=4)
+    w = 1.0 / (dist + 1e-3) ** 2
+    w /= w.sum(1, keepdims=True)
+    shape = guides - guides[:, :1]
+    kids = roots[:, None] + (w[:, :, None, None] * shape[idx]).sum(1)
     jitter = rng.normal(size=(n_strands, 1, 3)) * 0.002 / math.sqrt(3)
     kids = kids + jitter * np.linspace(0.0, 1.0, n_points)[None, :, None]
-    kids = resample_polylines(_settle_on_head(kids, query, sdf), n_points).astype(np.float32)
+    kids = resample_polylines(_settle_on_head(kids, sdf), n_points).astype(np.float32)
     return Groom(kids, root_uv=scalp_uv(kids[:, 0]).astype(np.float32))
 
 
@@ -516,10 +535,10 @@ def render_views(groom: Groom, cameras: Sequence[Camera], paths: Sequence[Path],
 
 
 def _description(groom: str, kind: str, count: int, size: int, settings: SceneSettings,
-                 n_strands: int | None, fps: float) -> dict:
-    d = {"groom": groom, "kind": kind, "size": size, "strands": n_strands,
+                 n_strands: int | None, n_points: int | None, fps: float) -> dict:
+    d = {"groom": groom, "kind": kind, "size": size, "strands": n_strands, "points": n_points,
          "settings": {k: v for k, v in asdict(settings).items() if k != "threads"},
-         "settings_version": SETTINGS_VERSION}
+         "settings_version": SETTINGS_VERSION, "groom_version": GROOM_VERSION.get(groom, 1)}
     if kind == "orbit":
         d["views"] = count
     else:
@@ -563,7 +582,7 @@ def make_capture(groom_name: str, out: Path | str, kind: str = "orbit", views: i
         raise InputError(f"unknown capture kind {kind!r} (expected one of {', '.join(KINDS)})")
     out = Path(out)
     count = views if kind == "orbit" else frames
-    desc = _description(groom_name, kind, count, size, settings, n_strands, fps)
+    desc = _description(groom_name, kind, count, size, settings, n_strands, n_points, fps)
     if groom is not None:
         desc["groom_arrays"] = [int(x) for x in groom.strands.shape[:2]]
         desc["groom_checksum"] = float(np.round(np.abs(groom.strands).sum(), 3))
@@ -580,7 +599,8 @@ def make_capture(groom_name: str, out: Path | str, kind: str = "orbit", views: i
     import bpy  # after the groom: fail early on bad input, import Blender only to render
 
     info = {"blender": bpy.app.version_string, "strands": g.num_strands,
-            "points": g.points_per_strand, "radius_m": radius, "cores": settings.threads or _cores(),
+            "points": g.points_per_strand, "radius_m": radius,
+            "cores": settings.threads or _cores(),
             "groom_s": round(groom_s, 2)}
     if kind == "orbit":
         from engine.synthetic.camera import save_transforms_json
@@ -617,6 +637,33 @@ def make_capture(groom_name: str, out: Path | str, kind: str = "orbit", views: i
     return case
 
 
+def contact_sheet(images: Sequence[Path], out: Path | str, columns: int = 6, tile: int = 144,
+                  labels: Sequence[str] | None = None) -> Path:
+    """Tile images (any size, resized to ``tile`` x ``tile`` pixels) into one PNG, ``columns``
+    per row, each labelled (default: its file stem) in the top-left corner. Colours are
+    quantised to 32 levels per channel (the render noise otherwise makes the PNG large).
+    Returns ``out``."""
+    import cv2
+
+    tiles = []
+    for i, p in enumerate(images):
+        im = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if im is None:
+            raise InputError(f"{p}: not an image")
+        im = cv2.resize(im, (tile, tile), interpolation=cv2.INTER_AREA)
+        text = labels[i] if labels else Path(p).stem
+        cv2.putText(im, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        tiles.append(im)
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    rows = [np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), np.vstack(rows) & 0xF8, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Render a Blender (Cycles, CPU) benchmark capture.")
     ap.add_argument("--groom", required=True, choices=GROOMS)
@@ -627,7 +674,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--size", type=int, default=384, help="image width = height, pixels")
     ap.add_argument("--samples", type=int, default=24, help="Cycles samples per pixel")
-    ap.add_argument("--strands", type=int, default=None, help="strands (default 10000, sintel 6000)")
+    ap.add_argument("--strands", type=int, default=None,
+                    help="strands (default 10000, sintel 6000)")
     ap.add_argument("--points", type=int, default=None, help="points per strand")
     ap.add_argument("--hair-color", default="dark_brown", choices=sorted(MELANIN))
     ap.add_argument("--radius-mm", type=float, default=None, help="root radius of the strands")
@@ -635,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="Cycles threads (0: all cores)")
     ap.add_argument("--denoise", action="store_true")
     ap.add_argument("--force", action="store_true", help="render even when case.json matches")
+    ap.add_argument("--sheet", type=Path, default=None,
+                    help="also write a contact sheet of the images (PNG) here")
     a = ap.parse_args(argv)
     settings = SceneSettings(samples=a.samples, hair_color=a.hair_color,
                              radius_m=None if a.radius_mm is None else a.radius_mm / 1000.0,
@@ -646,6 +696,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if a.sheet is not None:
+        sub = "images" if a.kind == "orbit" else "frames"
+        frames = sorted((a.out / sub).glob("*.png"))
+        if a.kind == "turn":  # at most 12 evenly spaced frames
+            frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(12, len(frames)))
+                      .round().astype(int)]
+        contact_sheet(frames, a.sheet)
     print(json.dumps(case["out"]))
     return 0
 
