@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.cameras.camera import (Camera, align_cameras, import_colmap, import_transforms_json,
                                    save_cameras)
-from engine.errors import InputError
+from engine.errors import InputError, StrandcapError
 from engine.io.media import write_image
 from engine.io.files import write_json_atomic
 from engine.pipeline import Stage, option
@@ -140,6 +140,32 @@ def _yaw_range(fit) -> float:
     return float(np.ptp(yaw)) if len(yaw) > 1 else 0.0
 
 
+def _by_keyframe(known: dict[str, Camera], meta: dict, project) -> dict[str, Camera]:
+    """Imported cameras keyed by keyframe name. Keyframes are renumbered ``000, 001, ...`` in
+    the order chosen, so for an image-folder source an imported camera belongs to a keyframe
+    through the source image's file stem (``images/007.png`` -> ``007``, even when keyframe
+    ``007`` is another image). Otherwise the keyframe's own name (cameras exported by
+    Strandcap), then the source frame index written as ``007``, ``0007``, ``00007`` or
+    nerfstudio's 1-based ``frame_00008``."""
+    stems: list[str] = []
+    if meta.get("source_kind") == "images":
+        from engine.io.media import image_files
+
+        try:
+            stems = [f.stem for f in image_files(project.source_path)]
+        except (OSError, StrandcapError):
+            stems = []
+    out = {}
+    for fr in meta["frames"]:
+        i = int(fr["source_index"])
+        keys = ([stems[i]] if i < len(stems) else []) + [
+            fr["name"], f"{i:03d}", f"{i:04d}", f"{i:05d}", f"frame_{i + 1:05d}"]
+        hit = next((k for k in keys if k in known), None)
+        if hit is not None:
+            out[fr["name"]] = known[hit]
+    return out
+
+
 def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     from engine.head.fit import draw_overlay, fit_head
     from engine.head.model import load_head_model, save_obj
@@ -177,7 +203,8 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
             raise InputError(f"cameras mode {mode} needs import_path (a COLMAP model folder or "
                              "a transforms.json)")
         p = Path(cfg.import_path)
-        known = import_colmap(p) if mode == "colmap" else import_transforms_json(p)
+        known = _by_keyframe(import_colmap(p) if mode == "colmap" else import_transforms_json(p),
+                             meta, ctx.project)
         missing = [n for n in names if n not in known]
         if len(missing) > len(names) - 3:
             raise InputError(f"{p}: its frame names do not match the keyframes ({names[0]}, ...); "

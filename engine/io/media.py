@@ -103,7 +103,9 @@ def write_image(path: Path | str, img: np.ndarray, params: list[int] | None = No
     return path
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The images of an image-folder source in frame order (sorted by file name): frame ``i``
+    of :func:`iter_frames` is ``image_files(folder)[i]``."""
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -133,7 +135,7 @@ def probe_source(path: Path | str, label: str | None = None) -> SourceInfo:
     if not path.exists():
         raise InputError(f"{name}: no such file or folder")
     if path.is_dir():
-        files = _image_files(path)
+        files = image_files(path)
         if not files:
             raise InputError(f"{name}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
         first = read_image(files[0])
@@ -166,7 +168,7 @@ def iter_frames(path: Path | str, stride: int = 1,
     info = probe_source(path, label)
     stride = max(int(stride), 1)
     if info.kind == "images":
-        for i, f in enumerate(_image_files(info.path)):
+        for i, f in enumerate(image_files(info.path)):
             if i % stride == 0:
                 yield i, read_image(f)
         return

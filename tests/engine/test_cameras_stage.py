@@ -142,3 +142,30 @@ def test_imported_cameras_are_brought_into_the_head_frame(tmp_path, seed):
     export_transforms_json(tmp_path / "small.json", small)
     with pytest.raises(InputError, match="image size"):
         _run({"mode": "transforms", "import_path": str(tmp_path / "small.json")}, inputs, ctx)
+
+
+def test_imported_cameras_follow_the_source_images_when_keyframes_skip_some(tmp_path):
+    """Keyframes are renumbered 000, 001, ... in the order chosen; a camera imported for
+    images/c.png must go to the keyframe made from c.png, not to keyframe 002."""
+    import cv2
+
+    from engine.cameras.camera import Camera
+    from engine.cameras.stages import _by_keyframe
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for stem in "abcd":
+        cv2.imwrite(str(folder / f"{stem}.png"), np.full((8, 8, 3), 100, np.uint8))
+    project = Project.open_or_create(tmp_path / "proj")
+    project.import_source(folder)
+    known = {stem: Camera(fx=100.0 + k, fy=100.0, cx=4.0, cy=4.0, width=8, height=8)
+             for k, stem in enumerate("abcd")}
+    meta = {"source_kind": "images",
+            "frames": [{"name": "000", "source_index": 0}, {"name": "001", "source_index": 2},
+                       {"name": "002", "source_index": 3}]}
+    got = _by_keyframe(known, meta, project)
+    assert {n: c.fx for n, c in got.items()} == {"000": 100.0, "001": 102.0, "002": 103.0}
+    # a video: cameras exported by Strandcap carry the keyframe names
+    video_meta = dict(meta, source_kind="video")
+    by_name = {"000": known["a"], "001": known["b"], "002": known["c"]}
+    assert _by_keyframe(by_name, video_meta, project) == by_name
