@@ -12,6 +12,7 @@ from app.pages.capture import CapturePage
 from app.pages.export import ExportPage
 from app.pages.reconstruct import ReconstructPage
 from app.pages.review import ReviewPage
+from app.pages.welcome import WelcomePage, sample_capture
 from app.settings import SettingsDialog
 from app.state import AppState
 
@@ -42,12 +43,22 @@ class MainWindow(QtWidgets.QMainWindow):
             self.stack.addWidget(page)
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
         self.sidebar.setCurrentRow(0)
-        central = QtWidgets.QWidget()
-        lay = QtWidgets.QHBoxLayout(central)
+        self.main_area = QtWidgets.QWidget()
+        lay = QtWidgets.QHBoxLayout(self.main_area)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.sidebar)
         lay.addWidget(self.stack, 1)
-        self.setCentralWidget(central)
+        # the welcome screen while no project is open, then the pages
+        self.welcome = WelcomePage()
+        self.welcome.newRequested.connect(self.new_project)
+        self.welcome.openRequested.connect(self.open_project_dialog)
+        self.welcome.sampleRequested.connect(self.open_sample)
+        self.welcome.recentRequested.connect(self.open_project)
+        self.welcome.skipRequested.connect(self.show_pages)
+        self.outer = QtWidgets.QStackedWidget()
+        self.outer.addWidget(self.welcome)
+        self.outer.addWidget(self.main_area)
+        self.setCentralWidget(self.outer)
         self.project_label = QtWidgets.QLabel()
         self.statusBar().addPermanentWidget(self.project_label)
         self._build_menus()
@@ -66,7 +77,20 @@ class MainWindow(QtWidgets.QMainWindow):
         return (self.capture, self.review, self.reconstruct, self.export)
 
     def show_page(self, name: str) -> None:
+        self.show_pages()
         self.sidebar.setCurrentRow(PAGES.index(name))
+
+    @property
+    def welcome_shown(self) -> bool:
+        return self.outer.currentWidget() is self.welcome
+
+    def show_welcome(self) -> None:
+        self.welcome.set_recent(self.state.settings.recent_projects())
+        self.outer.setCurrentWidget(self.welcome)
+
+    @QtCore.Slot()
+    def show_pages(self) -> None:
+        self.outer.setCurrentWidget(self.main_area)
 
     # -- menus -----------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -74,6 +98,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(m, "&New project…", self.new_project, QtGui.QKeySequence.StandardKey.New)
         self._action(m, "&Open project…", self.open_project_dialog,
                      QtGui.QKeySequence.StandardKey.Open)
+        self.sample_action = self._action(m, "Open the &sample", self.open_sample)
+        self.sample_action.setEnabled(sample_capture() is not None)
         self.recent_menu = m.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         m.addSeparator()
@@ -129,15 +155,42 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state.settings.clear_recent_projects()
 
     # -- projects --------------------------------------------------------------------------
-    def new_project(self) -> bool:
+    def new_project(self, name: str = "") -> bool:
         """Ask for a project name and the folder to create it in (the project folder itself
         is created, it need not exist), then open it."""
         base = Path(self.state.prefs.projects_dir)
-        dlg = NewProjectDialog(base if base.is_dir() else Path.home(), self)
+        dlg = NewProjectDialog(base if base.is_dir() else Path.home(), self, name=name)
         if dlg.exec() != QtWidgets.QDialog.DialogCode.Accepted:
             return False
         path = dlg.project_path()
         return path is not None and self.open_project(path)
+
+    def open_sample(self) -> bool:
+        """A new project (named "sample" unless the user renames it) whose input is the
+        embedded sample capture; then the Review page."""
+        clip = sample_capture()
+        if clip is None:
+            show_error(self, "No sample", "This build has no sample capture "
+                       "(resources/sample/capture.mp4).")
+            return False
+        base = Path(self.state.prefs.projects_dir)
+        name = "sample"
+        if base.is_dir():
+            i = 2
+            while (base / name).exists() and not (base / name / "project.json").is_file():
+                name, i = f"sample-{i}", i + 1
+        if not self.new_project(name):
+            return False
+        project = self.state.project
+        if project.manifest.get("source") is None:
+            try:
+                project.import_source(clip)
+            except Exception as exc:  # noqa: BLE001
+                show_error(self, "Sample not imported", str(exc))
+                return False
+            self.state.notify_changed()
+        self.show_page("Review")
+        return True
 
     def open_project_dialog(self) -> bool:
         d = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a Strandcap project")
@@ -159,11 +212,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if project is None:
             self.setWindowTitle("Strandcap Studio")
             self.project_label.setText("No project")
+            self.show_welcome()
             return
+        if self.welcome_shown:
+            self.show_pages()
         self.setWindowTitle(f"Strandcap Studio — {project.root.name}")
         src = project.manifest.get("source") or {}
-        self.project_label.setText(f"{project.root}  ·  input: "
-                                   f"{Path(src['path']).name if src else 'none yet'}")
+        name = Path(src.get("original") or src["path"]).name if src else "none yet"
+        self.project_label.setText(f"{project.root}  ·  input: {name}")
 
     @QtCore.Slot(str)
     def run_until(self, stage: str) -> None:

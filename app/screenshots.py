@@ -2,15 +2,19 @@
 
     xvfb-run -a -s "-screen 0 1280x1024x24" python -m app.screenshots docs/screenshots
 
-Review and Reconstruct run the real preprocessing stages (preview preset) on the sample from
-the Review page's "Run preprocessing" button. The project is made from the shipped sample (``resources/sample/capture.mp4``, a rendered
-head turning from -50 to +50 degrees); the Capture page plays it through the video-file camera
-source with the real live analysis. ``export-converted.png`` shows the Export page after
-converting the sample's ground-truth groom file. Review, Reconstruct and Export show the app with
-the engine's real stage graph, i.e. whatever stages exist in this build. One extra picture,
-``reconstruct-live-demo.png``, runs a *demo* stage (defined here, never used by the app) that
-streams losses and a procedural groom through the real worker, because the strand stages have
-not landed yet; its stage list says "demo".
+``welcome.png`` is the window before a project is open. The project is made from the shipped
+sample (``resources/sample/capture.mp4``, a rendered head turning from -50 to +50 degrees); the
+Capture page plays it through the video-file camera source with the real live analysis. Review
+runs the real preprocessing stages (preview preset) from its "Run preprocessing" button and
+shows the results with the capture checks; then the real graph runs to the end on the
+Reconstruct page with the preview preset made smaller (:data:`SHOT_OVERRIDES`, a few minutes on a
+CPU): ``reconstruct-preprocessing.png`` after the preprocessing (its image previews),
+``reconstruct-live.png`` during the strand stage, ``reconstruct.png`` when it has finished,
+``review-after-run.png`` the Review page's checks after the cameras stage, ``export.png`` the
+Export page with that groom. ``export-converted.png`` shows the Export page
+after converting the sample's ground-truth groom file. ``reconstruct-live-demo.png`` runs a
+*demo* stage (defined here, never used by the app) that streams losses and the sample's true
+groom through the real worker; its stage list says "demo".
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+
+# the preview preset, smaller where a CPU takes long (the result is rougher than a real preview)
+SHOT_OVERRIDES = {
+    "coarse": {"iterations": 60, "rays_per_batch": 128, "n_samples": 16, "n_importance": 8,
+               "mesh_resolution": 64, "preview_every": 20},
+    "strands": {"iterations": 30, "preview_every": 5, "dense_strands": 30000},
+}
 
 
 def _pump(app, seconds: float) -> None:
@@ -126,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     win.resize(1280, 820)
     win.show()
     _pump(qt, 0.5)
+    win.grab().save(str(out / "welcome.png"))
 
     sample = REPO / "resources" / "sample"
     clip = sample / "capture.mp4"
@@ -157,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print("preprocessing:", page.last_outcome, page.ran)
         page.views.setCurrentIndex(1)  # the stages' image previews
         _pump(qt, 0.3)
-        win.grab().save(str(out / "reconstruct.png"))
+        win.grab().save(str(out / "reconstruct-preprocessing.png"))
         page.views.setCurrentIndex(0)
     win.show_page("Review")
     review = win.review
@@ -172,10 +184,36 @@ def main(argv: list[str] | None = None) -> int:
     _pump(qt, 0.3)
     win.grab().save(str(out / "review-orientation.png"))
 
-    if not (out / "reconstruct.png").is_file() or page.last_outcome is None:
-        win.show_page("Reconstruct")
-        _pump(qt, 0.3)
-        win.grab().save(str(out / "reconstruct.png"))
+    # the whole graph to the end (preprocessing from the cache), a picture during the strands
+    # stage and one of the result
+    for stage, values in SHOT_OVERRIDES.items():
+        if stage in {st.name for st in state.stages()}:
+            state.set_overrides(stage, values)
+    win.show_page("Reconstruct")
+    page.views.setCurrentIndex(0)
+    page.start()
+    live = False
+    t0 = time.monotonic()
+    while page.running:
+        _pump(qt, 0.1)
+        if not live and page.counts["preview:strands"] >= 2 and page.worker is not None:
+            page.toggle_pause()
+            _pump(qt, 0.8)
+            page.loss_plot.redraw()
+            page.strand_view.apply_pending()
+            _pump(qt, 0.4)
+            win.grab().save(str(out / "reconstruct-live.png"))
+            live = True
+            page.toggle_pause()
+    print("reconstruction:", page.last_outcome, page.ran, f"{time.monotonic() - t0:.0f}s")
+    _pump(qt, 0.5)
+    page.loss_plot.redraw()
+    page.strand_view.apply_pending()
+    _pump(qt, 0.3)
+    win.grab().save(str(out / "reconstruct.png"))
+    win.show_page("Review")
+    _pump(qt, 0.3)
+    win.grab().save(str(out / "review-after-run.png"))
 
     win.show_page("Export")
     _pump(qt, 0.3)

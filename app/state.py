@@ -31,6 +31,7 @@ class AppState(QtCore.QObject):
     projectChanged = QtCore.Signal(object)
     busyChanged = QtCore.Signal(bool)   # a run is in progress (pages avoid clashing writes)
     editsChanged = QtCore.Signal()      # mask edits or excluded frames changed (stage keys too)
+    warningsChanged = QtCore.Signal()   # a run logged a warning (see :attr:`log_warnings`)
 
     def __init__(self, settings: AppSettings, stages: StagesFactory = installed_stages,
                  parent: QtCore.QObject | None = None) -> None:
@@ -39,12 +40,15 @@ class AppState(QtCore.QObject):
         self.stages_factory = stages
         self.project: Project | None = None
         self.busy = False
+        self.log_warnings: list[tuple[str, str]] = []   # (stage, message) logged by runs
 
     @property
     def prefs(self) -> Preferences:
         return self.settings.preferences()
 
     def set_project(self, project: Project | None) -> None:
+        if project is not self.project:
+            self.log_warnings = []
         self.project = project
         if project is not None:
             self.settings.add_recent_project(project.root)
@@ -68,6 +72,69 @@ class AppState(QtCore.QObject):
         finished for the current config, so pages re-read their status (without rebuilding
         what the user is looking at)."""
         self.editsChanged.emit()
+
+    def add_log_warning(self, stage: str, message: str) -> None:
+        """A run logged a warning (e.g. the cameras stage falling back from structure from
+        motion): kept for this session's project and shown with the capture checks."""
+        if (stage, message) not in self.log_warnings:
+            self.log_warnings.append((stage, message))
+            self.warningsChanged.emit()
+
+    def clear_log_warnings(self, stage: str) -> None:
+        """``stage`` runs again: the warnings its last run logged no longer hold."""
+        kept = [w for w in self.log_warnings if w[0] != stage]
+        if len(kept) != len(self.log_warnings):
+            self.log_warnings = kept
+            self.warningsChanged.emit()
+
+    # -- stage options (the project's PipelineConfig overrides) ----------------------------
+    def override(self, stage: str, name: str, default=None):
+        """The project's saved override ``stage.name`` (``project.json`` config overrides, the
+        one config system of CLI and app), else ``default``."""
+        if self.project is None:
+            return default
+        saved = (self.project.manifest.get("config") or {}).get("overrides") or {}
+        return (saved.get(stage) or {}).get(name, default)
+
+    def set_override(self, stage: str, name: str, value) -> None:
+        """Save ``stage.name = value`` (see :meth:`set_overrides`)."""
+        self.set_overrides(stage, {name: value})
+
+    def set_overrides(self, stage: str, values: dict) -> None:
+        """Save ``stage.<name> = value`` for each item as overrides in the project's config
+        (a value ``None`` removes it, back to the preset's value), all checked against the
+        stage's config type first, then saved at once.
+
+        Raises:
+            ConfigError: no such stage or option, or a value out of its range or choices.
+        """
+        from engine.pipeline import config_from_dict
+
+        if self.project is None:
+            return
+        by_name = {s.name: s for s in self.stages()}
+        if stage not in by_name:
+            from engine.errors import ConfigError
+            raise ConfigError(f"no stage named {stage!r} in this build")
+        config = dict(self.project.manifest.get("config") or {})
+        overrides = {k: dict(v) for k, v in (config.get("overrides") or {}).items()}
+        new = dict(values)
+        values = overrides.setdefault(stage, {})
+        for name, value in new.items():
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+        config_from_dict(by_name[stage].config_type, values)   # raises on a bad value
+        if not values:
+            overrides.pop(stage)
+        config["overrides"] = overrides
+        config.setdefault("preset", self.prefs.preset)
+        if config == self.project.manifest.get("config"):
+            return
+        self.project.manifest["config"] = config
+        self.project.save()
+        self.notify_edits()   # the stage's key changed: pages re-read what is finished
 
     def set_busy(self, busy: bool) -> None:
         self.busy = busy

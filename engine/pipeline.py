@@ -875,14 +875,23 @@ def run_pipeline(project: Project, stages: list[Stage], config: PipelineConfig,
         try:
             yield from _run_plan(project, stages, config, plan, cancel)
         except Cancelled:
-            _save_config(project, config)
+            _save_config(project, config, stages)
             raise
-        _save_config(project, config)
+        _save_config(project, config, stages)
 
 
-def _save_config(project: Project, config: PipelineConfig) -> None:
-    if project.manifest.get("config") != config.to_dict():
-        project.manifest["config"] = config.to_dict()
+def _save_config(project: Project, config: PipelineConfig, stages: list[Stage]) -> None:
+    """Save the run's preset and overrides into ``project.json``. A run of part of the graph
+    (``--until``, the app's "Run preprocessing") keeps the saved overrides of the stages it
+    did not run (a cameras mode chosen before preprocessing survives it)."""
+    new = config.to_dict()
+    ran = {s.name for s in stages}
+    kept = {k: v for k, v in ((project.manifest.get("config") or {}).get("overrides") or {}
+                              ).items() if k not in ran}
+    if kept:
+        new = dict(new, overrides={**kept, **(new.get("overrides") or {})})
+    if project.manifest.get("config") != new:
+        project.manifest["config"] = new
         project.save()
 
 

@@ -129,6 +129,7 @@ class ExportPage(QtWidgets.QWidget):
         self.head = QtWidgets.QCheckBox("Include the head mesh (Alembic, USD, OBJ)")
         self.head.setChecked(True)
         self.folder = QtWidgets.QLineEdit()
+        self.folder.textChanged.connect(self.folder.setToolTip)
         browse = QtWidgets.QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         folder_row = QtWidgets.QHBoxLayout()
@@ -173,8 +174,9 @@ class ExportPage(QtWidgets.QWidget):
         box = QtWidgets.QWidget()
         box.setLayout(col)
         box.setMaximumWidth(720)
+        box.setMinimumWidth(560)   # room for the export folder's path
         layout = QtWidgets.QHBoxLayout(self)
-        layout.addWidget(box)
+        layout.addWidget(box, 3)
         layout.addStretch(1)
         state.projectChanged.connect(self.refresh)
         self.refresh()

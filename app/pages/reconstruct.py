@@ -21,11 +21,14 @@ from app.settings import cuda_available
 from app.state import AppState
 from app.views.image_view import ImageView
 from app.views.loss_plot import LossPlot
-from app.views.strand_view import StrandView, template_head
+from app.views.strand_view import StrandView, load_mesh_file, template_head
 from app.worker import JobWorker
 
 
 _NO_RESTORE = object()
+COARSE_STAGE = "coarse"
+HAIR_MESH_FILE = "hair_mesh.ply"
+GROOM_FILE = "groom.npz"
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -100,7 +103,12 @@ class ReconstructPage(QtWidgets.QWidget):
         self.log_view = QtWidgets.QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(2000)
+        self.checks_label = QtWidgets.QLabel()
+        self.checks_label.setWordWrap(True)
+        self.checks_label.setStyleSheet("background:#3a2a1c; color:#f0b35a; padding:4px;")
+        self.checks_label.setVisible(False)
         left = QtWidgets.QVBoxLayout()
+        left.addWidget(self.checks_label)
         left.addWidget(self.stage_list, 2)
         left.addWidget(self.progress_bar)
         left.addWidget(self.progress_label)
@@ -128,6 +136,7 @@ class ReconstructPage(QtWidgets.QWidget):
         layout.addWidget(split, 1)
         state.projectChanged.connect(self.refresh_status)
         state.editsChanged.connect(self.on_edits_changed)
+        state.warningsChanged.connect(self.update_checks)
         self._fill_until()
         self._set_running(False)
         self.refresh_status()
@@ -186,6 +195,7 @@ class ReconstructPage(QtWidgets.QWidget):
                                         "yet; the list fills as stages land.")
             self.start_button.setEnabled(False)
             return
+        self.update_checks()
         project = self.state.project
         statuses = None
         reason = ""
@@ -221,6 +231,28 @@ class ReconstructPage(QtWidgets.QWidget):
         else:
             self.start_button.setText("Start")
             self.progress_label.setText("Idle.")
+
+    @QtCore.Slot()
+    def update_checks(self) -> None:
+        """One line naming the capture warnings (the Review page lists them)."""
+        from app import quality
+
+        project, stages = self.state.project, self.state.stages()
+        warnings = []
+        if project is not None and stages:
+            try:
+                config = self.state.config(stages, self.preset.currentText(), device="cpu")
+                warnings = [w.text for w in quality.project_warnings(project, stages, config)]
+            except Exception:  # noqa: BLE001
+                warnings = []
+        warnings += [f"{st}: {m}" for st, m in self.state.log_warnings
+                     if not any(m in w for w in warnings)]
+        self.checks_label.setVisible(bool(warnings))
+        if warnings:
+            self.checks_label.setText(f"⚠ {len(warnings)} capture warning"
+                                      f"{'s' if len(warnings) != 1 else ''} (listed on the "
+                                      f"Review page): {warnings[0]}")
+            self.checks_label.setToolTip("\n".join(warnings))
 
     @QtCore.Slot()
     def on_edits_changed(self) -> None:
@@ -336,11 +368,53 @@ class ReconstructPage(QtWidgets.QWidget):
                 self.strand_view.set_strands(groom.strands)
                 self.strand_view.apply_pending()
                 return True
+            coarse = self._finished_coarse()
+            if coarse is not None:
+                self.show_template_head()
+                self.show_hair_mesh(coarse)
+                return False
         except Exception as exc:  # noqa: BLE001 - an unreadable groom: say so, show the head
             self.log_view.appendPlainText(f"Cannot show the finished groom "
                                           f"{found.path if found else ''}: {exc}")
         self.show_template_head()
         return False
+
+    def show_groom_file(self, path) -> bool:
+        """Show the strands (and the head, when it has one) of the groom file ``path``."""
+        try:
+            from engine.io.export import load_groom
+
+            groom = load_groom(path)
+        except Exception as exc:  # noqa: BLE001
+            self.log_view.appendPlainText(f"Cannot show the groom {path}: {exc}")
+            return False
+        if groom.has_head:
+            self.strand_view.set_mesh(groom.head_vertices, groom.head_faces)
+        self.strand_view.set_strands(groom.strands)
+        return True
+
+    def _finished_coarse(self):
+        """The folder of the project's finished coarse stage for the current config, else None."""
+        from engine.pipeline import resolve_artifact
+
+        stages = self.state.stages()
+        if self.state.project is None or COARSE_STAGE not in {s.name for s in stages}:
+            return None
+        try:
+            a = resolve_artifact(self.state.project, stages,
+                                 self.state.config(stages, device="cpu"), COARSE_STAGE)
+        except Exception:  # noqa: BLE001 - no input yet, a bad saved config
+            return None
+        return None if a is None else a.path
+
+    def show_hair_mesh(self, folder) -> bool:
+        """Show the coarse hair surface (``hair_mesh.ply`` in the coarse stage's ``folder``)."""
+        mesh = load_mesh_file(folder / HAIR_MESH_FILE) if folder is not None else None
+        if mesh is None:
+            return False
+        self.strand_view.set_hair_mesh(*mesh, "coarse hair mesh")
+        self.strand_view.apply_pending()
+        return True
 
     def show_template_head(self) -> bool:
         """Show the template head until a stage sends its fitted head mesh."""
@@ -379,6 +453,8 @@ class ReconstructPage(QtWidgets.QWidget):
     def on_stage_started(self, ev: StageStarted) -> None:
         self.counts["stage_started"] += 1
         self._stage_index, self._stage_count = ev.index, ev.count
+        if not ev.cached:
+            self.state.clear_log_warnings(ev.stage)
         it = self._item(ev.stage)
         if it is not None:
             it.setText(1, "cached" if ev.cached else "running")
@@ -412,7 +488,14 @@ class ReconstructPage(QtWidgets.QWidget):
         if ev.kind == "strands":
             self.strand_view.set_strands(ev.data)
         elif ev.kind == "mesh":
-            self.strand_view.set_mesh(ev.data["vertices"], ev.data["faces"])
+            label = (ev.label or "").lower()
+            if label.startswith("hair"):     # the coarse stage's hair surface
+                self.strand_view.set_hair_mesh(ev.data["vertices"], ev.data["faces"],
+                                               f"{ev.stage} {ev.label}")
+            elif label.startswith("bust"):   # the coarse bust: the head mesh stays
+                pass
+            else:                            # a head mesh
+                self.strand_view.set_mesh(ev.data["vertices"], ev.data["faces"])
         elif ev.kind == "image":
             self.image_view.set_image(ev.data)
             self.views.setTabText(1, f"Images ({ev.stage}{': ' + ev.label if ev.label else ''})")
@@ -421,6 +504,8 @@ class ReconstructPage(QtWidgets.QWidget):
     def on_log(self, ev: Log) -> None:
         self.counts["log"] += 1
         self.log_view.appendPlainText(f"[{ev.stage or 'pipeline'}] {ev.level}: {ev.message}")
+        if ev.level == "warning":
+            self.state.add_log_warning(ev.stage or "pipeline", ev.message)
 
     @QtCore.Slot(object)
     def on_stage_finished(self, ev: StageFinished) -> None:
@@ -433,6 +518,12 @@ class ReconstructPage(QtWidgets.QWidget):
             it.setText(1, self._last_run[ev.stage][0])
             it.setText(2, self._last_run[ev.stage][1])
         self.progress_bar.setValue(1000)
+        if ev.stage == COARSE_STAGE and not self.strand_view.hair_mesh_faces:
+            self.show_hair_mesh(ev.path)   # from the cache, or no preview came
+        if (ev.path / GROOM_FILE).is_file():
+            # the finished groom itself: the stage's last preview is a thinned copy, and the
+            # view's line must count the groom's strands, not the preview's
+            self.show_groom_file(ev.path / GROOM_FILE)
 
     @QtCore.Slot()
     def on_succeeded(self) -> None:

@@ -17,9 +17,23 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import artifacts as art
+from app import quality
 from app.dialogs import show_error
 from app.state import AppState
 from app.views.image_view import ImageView, to_qimage
+
+CAMERA_MODES = (
+    ("auto", "Automatic", "Chooses from the footage: orbit when the background moves, turn when "
+     "the head turns, else landmark poses"),
+    ("turn", "Head turns, camera still", "Structure from motion on the person only"),
+    ("orbit", "Camera moves around", "Structure from motion on the whole frame"),
+    ("landmarks", "Face landmarks only", "Head poses from the face landmarks, no structure from "
+     "motion (fast, less accurate)"),
+    ("colmap", "Import COLMAP model", "Known cameras from a COLMAP sparse model folder"),
+    ("transforms", "Import transforms.json", "Known cameras from a nerfstudio / instant-ngp "
+     "transforms.json"))
+CHECK_STYLE_WARN = "background:#3a2a1c; color:#f0b35a; padding:6px; border-radius:3px;"
+CHECK_STYLE_OK = "background:#1f2b22; color:#8fd19e; padding:6px; border-radius:3px;"
 
 LAYER_STAGES = {"hair": "masks", "bust": "masks", "landmarks": "landmarks",
                 "orientation": "orientation"}
@@ -60,20 +74,39 @@ class BrushCanvas(ImageView):
     """An :class:`ImageView` that paints into an edit mask (uint8, image size) with the mouse.
 
     ``value`` is the value painted (255 add hair, 0 remove, 128 restore computed; None = off).
-    Emits :attr:`stroked` while painting and :attr:`strokeFinished` on release.
+    Emits :attr:`stroked` while painting and :attr:`strokeFinished` on release. Before each
+    stroke (and before :meth:`push_undo` by a caller, e.g. "Clear edits") the edit is copied
+    onto an undo stack of at most :attr:`undo_limit` steps; :meth:`undo` takes the newest back.
+    The stack belongs to the frame being edited: setting :attr:`edit` to another frame's edit
+    empties it.
     """
 
     stroked = QtCore.Signal()
     strokeFinished = QtCore.Signal()
+    undoRequested = QtCore.Signal()   # Ctrl+Z while the canvas has the keyboard focus
+
+    undo_limit = 30
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent, placeholder="No frame selected.")
-        self.edit: np.ndarray | None = None
+        self._edit: np.ndarray | None = None
+        self.undo_stack: list[np.ndarray] = []
+        self._in_stroke = False
         self.value: int | None = None
         self.radius = 12
         self._last: tuple[int, int] | None = None
         self._hover: QtCore.QPointF | None = None
         self.setMouseTracking(True)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+
+    def keyPressEvent(self, e: QtGui.QKeyEvent) -> None:  # noqa: N802
+        # the page's Ctrl+Z shortcut needs an active window; a key press on the focused
+        # canvas (e.g. a window manager that has not activated the window yet) undoes too
+        if e.matches(QtGui.QKeySequence.StandardKey.Undo):
+            self.undoRequested.emit()
+            e.accept()
+            return
+        super().keyPressEvent(e)
 
     def paintEvent(self, e: QtGui.QPaintEvent) -> None:  # noqa: N802 - brush outline on top
         super().paintEvent(e)
@@ -87,11 +120,41 @@ class BrushCanvas(ImageView):
         p.drawEllipse(self._hover, self.radius * scale, self.radius * scale)
         p.end()
 
+    @property
+    def edit(self) -> np.ndarray | None:
+        return self._edit
+
+    @edit.setter
+    def edit(self, value: np.ndarray | None) -> None:
+        self._edit = value
+        self.undo_stack = []
+        self._in_stroke = False
+
+    def push_undo(self) -> None:
+        """Remember the edit as it is now (one undo step)."""
+        if self._edit is None:
+            return
+        self.undo_stack.append(self._edit.copy())
+        del self.undo_stack[:-self.undo_limit]
+
+    def undo(self) -> bool:
+        """Put the edit back as it was before the last stroke; False when there is nothing to
+        undo. The caller saves the edit (as after a stroke)."""
+        if self._edit is None or not self.undo_stack:
+            return False
+        self._edit[:] = self.undo_stack.pop()
+        self._last = None
+        self._in_stroke = False
+        return True
+
     def paint_at(self, x: float, y: float, connect: bool = False) -> None:
         """Paint a disc of :attr:`radius` at image pixel (x, y) (a line from the previous
-        point when ``connect``)."""
+        point when ``connect``); the first point of a stroke records an undo step."""
         if self.edit is None or self.value is None:
             return
+        if not self._in_stroke:
+            self.push_undo()
+            self._in_stroke = True
         p = (int(round(x)), int(round(y)))
         if connect and self._last is not None:
             cv2.line(self.edit, self._last, p, int(self.value), thickness=2 * self.radius)
@@ -100,12 +163,14 @@ class BrushCanvas(ImageView):
         self.stroked.emit()
 
     def end_stroke(self) -> None:
+        self._in_stroke = False
         if self._last is not None:
             self._last = None
             self.strokeFinished.emit()
 
     def mousePressEvent(self, e: QtGui.QMouseEvent) -> None:  # noqa: N802
         pos = self.widget_to_image(e.position())
+        self.setFocus()
         if pos and e.button() == QtCore.Qt.MouseButton.LeftButton:
             self._last = None
             self.paint_at(*pos)
@@ -144,6 +209,7 @@ class ReviewPage(QtWidgets.QWidget):
         self._orient: np.ndarray | None = None
         self._points: np.ndarray | None = None
         self._landmarks: dict[str, np.ndarray] | None = None
+        self._undo: dict[str, list[np.ndarray]] = {}   # frame name -> its undo steps
 
         self.banner = QtWidgets.QLabel()
         self.banner.setWordWrap(True)
@@ -170,19 +236,23 @@ class ReviewPage(QtWidgets.QWidget):
         self.canvas = BrushCanvas()
         self.canvas.stroked.connect(self.redraw)
         self.canvas.strokeFinished.connect(self.save_edit)
+        self.canvas.strokeFinished.connect(self._update_undo)
+        self.canvas.undoRequested.connect(self.undo_edit)
 
         self.layer_boxes: dict[str, QtWidgets.QCheckBox] = {}
         layers = QtWidgets.QGroupBox("Show")
-        ll = QtWidgets.QVBoxLayout(layers)
-        for key, text in (("image", "Image"), ("hair", "Hair mask"), ("bust", "Bust mask"),
-                          ("landmarks", "Face landmarks"), ("orientation", "Orientation map")):
+        ll = QtWidgets.QGridLayout(layers)   # two columns: the side panel fits the window
+        for i, (key, text) in enumerate((("image", "Image"), ("hair", "Hair mask"),
+                                         ("bust", "Bust mask"), ("landmarks", "Landmarks"),
+                                         ("orientation", "Orientation map"))):
             box = QtWidgets.QCheckBox(text)
             box.setChecked(key in ("image", "hair"))
             box.toggled.connect(self.redraw)
             self.layer_boxes[key] = box
-            ll.addWidget(box)
+            ll.addWidget(box, i // 2, i % 2)
         brush = QtWidgets.QGroupBox("Hair-mask brush")
         bl = QtWidgets.QVBoxLayout(brush)
+        radios = QtWidgets.QGridLayout()
         self.brush_size = QtWidgets.QSpinBox()
         self.brush_size.setRange(1, 200)
         self.brush_size.setValue(12)
@@ -190,20 +260,33 @@ class ReviewPage(QtWidgets.QWidget):
         self.brush_size.valueChanged.connect(self._brush_changed)
         self.brush_buttons: dict[str, QtWidgets.QRadioButton] = {}
         group = QtWidgets.QButtonGroup(self)
-        for key, text in (("off", "Off"), ("add", "Add hair"), ("remove", "Remove hair"),
-                          ("restore", "Restore computed")):
+        for i, (key, text) in enumerate((("off", "Off"), ("add", "Add hair"),
+                                         ("remove", "Remove hair"), ("restore", "Restore"))):
             b = QtWidgets.QRadioButton(text)
             b.toggled.connect(self._brush_changed)
             group.addButton(b)
             self.brush_buttons[key] = b
-            bl.addWidget(b)
+            radios.addWidget(b, i // 2, i % 2)
+        self.brush_buttons["restore"].setToolTip("Paint back the computed mask")
+        bl.addLayout(radios)
         self.brush_buttons["off"].setChecked(True)
         bl.addWidget(self.brush_size)
-        self.clear_edit_button = QtWidgets.QPushButton("Clear edits of this frame")
+        self.undo_button = QtWidgets.QPushButton("Undo stroke")
+        self.undo_button.setToolTip("Undo the last brush stroke on this frame (Ctrl+Z)")
+        self.undo_button.clicked.connect(self.undo_edit)
+        self.clear_edit_button = QtWidgets.QPushButton("Clear edits")
+        self.clear_edit_button.setToolTip("Remove every edit of this frame (undo brings them "
+                                          "back)")
         self.clear_edit_button.clicked.connect(self.clear_edit)
-        bl.addWidget(self.clear_edit_button)
-        self.brush_note = QtWidgets.QLabel("Edits are saved into the project when you release "
-                                           "the mouse and used by the next run.")
+        edit_row = QtWidgets.QHBoxLayout()
+        edit_row.addWidget(self.undo_button)
+        edit_row.addWidget(self.clear_edit_button)
+        bl.addLayout(edit_row)
+        self.undo_shortcut = QtGui.QShortcut(QtGui.QKeySequence.StandardKey.Undo, self)
+        self.undo_shortcut.setContext(QtCore.Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.undo_shortcut.activated.connect(self.undo_edit)
+        self.brush_note = QtWidgets.QLabel("Saved when you release the mouse; used by the "
+                                           "next run.")
         self.brush_note.setWordWrap(True)
         bl.addWidget(self.brush_note)
         self.brush_group = brush
@@ -215,16 +298,44 @@ class ReviewPage(QtWidgets.QWidget):
         self.frame_info.setWordWrap(True)
         fl.addWidget(self.exclude_box)
         fl.addWidget(self.frame_info)
+        self.cameras_box = QtWidgets.QGroupBox("Cameras")
+        cb = QtWidgets.QFormLayout(self.cameras_box)
+        self.cameras_mode = QtWidgets.QComboBox()
+        for key, text, tip in CAMERA_MODES:
+            self.cameras_mode.addItem(text, key)
+            self.cameras_mode.setItemData(self.cameras_mode.count() - 1, tip,
+                                          QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.cameras_mode.setToolTip("How the cameras stage finds the cameras (the option "
+                                     "cameras.mode of the project's config)")
+        self.cameras_mode.currentIndexChanged.connect(self._cameras_mode_changed)
+        self.import_path = QtWidgets.QLineEdit()
+        self.import_path.setPlaceholderText("COLMAP sparse folder or transforms.json")
+        self.import_path.editingFinished.connect(self._import_path_changed)
+        self.import_browse = QtWidgets.QPushButton("…")
+        self.import_browse.setFixedWidth(28)
+        self.import_browse.setToolTip("Pick the COLMAP model folder or the transforms.json")
+        self.import_browse.clicked.connect(self._browse_import)
+        path_row = QtWidgets.QHBoxLayout()
+        path_row.addWidget(self.import_path, 1)
+        path_row.addWidget(self.import_browse)
+        cb.addRow("Mode", self.cameras_mode)
+        self.import_label = QtWidgets.QLabel("Import")
+        cb.addRow(self.import_label, path_row)
         side = QtWidgets.QVBoxLayout()
-        for w in (layers, brush, frame_box):
+        for w in (layers, brush, frame_box, self.cameras_box):
             side.addWidget(w)
         side.addStretch(1)
         side_w = QtWidgets.QWidget()
         side_w.setLayout(side)
-        side_w.setFixedWidth(280)
+        side_scroll = QtWidgets.QScrollArea()   # scrolls rather than forcing a taller window
+        side_scroll.setWidget(side_w)
+        side_scroll.setWidgetResizable(True)
+        side_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        side_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        side_scroll.setFixedWidth(300)
         middle = QtWidgets.QHBoxLayout()
         middle.addWidget(self.canvas, 1)
-        middle.addWidget(side_w)
+        middle.addWidget(side_scroll)
         layout = QtWidgets.QVBoxLayout(self)
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.banner, 1)
@@ -233,11 +344,18 @@ class ReviewPage(QtWidgets.QWidget):
         top.addWidget(self.preset)
         top.addWidget(self.run_button)
         layout.addLayout(top)
+        self.checks = QtWidgets.QLabel()
+        self.checks.setWordWrap(True)
+        self.checks.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.checks.setVisible(False)
+        self.warnings: list[quality.Warning_] = []
+        layout.addWidget(self.checks)
         layout.addLayout(middle, 1)
         layout.addWidget(self.strip)
         state.projectChanged.connect(self.refresh)
         state.busyChanged.connect(self._update_controls)
         state.editsChanged.connect(self.on_edits_changed)
+        state.warningsChanged.connect(self.update_checks)
         self.refresh()
 
     # -- loading ---------------------------------------------------------------------------
@@ -251,6 +369,8 @@ class ReviewPage(QtWidgets.QWidget):
                 self.preset.blockSignals(True)
                 self.preset.setCurrentText(saved)
                 self.preset.blockSignals(False)
+        if project is not self._shown:
+            self._undo = {}   # undo steps are per project and frame
         self._shown = project
         self.entries, self.paths, self.current = [], {}, None
         self.mode = "none"
@@ -267,6 +387,8 @@ class ReviewPage(QtWidgets.QWidget):
             self.banner.setText("No project open. Create one (File ▸ New project) or record on "
                                 "the Capture page.")
             self._update_controls()
+            self._load_cameras_options()
+            self.update_checks()
             return
         self.paths, notes, self.stale = self._resolve(project)
         if self.paths.get("keyframes") is not None:
@@ -295,6 +417,8 @@ class ReviewPage(QtWidgets.QWidget):
         self.banner.setVisible(True)
         self._fill_strip()
         self._update_controls()
+        self._load_cameras_options()
+        self.update_checks()
         if self.entries:
             self.strip.setCurrentRow(0)
 
@@ -329,6 +453,106 @@ class ReviewPage(QtWidgets.QWidget):
         self.banner.setText(" · ".join(notes) if notes else
                             "All preprocessing results are available.")
         self._update_controls()
+        self._load_cameras_options()
+        self.update_checks()
+
+    # -- capture checks and the cameras option ---------------------------------------------
+    @QtCore.Slot()
+    def update_checks(self) -> None:
+        """The capture-quality and coverage warnings of the finished stages (and those the
+        runs logged), shown above the frame before the recording is used."""
+        project = self.state.project
+        stages = self.state.stages()
+        warnings: list[quality.Warning_] = []
+        facts: list[str] = []
+        have = False
+        if project is not None and stages:
+            try:
+                config = self.state.config(stages, self.preset.currentText(), device="cpu")
+            except Exception:  # noqa: BLE001 - a bad saved config: the run says why
+                config = None
+            if config is not None:
+                warnings = quality.project_warnings(project, stages, config)
+                facts = quality.capture_facts(project, stages, config)
+            have = self.mode == "keyframes"
+        for stage, message in self.state.log_warnings:
+            if not any(message in w.text for w in warnings):
+                warnings.append(quality.Warning_("log", stage, f"{stage}: {message}"))
+        self.warnings = warnings
+        if not warnings and not have:
+            self.checks.setVisible(False)
+            return
+        if warnings:
+            items = "".join(f"<li>{w.text}</li>" for w in warnings)
+            self.checks.setText(f"<b>⚠ Capture checks: {len(warnings)} problem"
+                                f"{'s' if len(warnings) != 1 else ''} before this recording is "
+                                f"used</b><ul style='margin:2px 0 0 -20px'>{items}</ul>")
+            self.checks.setStyleSheet(CHECK_STYLE_WARN)
+        else:
+            extra = f": {'; '.join(facts)}" if facts else ""
+            self.checks.setText(f"✓ Capture checks: head turn, face and light look fine{extra}.")
+            self.checks.setStyleSheet(CHECK_STYLE_OK)
+        self.checks.setVisible(True)
+
+    def _load_cameras_options(self) -> None:
+        has = "cameras" in {s.name for s in self.state.stages()}
+        self.cameras_box.setVisible(has)
+        mode = str(self.state.override("cameras", "mode", "auto"))
+        path = str(self.state.override("cameras", "import_path", "") or "")
+        self.cameras_mode.blockSignals(True)
+        self.cameras_mode.setCurrentIndex(max(0, self.cameras_mode.findData(mode)))
+        self.cameras_mode.blockSignals(False)
+        self.import_path.setText(path)
+        self._show_import_row()
+
+    def _show_import_row(self) -> None:
+        importing = self.cameras_mode.currentData() in ("colmap", "transforms")
+        for w in (self.import_label, self.import_path, self.import_browse):
+            w.setVisible(importing)
+        self.cameras_box.setEnabled(self.state.project is not None and not self.state.busy)
+
+    @QtCore.Slot(int)
+    def _cameras_mode_changed(self, _index: int) -> None:
+        self._show_import_row()
+        self.set_cameras_mode(self.cameras_mode.currentData())
+
+    def set_cameras_mode(self, mode: str, import_path: str | None = None) -> bool:
+        """Store ``cameras.mode`` (and, for the import modes, ``cameras.import_path``) in the
+        project's config overrides; "auto" removes the override. False (with an error box) when
+        the engine refuses the value."""
+        if self.state.project is None:
+            return False
+        if import_path is not None:
+            self.import_path.setText(import_path)
+        path = self.import_path.text().strip() if mode in ("colmap", "transforms") else ""
+        try:
+            self.state.set_overrides("cameras", {"mode": None if mode == "auto" else mode,
+                                                 "import_path": path or None})
+        except Exception as exc:  # noqa: BLE001
+            show_error(self, "Cameras option not saved", str(exc))
+            self._load_cameras_options()
+            return False
+        idx = self.cameras_mode.findData(mode)
+        if idx >= 0 and idx != self.cameras_mode.currentIndex():
+            self.cameras_mode.blockSignals(True)
+            self.cameras_mode.setCurrentIndex(idx)
+            self.cameras_mode.blockSignals(False)
+            self._show_import_row()
+        return True
+
+    @QtCore.Slot()
+    def _import_path_changed(self) -> None:
+        if self.cameras_mode.currentData() in ("colmap", "transforms"):
+            self.set_cameras_mode(self.cameras_mode.currentData())
+
+    def _browse_import(self) -> None:
+        if self.cameras_mode.currentData() == "transforms":
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "transforms.json", "", "transforms.json (*.json)")
+        else:
+            path = QtWidgets.QFileDialog.getExistingDirectory(self, "COLMAP sparse model folder")
+        if path:
+            self.set_cameras_mode(self.cameras_mode.currentData(), path)
 
     def _resolve(self, project) -> tuple[dict[str, Path | None], list[str], set[str]]:
         """Folders of the preprocessing results to show (current config, else an earlier
@@ -439,9 +663,15 @@ class ReviewPage(QtWidgets.QWidget):
             except Exception as exc:  # noqa: BLE001
                 show_error(self, "Mask edit ignored", str(exc))
                 self.canvas.edit = np.full(shape, art.EDIT_KEEP, np.uint8)
+            # the frame's undo steps survive re-reading the page (same list, kept per frame)
+            steps = self._undo.setdefault(e.name, [])
+            if steps and steps[-1].shape != shape:
+                steps.clear()
+            self.canvas.undo_stack = steps
         else:
             self._frame = e.image
             self.canvas.edit = None
+        self._update_undo()
         self.exclude_box.blockSignals(True)
         self.exclude_box.setChecked(e.source_index in self._excluded())
         self.exclude_box.blockSignals(False)
@@ -511,10 +741,27 @@ class ReviewPage(QtWidgets.QWidget):
         return saved
 
     def clear_edit(self) -> None:
-        if self.canvas.edit is not None:
+        if self.canvas.edit is not None and (self.canvas.edit != art.EDIT_KEEP).any():
+            self.canvas.push_undo()
             self.canvas.edit[:] = art.EDIT_KEEP
             self.save_edit()
             self.redraw()
+        self._update_undo()
+
+    @QtCore.Slot()
+    def undo_edit(self) -> bool:
+        """Undo the last stroke (or "Clear edits") on this frame and save the result."""
+        if self.state.busy or not self.brush_group.isEnabled() or not self.canvas.undo():
+            return False
+        self.save_edit()
+        self.redraw()
+        self._update_undo()
+        return True
+
+    def _update_undo(self, *_args: object) -> None:
+        n = len(self.canvas.undo_stack)
+        self.undo_button.setEnabled(n > 0)
+        self.undo_button.setText(f"Undo stroke ({n})" if n else "Undo stroke")
 
     @QtCore.Slot(bool)
     def set_excluded(self, excluded: bool) -> None:
@@ -577,5 +824,7 @@ class ReviewPage(QtWidgets.QWidget):
                                    and not busy
                                    and (missing or bool(self.stale) or self.mode != "keyframes"))
         self.preset.setEnabled(not busy)
+        self.cameras_box.setEnabled(self.state.project is not None and not busy)
+        self.undo_button.setEnabled(bool(self.canvas.undo_stack) and not busy)
         self.exclude_box.setToolTip("wait for the run to finish" if busy else
                                     "Excluded frames are left out of the next reconstruction run")

@@ -9,6 +9,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+EMPTY_TEXT = ("No losses yet: the curves appear while an optimising stage runs (cameras and "
+              "head fit, coarse hair volume, hair strands); the preprocessing stages have none.")
+
+PLOT_MIN_HEIGHT = 150   # pixels of one stage's plot
+
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac"]
 
@@ -26,14 +31,32 @@ class LossPlot(QtWidgets.QWidget):
         super().__init__(parent)
         self.plot = pg.GraphicsLayoutWidget()
         self.plot.setBackground("#1c1e23")
+        self.empty_label = QtWidgets.QLabel(EMPTY_TEXT)
+        self.empty_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setStyleSheet("background:#1c1e23; color:#9aa0a6; padding:12px;")
+        # each stage's plot keeps a readable height; more stages than fit scroll
+        self.scroll = QtWidgets.QScrollArea()
+        self.scroll.setWidget(self.plot)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setStyleSheet("QScrollArea { background:#1c1e23; }")
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot)
+        layout.addWidget(self.scroll)
+        layout.addWidget(self.empty_label)
+        self.scroll.setVisible(False)   # until the first loss arrives
         self.data: dict[str, tuple[list[float], list[float]]] = {}
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.plots: dict[str, pg.PlotItem] = {}          # stage -> its plot
         self._key: dict[str, tuple[str, str]] = {}      # curve key -> (stage, term)
         self._dirty = False
+        # a timer owned by the widget: it never fires after the widget is gone
+        self._scroll_timer = QtCore.QTimer(self)
+        self._scroll_timer.setSingleShot(True)
+        self._scroll_timer.setInterval(0)
+        self._scroll_timer.timeout.connect(self._scroll_to_end)
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(int(1000 / max(redraw_hz, 0.5)))
         self._timer.timeout.connect(self.redraw)
@@ -58,6 +81,9 @@ class LossPlot(QtWidgets.QWidget):
         self.plots.clear()
         self.plot.clear()
         self._dirty = False
+        self.plot.setMinimumHeight(0)
+        self.scroll.setVisible(False)
+        self.empty_label.setVisible(True)
 
     def plot_for(self, stage: str) -> pg.PlotItem:
         """The plot of ``stage`` (made on first use, below the earlier stages' plots)."""
@@ -70,12 +96,23 @@ class LossPlot(QtWidgets.QWidget):
             p.setLabel("left", "loss")
             p.addLegend(offset=(-10, 10))
             self.plots[stage] = p
+            self.plot.setMinimumHeight(PLOT_MIN_HEIGHT * len(self.plots))
+            # the newest stage (the one running) in view
+            self._scroll_timer.start()
         return p
+
+    @QtCore.Slot()
+    def _scroll_to_end(self) -> None:
+        bar = self.scroll.verticalScrollBar()
+        bar.setValue(bar.maximum())
 
     def redraw(self) -> None:
         if not self._dirty:
             return
         self._dirty = False
+        if self.data and self.scroll.isHidden():
+            self.empty_label.setVisible(False)
+            self.scroll.setVisible(True)
         for key, (xs, ys) in self.data.items():
             curve = self.curves.get(key)
             if curve is None:

@@ -54,6 +54,8 @@ def strand_segments(strands: np.ndarray, max_strands: int | None = None,
     return pos, connect, colour.reshape(-1, 4).astype(np.float32)
 
 
+NO_STRANDS = "No strands yet: they appear here while the strand stage runs."
+
 TEMPLATE_HEAD = Path(__file__).resolve().parents[2] / "resources" / "prior" / "head_ict.npz"
 
 
@@ -67,8 +69,32 @@ def template_head(path: Path = TEMPLATE_HEAD) -> tuple[np.ndarray, np.ndarray] |
         return None
 
 
+def load_mesh_file(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A triangle mesh file (``hair_mesh.ply`` of the coarse stage: metres, head frame) as
+    ``(vertices (V, 3) float32, faces (F, 3) int32)``, or None when it is missing, unreadable
+    or empty."""
+    try:
+        import trimesh
+
+        m = trimesh.load(str(path), process=False, force="mesh")
+        v = np.asarray(m.vertices, np.float32)
+        f = np.asarray(m.faces, np.int32)
+    except Exception:  # noqa: BLE001 - a missing or broken file: nothing to show
+        return None
+    return (v, f) if len(v) and len(f) else None
+
+
+def subset_text(total: int, shown: int, points: int) -> str:
+    """The 3D view's strand line: ``"Showing 2,000 of 10,000 strands (32 points each)"`` when a
+    subset is drawn, else ``"10,000 strands (32 points each)"``."""
+    if shown < total:
+        return f"Showing {shown:,} of {total:,} strands ({points} points each)"
+    return f"{total:,} strands ({points} points each)"
+
+
 class StrandView(QtWidgets.QWidget):
-    """A vispy canvas with one mesh visual (the head) and one line visual (all strands).
+    """A vispy canvas with one mesh visual (the head), one translucent mesh visual (the coarse
+    stage's hair surface) and one line visual (all strands).
 
     When no OpenGL canvas can be made (e.g. Qt's offscreen platform), the widget shows a
     label saying so and :attr:`available` is False; the setters still accept data.
@@ -81,10 +107,15 @@ class StrandView(QtWidgets.QWidget):
         self.canvas = None
         self.available = False
         self.error = ""
-        self.strand_count = 0
+        self.strand_count = 0          # strands drawn
+        self.total_strands = 0         # strands of the groom (more than drawn: a subset)
         self.segment_count = 0
+        self._strand_text = NO_STRANDS
         self._pending_strands: np.ndarray | None = None
         self._pending_mesh: tuple[np.ndarray, np.ndarray] | None = None
+        self._pending_hair: tuple[np.ndarray, np.ndarray] | None = None
+        self.hair_mesh_faces = 0      # faces of the hair surface shown (0 = none)
+        self.hair_mesh_label = ""
         self._ranged = False
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -100,6 +131,11 @@ class StrandView(QtWidgets.QWidget):
             self.mesh = scene.visuals.Mesh(color=(0.78, 0.72, 0.66, 1.0), shading="smooth",
                                            parent=self.view.scene)
             self.mesh.visible = False
+            self.hair_mesh = scene.visuals.Mesh(color=(0.9, 0.55, 0.25, 0.45), shading="smooth",
+                                                parent=self.view.scene)
+            self.hair_mesh.set_gl_state("translucent", depth_test=True, cull_face=False)
+            self.hair_mesh.visible = False
+            self.hair_mesh.order = 10   # translucent: drawn after the head and the strands
             self.lines = scene.visuals.Line(pos=np.zeros((2, 3), np.float32), connect="segments",
                                             color=(1, 1, 1, 1), width=1.0, antialias=False,
                                             parent=self.view.scene)
@@ -112,9 +148,18 @@ class StrandView(QtWidgets.QWidget):
             label.setWordWrap(True)
             label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
             layout.addWidget(label)
-        self.hint = QtWidgets.QLabel("No strands yet: they appear here while a strand stage runs.")
-        self.hint.setStyleSheet("color: #888;")
-        layout.addWidget(self.hint)
+        self.hint = QtWidgets.QLabel(NO_STRANDS)
+        self.hint.setStyleSheet("color: #bbb;")
+        self.hint.setWordWrap(True)
+        self.hair_toggle = QtWidgets.QCheckBox("Show the coarse hair surface")
+        self.hair_toggle.setChecked(True)
+        self.hair_toggle.setVisible(False)
+        self.hair_toggle.toggled.connect(self._hair_toggled)
+        row = QtWidgets.QHBoxLayout()
+        row.setContentsMargins(4, 0, 4, 2)
+        row.addWidget(self.hint, 1)
+        row.addWidget(self.hair_toggle)
+        layout.addLayout(row)
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(int(1000 / max(update_hz, 0.5)))
         self._timer.timeout.connect(self.apply_pending)
@@ -129,16 +174,40 @@ class StrandView(QtWidgets.QWidget):
         """Queue a head mesh: vertices (V, 3) float32 metres, faces (F, 3) int32."""
         self._pending_mesh = (np.asarray(vertices, np.float32), np.asarray(faces, np.int32))
 
+    def set_hair_mesh(self, vertices: np.ndarray, faces: np.ndarray, label: str = "") -> None:
+        """Queue the coarse stage's hair surface (vertices (V, 3) float32 metres, head frame,
+        faces (F, 3) int32), drawn translucent over the head; ``label`` names it in the
+        view's text line."""
+        self._pending_hair = (np.asarray(vertices, np.float32), np.asarray(faces, np.int32))
+        self.hair_mesh_label = label
+
     def clear(self) -> None:
-        self._pending_strands = self._pending_mesh = None
-        self.strand_count = self.segment_count = 0
+        self._pending_strands = self._pending_mesh = self._pending_hair = None
+        self.strand_count = self.segment_count = self.hair_mesh_faces = 0
+        self.total_strands = 0
+        self.hair_mesh_label = ""
         self._ranged = False
         if self.available:
             self.lines.visible = False
             self.mesh.visible = False
+            self.hair_mesh.visible = False
             self.canvas.update()
-        self.hint.setText("No strands yet: they appear here while a strand stage runs.")
+        self._strand_text = NO_STRANDS
+        self._update_hint()
         self.hint.show()
+
+    @QtCore.Slot(bool)
+    def _hair_toggled(self, on: bool) -> None:
+        if self.available and self.hair_mesh_faces:
+            self.hair_mesh.visible = on
+            self.canvas.update()
+
+    def _update_hint(self) -> None:
+        self.hair_toggle.setVisible(bool(self.hair_mesh_faces))
+        text = self._strand_text
+        if self.hair_mesh_faces:
+            text += f" · {self.hair_mesh_label or 'hair surface'} (translucent)"
+        self.hint.setText(text)
 
     def apply_pending(self) -> None:
         """Push queued data into the visuals (called by the timer; tests may call it)."""
@@ -151,18 +220,28 @@ class StrandView(QtWidgets.QWidget):
                 self.mesh.visible = True
             changed = True
             self._fit(v)
+        if self._pending_hair is not None:
+            v, f = self._pending_hair
+            self._pending_hair = None
+            if self.available:
+                self.hair_mesh.set_data(vertices=v, faces=f)
+                self.hair_mesh.visible = self.hair_toggle.isChecked()
+            self.hair_mesh_faces = int(len(f))
+            self._update_hint()
+            changed = True
+            self._fit(v)
         if self._pending_strands is not None:
             s = self._pending_strands
             self._pending_strands = None
             pos, connect, colour = strand_segments(s, self.max_strands)
+            self.total_strands = int(s.shape[0])
             self.strand_count = min(s.shape[0], self.max_strands)
             self.segment_count = int(connect.shape[0])
             if self.available:
                 self.lines.set_data(pos=pos, connect=connect, color=colour)
                 self.lines.visible = True
-            self.hint.setText(f"{s.shape[0]:,} strands × {s.shape[1]} points"
-                              + (f" (showing {self.max_strands:,})"
-                                 if s.shape[0] > self.max_strands else ""))
+            self._strand_text = subset_text(self.total_strands, self.strand_count, s.shape[1])
+            self._update_hint()
             changed = True
             self._fit(pos)
         if changed and self.available:

@@ -229,8 +229,13 @@ def run_coarse(cfg: CoarseConfig, inputs, ctx) -> Iterator:
                                     cfg.image_size, cfg.box_margin)
     yield ctx.log(f"coarse: {len(names)} views at {data.cams.width}x{data.cams.height}, box "
                   f"half-size {data.scale * 100:.1f} cm, device {ctx.device}")
-    if ctx.device == "cpu":
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    if ctx.device == "cpu":  # threads from the cores that are free (the fields do not depend
+        # on the count; on a busy machine extra threads wait for descheduled ones)
+        from engine.threads import cpu_threads, usable_cores
+
+        threads = cpu_threads(4)
+        torch.set_num_threads(threads)
+        yield ctx.log(f"coarse: {threads} CPU thread(s) for {usable_cores()} core(s)")
     summary = yield from train_and_export(data, names, cfg, ctx.device, ctx.out_dir, ctx)
     return summary
 

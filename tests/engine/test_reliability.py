@@ -217,6 +217,17 @@ def test_a_failed_run_does_not_rewrite_the_manifest(tmp_path, toy_cli, capsys):
     assert [line.split()[1] for line in status if line.strip()] == ["finished"] * 3
 
 
+def test_a_partial_run_keeps_the_saved_options_of_later_stages(tmp_path, toy_cli, capsys):
+    """`run --until a` (the app's "Run preprocessing") must not drop an option chosen for a
+    later stage (the app's cameras mode) from project.json."""
+    project = Project.open_or_create(tmp_path / "p")
+    assert toy_cli.main(["run", "--project", str(project.root), "-q", "--set", "c.add=5"]) == 0
+    assert toy_cli.main(["run", "--project", str(project.root), "-q", "--until", "a",
+                         "--set", "a.add=3"]) == 0
+    saved = Project.open(project.root).manifest["config"]["overrides"]
+    assert saved["c"] == {"add": 5} and saved["a"] == {"add": 3}
+
+
 # -- 3. corrupt caches, one error line -------------------------------------------------------------
 
 
