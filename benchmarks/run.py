@@ -12,6 +12,10 @@ Cases:
 * ``straight``, ``wavy``, ``curly``: synthetic turning-head captures (:mod:`engine.synthetic`) of
   procedural grooms from :mod:`engine.prior.synth` with fixed seeds (3,000,000 + curl index),
   an MP4 like a user's video; their ground-truth groom is kept beside it.
+* ``blender-<groom>-orbit`` / ``blender-<groom>-turn`` (groom: straight, wavy, curly, short,
+  sintel): captures path traced by Blender Cycles (:mod:`benchmarks.blender_capture`), cached in
+  ``--blender-cache`` outside the repo; an orbit is reconstructed from its images with its known
+  cameras (transforms.json), a turn from its video.
 * ``d3``, ``d10``: the real clips ``../shared/data/videos/<name>.mp4`` (skipped, with a note,
   when absent).
 
@@ -342,6 +346,34 @@ def make_synthetic_case(curl: str, folder: Path, frames: int, size: int, n_stran
     return video, gt, desc_out
 
 
+def make_blender_case(case: str, folder: Path, args: argparse.Namespace,
+                      log: Callable[[str], None]) -> tuple[Path, dict, dict, dict]:
+    """Render (or reuse) the Blender capture ``blender-<groom>-<kind>`` in ``folder`` with
+    ``benchmarks/blender_capture.py`` in a subprocess (Blender stays out of this process).
+    Returns (source, truth, case overrides, the capture's case.json description). An orbit
+    is reconstructed from its images with its known cameras (``cameras.mode = transforms``);
+    a turn from its video like a phone user's.
+
+    Raises RuntimeError when the render fails (the message ends with Blender's last lines)."""
+    _, groom, kind = case.split("-", 2)
+    cmd = [sys.executable, str(REPO / "benchmarks" / "blender_capture.py"), "--groom", groom,
+           "--kind", kind, "--out", str(folder), "--size", str(args.blender_size),
+           "--samples", str(args.blender_samples)]
+    cmd += ["--views", str(args.blender_views)] if kind == "orbit" else \
+        ["--frames", str(args.frames)]
+    log(f"rendering {case} with Blender ({' '.join(cmd[2:])}) ...")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"blender_capture.py exited {proc.returncode}: {tail}")
+    desc = json.loads((folder / "case.json").read_text())
+    truth = {"groom": folder / "groom.npz"}
+    if kind == "orbit":
+        return folder / "images", truth, {"cameras": {
+            "mode": "transforms", "import_path": str((folder / "transforms.json").resolve())}}, desc
+    return folder / "capture.mp4", truth, {}, desc
+
+
 def finished_outputs(project_root: Path, stages_spec: str | None, preset: str, device: str,
                      overrides: dict | None) -> dict[str, Path]:
     """Stage name -> folder of every finished stage of the case's config."""
@@ -555,8 +587,10 @@ def preprocess_accuracy(project_root: Path, stages_spec: str | None, preset: str
 
 
 def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argparse.Namespace,
-             stage_names: Sequence[str], log: Callable[[str], None]) -> dict[str, Any]:
-    """Run every stage on ``source`` in a fresh project; timings, memory, scores."""
+             stage_names: Sequence[str], log: Callable[[str], None],
+             case_overrides: dict | None = None) -> dict[str, Any]:
+    """Run every stage on ``source`` in a fresh project; timings, memory, scores.
+    ``case_overrides`` (e.g. a Blender orbit's known cameras) are merged over ``--overrides``."""
     from engine.pipeline import Project
 
     proj_dir = work / f"project-{name}"
@@ -567,6 +601,8 @@ def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argp
     project = Project.open_or_create(proj_dir)
     project.import_source(source)
     overrides = json.loads(args.overrides or "{}")
+    for stage, values in (case_overrides or {}).items():
+        overrides[stage] = {**overrides.get(stage, {}), **values}
     stages_out = []
     t0 = time.perf_counter()
     in_process = run_stages_in_process(proj_dir, stage_names, args.preset, args.device,
@@ -592,11 +628,13 @@ def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argp
     if truth is not None:
         scores, note = score_groom(outputs, truth["groom"])
         case["scores"], case["score_note"] = scores, note
-        try:
-            acc = preprocess_accuracy(proj_dir, args.stages, args.preset, args.device, overrides,
-                                      truth)
-        except Exception as exc:  # a broken artifact must not lose the timings
-            acc = {"error": f"{type(exc).__name__}: {exc}"}
+        acc = None
+        if "cameras" in truth:  # a re-renderable truth (our own renderer's cases)
+            try:
+                acc = preprocess_accuracy(proj_dir, args.stages, args.preset, args.device,
+                                          overrides, truth)
+            except Exception as exc:  # a broken artifact must not lose the timings
+                acc = {"error": f"{type(exc).__name__}: {exc}"}
         if acc is not None:
             case["preprocess_accuracy"] = acc
     if "strands" in outputs:
@@ -742,6 +780,15 @@ def markdown(report: dict[str, Any]) -> str:
                          f"seed {st['seed']}; render {d.get('render_s_per_frame')} s/frame; "
                          f"mediapipe finds the face in "
                          f"{d.get('mediapipe_face_rate')} of every 5th frame")
+    if report.get("blender"):
+        lines += ["", "## Blender captures (benchmarks/blender_capture.py)", ""]
+        for name, d in report["blender"].items():
+            de, out = d["desc"], d["out"]
+            count = f"{de['views']} views" if de["kind"] == "orbit" else f"{de.get('frames')} frames"
+            lines.append(f"- {name}: {count} {de['size']}x{de['size']}, Cycles "
+                         f"{de['settings']['samples']} samples, Blender {out.get('blender')}; "
+                         f"groom {out.get('strands')} strands x {out.get('points')} points; "
+                         f"render {out.get('render_s_per_frame')} s/frame")
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
@@ -796,6 +843,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512, help="synthetic capture size in pixels")
     ap.add_argument("--strands", type=int, default=10000, help="strands of a synthetic groom")
     ap.add_argument("--points", type=int, default=100, help="points per synthetic strand")
+    ap.add_argument("--blender-cache", default=str(Path(tempfile.gettempdir())
+                                                    / "strandcap-blender-cases"),
+                    help="where Blender captures are rendered and reused (outside the repo)")
+    ap.add_argument("--blender-views", type=int, default=24, help="views of a Blender orbit")
+    ap.add_argument("--blender-size", type=int, default=256, help="Blender capture size, px")
+    ap.add_argument("--blender-samples", type=int, default=24, help="Cycles samples per pixel")
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="reuse finished stages in --work")
     ap.add_argument("--stage-timeout", type=float, default=None, help="seconds per stage")
@@ -835,11 +888,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": git_commit(),
         "preset": args.preset, "machine": machine_info(device), "stages": names,
-        "cases": [], "synthetic": {}, "notes": notes,
+        "cases": [], "synthetic": {}, "blender": {}, "notes": notes,
     }
     args.sheets = args.sheets or str(Path(args.out) / f"{report['date']}-{report['machine_name']}")
     for case in [c.strip() for c in args.cases.split(",") if c.strip()]:
-        truth = None
+        truth, case_over = None, None
         if case in SYNTHETIC:
             log(f"rendering the synthetic {case} capture ...")
             t0 = time.perf_counter()
@@ -852,6 +905,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             truth = synthetic_truth(gt.parent)
             report["synthetic"][case] = desc | {"case_s": round(time.perf_counter() - t0, 1)}
+        elif case.startswith("blender-"):
+            name_parts = case.split("-")
+            if len(name_parts) != 3 or name_parts[2] not in ("orbit", "turn"):
+                raise SystemExit(f"--cases {case}: use blender-<groom>-orbit or -turn")
+            try:
+                source, truth, case_over, desc = make_blender_case(
+                    case, Path(args.blender_cache) / case, args, log)
+            except (RuntimeError, OSError) as exc:
+                report["cases"].append({"name": case, "skipped": f"cannot render ({exc})"})
+                continue
+            report["blender"][case] = desc
         elif case == "sample":
             from engine.resources import resource
 
@@ -869,8 +933,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report["cases"].append({"name": case, "skipped": f"{source} does not exist"})
                 continue
         log(f"case {case}: {len(names)} stage(s)")
-        label = case if case in SYNTHETIC + REAL + ("sample",) else _slug(source.stem)
-        report["cases"].append(run_case(label, source, truth, work, args, names, log))
+        label = case if case in SYNTHETIC + REAL + ("sample",) or case.startswith("blender-") \
+            else _slug(source.stem)
+        report["cases"].append(run_case(label, source, truth, work, args, names, log, case_over))
     try:
         report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):
