@@ -4,6 +4,7 @@ head fit -> SfM -> metric head frame), and its bad-input errors."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import replace
 
@@ -169,3 +170,22 @@ def test_imported_cameras_follow_the_source_images_when_keyframes_skip_some(tmp_
     video_meta = dict(meta, source_kind="video")
     by_name = {"000": known["a"], "001": known["b"], "002": known["c"]}
     assert _by_keyframe(by_name, video_meta, project) == by_name
+
+
+def test_an_unreadable_mask_is_an_error_naming_the_file(tmp_path):
+    """A finished masks stage has every mask; one that cannot be read is reported, not
+    silently dropped (it used to be skipped by `except Exception: pass`)."""
+    from engine.head.render import synthetic_capture
+    from engine.preprocess.artifacts import save_mask
+
+    images, _ = synthetic_capture("turn", n=4, size=SIZE, yaw_range=30)
+    inputs, ctx = _project(tmp_path, images)
+    masks = tmp_path / "masks"
+    for n in sorted(images):
+        save_mask(masks, "hair", n, np.zeros((SIZE, SIZE), np.float32))
+        save_mask(masks, "bust", n, np.zeros((SIZE, SIZE), np.float32))
+    broken = masks / "bust" / f"{sorted(images)[2]}.png"
+    broken.write_bytes(b"not a png")
+    inputs["masks"] = Artifact("masks", "m", masks, {})
+    with pytest.raises(InputError, match=re.escape(str(broken))):
+        _run({"iterations": 20}, inputs, ctx)
