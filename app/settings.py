@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from engine.pipeline import PRESETS
+
 ORGANIZATION = "Strandcap"
 APPLICATION = "Strandcap Studio"
 MAX_RECENT = 8
@@ -97,7 +99,7 @@ class SettingsDialog(QtWidgets.QDialog):
         self.setWindowTitle("Settings")
         form = QtWidgets.QFormLayout()
         self.preset = QtWidgets.QComboBox()
-        self.preset.addItems(["preview", "standard", "high"])
+        self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(prefs.preset)
         self.device = QtWidgets.QComboBox()
         self.device.addItems(["auto", "cpu"] + (["cuda"] if cuda_available() else []))

@@ -14,8 +14,8 @@ from collections import Counter
 
 from PySide6 import QtCore, QtWidgets
 
-from engine.pipeline import (Log, Loss, Preview, Progress, StageFinished, StageStarted,
-                             run_pipeline, stage_status)
+from engine.pipeline import (PRESETS, Log, Loss, Preview, Progress, StageFinished,
+                             StageStarted, run_pipeline, stage_status)
 from app.dialogs import show_error
 from app.settings import cuda_available
 from app.state import AppState
@@ -62,7 +62,7 @@ class ReconstructPage(QtWidgets.QWidget):
         self._restore_until: object = _NO_RESTORE  # "Run up to" to put back after start_until
 
         self.preset = QtWidgets.QComboBox()
-        self.preset.addItems(["preview", "standard", "high"])
+        self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(state.prefs.preset)
         self.preset.currentTextChanged.connect(self.refresh_status)
         self.preset.currentTextChanged.connect(self.presetChanged)
@@ -179,7 +179,7 @@ class ReconstructPage(QtWidgets.QWidget):
             self._last_run = {}
         if self.state.project is not None and new_project:
             saved = (self.state.project.manifest.get("config") or {}).get("preset")
-            if saved in ("preview", "standard", "high"):  # the preset of the project's last run
+            if saved in PRESETS:  # the preset of the project's last run
                 self.preset.blockSignals(True)
                 self.preset.setCurrentText(saved)
                 self.preset.blockSignals(False)

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from engine.pipeline import PRESETS
+
 from app import artifacts as art
 from app import quality
 from app.dialogs import show_error
@@ -216,7 +218,7 @@ class ReviewPage(QtWidgets.QWidget):
         self.banner.setStyleSheet("background:#2a2d33; color:#e6c86e; padding:6px;")
         self._shown = None  # the project the page was last filled for
         self.preset = QtWidgets.QComboBox()
-        self.preset.addItems(["preview", "standard", "high"])
+        self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(state.prefs.preset)
         self.preset.setToolTip("The preset the preprocessing runs with and whose results are "
                                "shown; the same preset as on the Reconstruct page")
@@ -365,7 +367,7 @@ class ReviewPage(QtWidgets.QWidget):
         project = self.state.project
         if project is not None and project is not self._shown:
             saved = (project.manifest.get("config") or {}).get("preset")
-            if saved in ("preview", "standard", "high"):  # the preset of the project's last run
+            if saved in PRESETS:  # the preset of the project's last run
                 self.preset.blockSignals(True)
                 self.preset.setCurrentText(saved)
                 self.preset.blockSignals(False)
