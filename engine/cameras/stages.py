@@ -10,7 +10,9 @@ when the background moves between keyframes, else "turn" when the head turns mor
 ``min_turn_deg``, else "landmarks"; or import known cameras ("colmap" / "transforms"); (3) for
 orbit/turn run pycolmap SfM (turn: features masked to the person) and fit the head to all views
 with those cameras held rigid; fall back to landmark poses (mode "auto") or raise (explicit mode)
-when SfM registers fewer than ``min_registered`` of the keyframes.
+when SfM registers fewer than ``min_registered`` of the keyframes. Known cameras (imported or
+SfM) of keyframes without landmarks (the back of the head) are carried into the head frame by
+the similarity of that fit, so every view with a camera reaches the later stages.
 
 Outputs (in the stage folder): ``cameras.json`` (see engine.cameras.camera), ``head_fit.npz``
 (identity (NI,), expression (K, NE), R (K,3,3), t (K,3), focal, names, fitted), ``head.obj``
@@ -28,7 +30,7 @@ import cv2
 import numpy as np
 
 from engine.cameras.camera import (Camera, align_cameras, import_colmap, import_transforms_json,
-                                   save_cameras)
+                                   save_cameras, transform_cameras)
 from engine.errors import InputError, StrandcapError
 from engine.io.media import write_image
 from engine.io.files import write_json_atomic
@@ -257,6 +259,14 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
         cams = {n: replace(known[n], R=fit.R[i], t=fit.t[i])
                 for i, n in enumerate(names) if use[i]}
         info["head_from_known_scale"] = scale
+        # every other known view (the back of the head: no face, no landmarks) gets its known
+        # camera carried into the head frame by the same similarity the fit found
+        others = {n: known[n] for n in names if n in known and n not in cams}
+        if others:
+            _, s2, R2, t2 = align_cameras({n: known[n] for n in cams}, cams, robust=False,
+                                          orientations=True)
+            cams.update(transform_cameras(others, s2, R2, t2))
+        info["views_without_landmarks"] = sorted(others)
     else:
         cams = head_cams
     info["head_fit"] = fit.summary()
@@ -296,7 +306,7 @@ def _fingerprint(project, cfg: CamerasConfig):
 
 
 STAGES = [
-    Stage("cameras", 1, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
+    Stage("cameras", 2, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
           _fingerprint,
           title="Cameras and head",
           presets={"preview": {"iterations": 200, "sfm_features": 2048},

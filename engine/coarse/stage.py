@@ -133,8 +133,10 @@ def load_capture_data(keyframes_dir: Path, masks_dir: Path, orientation_dir: Pat
             raise InputError(f"{keyframes_dir}: frame {n} is {img.shape[1]}x{img.shape[0]} but its "
                              f"camera is {W0}x{H0}")
         imgs.append(cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA).astype(np.float32) / 255)
-        hair.append(cv2.resize(mh, (W, H), interpolation=cv2.INTER_AREA))
-        bust.append(cv2.resize(mb, (W, H), interpolation=cv2.INTER_AREA))
+        # INTER_AREA at a non-integer scale overshoots 1 by float rounding (1 + 2e-7 at 480 ->
+        # 128 px), which binary cross-entropy refuses: masks are probabilities, keep them so
+        hair.append(np.clip(cv2.resize(mh, (W, H), interpolation=cv2.INTER_AREA), 0.0, 1.0))
+        bust.append(np.clip(cv2.resize(mb, (W, H), interpolation=cv2.INTER_AREA), 0.0, 1.0))
         ar, cr = _resize_orientation(a.astype(np.float32), cf.astype(np.float32), (W, H))
         ang.append(ar)
         conf.append(cr)

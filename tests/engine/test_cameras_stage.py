@@ -189,3 +189,26 @@ def test_an_unreadable_mask_is_an_error_naming_the_file(tmp_path):
     inputs["masks"] = Artifact("masks", "m", masks, {})
     with pytest.raises(InputError, match=re.escape(str(broken))):
         _run({"iterations": 20}, inputs, ctx)
+
+
+def test_known_cameras_of_views_without_a_face_are_kept(tmp_path):
+    """An orbit's back views have no landmarks; their imported cameras still reach
+    cameras.json, in the head frame, as accurate as the face views' (issue 19)."""
+    from engine.cameras.camera import export_transforms_json, transform_cameras
+    from engine.head.render import synthetic_capture
+    from engine.synthetic.camera import look_at
+
+    images, truth = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60)
+    Rw, _ = look_at([1.0, 0.3, 0.2])
+    export_transforms_json(tmp_path / "transforms.json",
+                           transform_cameras(truth, 3.0, Rw, np.array([0.5, -1.0, 2.0])))
+    inputs, ctx = _project(tmp_path, images, drop_landmarks=4)  # keyframes 004, 005: no face
+    summary, _ = _run({"mode": "transforms", "import_path": str(tmp_path / "transforms.json"),
+                       "iterations": 300}, inputs, ctx)
+    cams = load_cameras(ctx.out_dir / "cameras.json")
+    assert sorted(cams) == sorted(images) and summary["cameras"] == 6
+    back = {n: cams[n] for n in sorted(images)[4:]}
+    err = camera_errors(back, {n: truth[n] for n in back})
+    assert err["median_rot_deg"] < 2.0 and err["median_centre_m"] < 0.03, err
+    fit = json.loads((ctx.out_dir / "fit.json").read_text())
+    assert fit["views_without_landmarks"] == sorted(images)[4:]

@@ -196,3 +196,40 @@ def test_stage_runs_on_artifact_folders(tmp_path):
     assert summary["views"] == 5 and summary["iterations"] == 6
     q = load_coarse_fields(out)
     assert q.sdf_hair(torch.zeros(1, 3)).shape == (1,)
+
+
+@pytest.mark.parametrize("size", [480, 448, 360])
+def test_masks_stay_probabilities_at_any_source_size(tmp_path, size):
+    """A 480x480 clip crashed at coarse step 0 (`all elements of target should be between 0 and
+    1`): area-resizing an all-hair mask to the training size gave 1 + 2e-7."""
+    from engine.cameras.camera import Camera, save_cameras
+    from engine.coarse.losses import mask_bce
+    from engine.coarse.stage import load_capture_data
+    from engine.head.model import save_obj
+    from engine.preprocess import artifacts as art
+    import trimesh
+
+    cap = tmp_path / "cap"
+    frames, cams = [], {}
+    for v in range(2):
+        name = f"{v:03d}"
+        art.save_frame(cap, name, np.full((size, size, 3), 120, np.uint8))
+        art.save_mask(cap, "hair", name, np.ones((size, size), np.float32))
+        art.save_mask(cap, "bust", name, np.ones((size, size), np.float32))
+        art.save_orientation(cap, name, np.zeros((size, size), np.float32),
+                             np.ones((size, size), np.float32))
+        frames.append({"name": name, "source_index": v, "time_s": None, "sharpness": 1.0,
+                       "yaw_deg": None})
+        cams[name] = Camera(fx=size, fy=size, cx=size / 2, cy=size / 2, width=size, height=size,
+                            t=np.array([0.0, 0.0, 0.6 + 0.1 * v]))
+    (cap / "keyframes.json").write_text(json.dumps(
+        {"width": size, "height": size, "fps": None, "source_kind": "images", "frames": frames}))
+    save_cameras(cap / "cameras.json", cams)
+    sphere = trimesh.creation.icosphere(2, radius=0.08)
+    save_obj(cap / "head.obj", sphere.vertices, sphere.faces)
+    hv, hf = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int32)
+    data, _ = load_capture_data(cap, cap, cap, cap / "cameras.json", hv, hf, 128, 0.1)
+    assert float(data.hair.max()) <= 1.0 and float(data.bust.max()) <= 1.0
+    assert float(data.hair.min()) > 0.99  # all hair stays all hair
+    loss = mask_bce(torch.full_like(data.hair[0].reshape(-1), 0.5), data.hair[0].reshape(-1))
+    assert torch.isfinite(loss)
