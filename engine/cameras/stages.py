@@ -62,7 +62,9 @@ class CamerasConfig:
     min_turn_deg: float = option(30.0, "head yaw range above which a still-camera capture is "
                                  "solved with masked SfM (turn)", unit="deg", range=(0.0, 180.0))
     sfm_features: int = option(4096, "SIFT features per keyframe", range=(256, 32768))
-    threads: int = option(2, "CPU threads for SfM", range=(1, 64), affects_output=False)
+    threads: int = option(1, "CPU threads for SfM (more than 1 is faster on long clips but "
+                          "makes the cameras depend on thread timing)", range=(1, 64),
+                          affects_output=False)
 
 
 def _load_inputs(inputs):
