@@ -31,6 +31,17 @@ pytestmark = [
 ]
 
 
+def _paint_not_hair(review, hair: np.ndarray, size: int) -> tuple[int, int]:
+    """One "remove hair" brush stroke of ``size`` px on the hairiest pixel of ``hair``;
+    returns that pixel (y, x)."""
+    y, x = (int(v) for v in np.unravel_index(np.argmax(hair), hair.shape))
+    review.brush_buttons["remove"].setChecked(True)
+    review.brush_size.setValue(size)
+    review.canvas.paint_at(x, y)
+    review.canvas.end_stroke()
+    return y, x
+
+
 def test_preprocess_review_edit_and_rerun(qtbot, settings, tmp_path, monkeypatch):
     from PySide6 import QtWidgets
 
@@ -74,11 +85,7 @@ def test_preprocess_review_edit_and_rerun(qtbot, settings, tmp_path, monkeypatch
     assert review._orient is not None and review._orient.shape == hair.shape + (3,)
 
     # paint "not hair" over the hairiest spot; the next run's masks stage uses the edit
-    y, x = (int(v) for v in np.unravel_index(np.argmax(hair), hair.shape))
-    review.brush_buttons["remove"].setChecked(True)
-    review.brush_size.setValue(6)
-    review.canvas.paint_at(x, y)
-    review.canvas.end_stroke()
+    y, x = _paint_not_hair(review, hair, 6)
     name = review.current.name
     assert (project.mask_edits_dir / f"{name}.png").is_file()
 
@@ -177,11 +184,7 @@ def test_new_project_to_export_close_reopen_and_export_again(qtbot, settings, tm
     # a brush edit: "not hair" over the hairiest spot of a keyframe
     review.strip.setCurrentRow(2)
     hair = review._hair
-    y, x = (int(v) for v in np.unravel_index(np.argmax(hair), hair.shape))
-    review.brush_buttons["remove"].setChecked(True)
-    review.brush_size.setValue(5)
-    review.canvas.paint_at(x, y)
-    review.canvas.end_stroke()
+    y, x = _paint_not_hair(review, hair, 5)
     name = review.current.name
     assert (project.mask_edits_dir / f"{name}.png").is_file()
 

@@ -26,6 +26,7 @@ from engine.errors import InputError, ProjectBusy
 from engine.pipeline import (DONE, LOCK, CancelToken, Log, PipelineConfig, Project, run_pipeline,
                              stage_status, write_json_atomic)
 from tests.engine.test_cli import _error_line, _noise_frames, _snapshot, _write_video
+from tests.engine.test_pipeline import CHILD  # a run of the toy graph that waits at stage b
 from tests.engine.toy_stages import RUNS_LOG, toy_stages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,17 +112,6 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, toy_cli, capsys)
     assert toy_cli.main(["run", "--project", str(project.root), "-q"]) == 0
 
 
-CHILD = """
-import sys
-sys.path.insert(0, {repo!r})
-from engine.pipeline import PipelineConfig, Project, run_pipeline
-from tests.engine.toy_stages import toy_stages
-stages = toy_stages()
-project = Project.open({proj!r})
-cfg = PipelineConfig(stages, overrides={{"b": {{"wait_for": {gate!r}}}}}, device="cpu")
-for _ in run_pipeline(project, stages, cfg):
-    pass
-"""
 
 
 def test_two_processes_on_one_project_do_not_delete_each_others_work(tmp_path, toy_cli, capsys):
