@@ -222,14 +222,14 @@ def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
 
     from engine.head.scalp import scalp_uv
     from engine.prior.scalp import default_scalp
-    from engine.prior.synth import resample_polylines
+    from engine.io.groom import resample_strands
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: Sintel Lite guides not found (shared data absent)")
     s, t = sintel_transform(path)
     guides = np.load(path)["strands"].astype(np.float64) * s + t
-    guides = resample_polylines(guides, n_points)
+    guides = resample_strands(guides, n_points)
     sdf = default_scalp().sdf
     guides = _settle_on_head(guides, sdf)
     rng = np.random.default_rng(seed)
@@ -248,7 +248,7 @@ def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
     kids = roots[:, None] + (w[:, :, None, None] * shape[idx]).sum(1)
     jitter = rng.normal(size=(n_strands, 1, 3)) * 0.002 / math.sqrt(3)
     kids = kids + jitter * np.linspace(0.0, 1.0, n_points)[None, :, None]
-    kids = resample_polylines(_settle_on_head(kids, sdf), n_points).astype(np.float32)
+    kids = resample_strands(_settle_on_head(kids, sdf), n_points).astype(np.float32)
     return Groom(kids, root_uv=scalp_uv(kids[:, 0]).astype(np.float32))
 
 

@@ -106,10 +106,18 @@ def consume(events: Iterator[Event], printer: ProgressPrinter) -> list[StageFini
     return printer.finished
 
 
-def _config(args: argparse.Namespace, until: str | None) -> tuple[list, PipelineConfig]:
+def _config(args: argparse.Namespace, until: str | None, saved: dict | None = None
+            ) -> tuple[list, PipelineConfig]:
+    """Stages up to ``until`` and their config: the preset of ``--preset`` (else the saved
+    one, else standard) and ``saved`` overrides (a project's last run) with ``--set`` on top."""
     stages = default_stages(until)
-    return stages, PipelineConfig(stages, preset=args.preset, overrides=parse_overrides(args.set),
-                                  device=args.device)
+    saved = saved or {}
+    names = {st.name for st in stages}  # saved options of later stages stay in project.json
+    overrides = {k: dict(v) for k, v in (saved.get("overrides") or {}).items() if k in names}
+    for stage, fields in parse_overrides(args.set).items():
+        overrides.setdefault(stage, {}).update(fields)
+    preset = args.preset or saved.get("preset") or "standard"
+    return stages, PipelineConfig(stages, preset=preset, overrides=overrides, device=args.device)
 
 
 def _run(project: Project, plan: tuple[list, PipelineConfig], args: argparse.Namespace
@@ -163,8 +171,8 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = _config(args, args.until)
     project = Project.open(args.project)
+    plan = _config(args, args.until, project.manifest.get("config"))  # resume as last run
     finished = _run(project, plan, args)
     _print_summary(finished, project)
     return 0
@@ -438,9 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"strandcap {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def run_options(p: argparse.ArgumentParser, preset: str = "standard") -> None:
+    def run_options(p: argparse.ArgumentParser, preset: str | None = "standard") -> None:
+        default = preset or "the project's last run, else standard"
         p.add_argument("--preset", choices=PRESETS, default=preset,
-                       help=f"quality/speed preset (default {preset})")
+                       help=f"quality/speed preset (default {default})")
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
                        help="torch device (default: CUDA when present, else CPU)")
         p.add_argument("--set", action="append", default=[], metavar="STAGE.FIELD=VALUE",
@@ -456,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run (or resume) the stage graph of an existing project")
     p.add_argument("--project", required=True)
     p.add_argument("--until", help="stop after this stage")
-    run_options(p)
+    run_options(p, preset=None)  # the project's saved preset and overrides, --set on top
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("cameras", help="camera poses and intrinsics, fitted head and scalp")
@@ -465,9 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="capture situation (default auto): orbit = camera walked around a still "
                         "head, turn = head turning before a still camera, landmarks = talking head")
     p.add_argument("--import", dest="import_path", metavar="PATH",
-                   help="known cameras instead: a transforms.json or a COLMAP sparse model folder")
+                   help="known cameras instead: a transforms.json or a COLMAP sparse model folder "
+                        "(in metres; --set cameras.import_scale=unknown when not)")
     p.add_argument("--focal", type=float, help="known focal length in keyframe pixels")
-    run_options(p)
+    run_options(p, preset=None)
     p.set_defaults(func=cmd_cameras)
 
     p = sub.add_parser("status", help="which stages of a project are finished")
@@ -506,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "preview.png and turntable.mp4 are written into it")
     p.add_argument("--cameras", metavar="PATH",
                    help="known cameras instead of estimating them: a transforms.json or a COLMAP "
-                        "sparse model folder")
+                        "sparse model folder (in metres; --set cameras.import_scale=unknown "
+                        "when not)")
     p.add_argument("--format", default="abc", metavar="FMT[,FMT...]",
                    help=f"groom file formats, comma-separated: {', '.join(EXPORT_SUFFIX)} "
                         "(default abc)")

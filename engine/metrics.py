@@ -36,8 +36,9 @@ from scipy.spatial import cKDTree
 
 __all__ = ["DEFAULT_THRESHOLDS", "STRAND_THRESHOLDS", "StrandScore", "strand_points_and_tangents",
            "matched_points", "strand_level_scores", "arc_lengths", "curvatures", "shape_scores",
-           "groom_scores", "strand_folds", "fold_share", "HeadGeometry", "silhouette_scores",
-           "matched_fraction", "strand_scores", "format_scores"]
+           "groom_scores", "fold_points", "strand_folds", "fold_share", "HeadGeometry",
+           "points_over_face", "silhouette_scores", "matched_fraction", "strand_scores",
+           "format_scores"]
 
 DEFAULT_THRESHOLDS: tuple[tuple[float, float], ...] = ((0.002, 20.0), (0.003, 30.0),
                                                        (0.004, 40.0))
@@ -385,11 +386,12 @@ FOLD_REVERSAL_COS = -0.5  # two progress directions more than 120 deg apart: a U
 FOLD_KINK_DEG = 120.0  # turning angle between two consecutive segments that no hair makes
 
 
-def strand_folds(strands, *, window_m: float = FOLD_WINDOW_M,
-                 reversal_cos: float = FOLD_REVERSAL_COS,
-                 kink_deg: float = FOLD_KINK_DEG, period_factor: float = 2.0, reach: float = 2.0,
-                 details: bool = False):
-    """Which strands double back on themselves, (N,) bool.
+def fold_points(strands, *, window_m: float = FOLD_WINDOW_M,
+                reversal_cos: float = FOLD_REVERSAL_COS,
+                kink_deg: float = FOLD_KINK_DEG, period_factor: float = 2.0, reach: float = 2.0,
+                details: bool = False):
+    """Where each strand first doubles back on itself: (N,) int64 point index, -1 where it
+    does not fold.
 
     A strand *folds* when it makes a U-turn or a kink:
 
@@ -399,11 +401,15 @@ def strand_folds(strands, *, window_m: float = FOLD_WINDOW_M,
       strand folds when two of its chords point more than 120 deg apart (cosine below
       ``reversal_cos``). A helix (curly, coily hair) advances along its axis over a window of
       3 cm whatever its phase, and a wave along its mean direction, so curls do not count;
-      a strand that goes out and comes back does.
-    * kink: two consecutive segments turn by more than ``kink_deg``.
+      a strand that goes out and comes back does. The fold point is the start of the later
+      chord of the first such pair (the strand up to it holds no reversed pair).
+    * kink: two consecutive segments turn by more than ``kink_deg``; the fold point is the
+      point between them.
 
-    Strands must be sampled densely along their length (as every groom here is: uniform arc
-    length, root first). Strands ``(N, L, 3)`` or a sequence of ``(L_i, 3)``, metres.
+    The index is the earlier of the two. Strands must be sampled densely along their length
+    (as every groom here is: uniform arc length, root first). Strands ``(N, L, 3)`` or a
+    sequence of ``(L_i, 3)``, metres. With ``details``, returns (2, N): the U-turn and the kink
+    indices separately.
     """
     out = []
     for b in _as_strand_list(strands):
@@ -414,22 +420,26 @@ def strand_folds(strands, *, window_m: float = FOLD_WINDOW_M,
         arc = ln.sum(1)
         cosk = np.einsum("nlc,nlc->nl", seg[:, :-1], seg[:, 1:]) / np.maximum(
             ln[:, :-1] * ln[:, 1:], 1e-20)
-        kink = ((cosk < np.cos(np.radians(kink_deg))) & (ln[:, :-1] > 0) & (ln[:, 1:] > 0)
-                ).any(1) if L > 2 else np.zeros(n, bool)
+        kink_at = np.full(n, -1, np.int64)
+        if L > 2:
+            kinked = ((cosk < np.cos(np.radians(kink_deg))) & (ln[:, :-1] > 0)
+                      & (ln[:, 1:] > 0))
+            has = kinked.any(1)
+            kink_at[has] = kinked[has].argmax(1) + 1
         h = np.maximum(arc / max(L - 1, 1), 1e-12)  # mean spacing per strand
         # the window spans at least one curl: the arc over which the tangent turns by 2 pi
         turn = np.arccos(np.clip(cosk, -1.0, 1.0)) if L > 2 else np.zeros((n, 1))
         period = 2 * np.pi * h / np.maximum(np.median(turn, axis=1), 1e-9)
         win = np.minimum(np.maximum(window_m, period_factor * period), 0.35 * arc)
         w = np.clip(np.round(win / h), 1, L - 1).astype(np.int64)
-        uturn = np.zeros(n, bool)
+        uturn_at = np.full(n, -1, np.int64)
         for wv in np.unique(w):
             rows = np.flatnonzero(w == wv)
             step = max(1, int(wv) // 2)
             starts = np.arange(0, L - wv, step)
             # a hairpin: the two chords start at most two windows apart (draping over the
-            # head turns the strand as far, but over a much longer arc)
-            near = np.abs(starts[:, None] - starts[None, :]) <= reach * wv
+            # head turns the strand as far, but over a much longer arc); k < m: m is the later
+            later = np.triu(np.abs(starts[:, None] - starts[None, :]) <= reach * wv, k=1)
             for c in range(0, len(rows), 4096):
                 r = rows[c:c + 4096]
                 chord = b[r][:, starts + wv] - b[r][:, starts]  # (n', M, 3)
@@ -437,12 +447,25 @@ def strand_folds(strands, *, window_m: float = FOLD_WINDOW_M,
                 valid = cl >= 0.3 * wv * h[r, None]
                 u = chord / np.maximum(cl[..., None], 1e-20)
                 dots = np.einsum("nmc,nkc->nmk", u, u)
-                both = valid[:, :, None] & valid[:, None, :] & near
-                uturn[r] = ((dots < reversal_cos) & both).any((1, 2))
-        out.append(np.stack([uturn, kink]) if details else uturn | kink)
+                pair = (dots < reversal_cos) & valid[:, :, None] & valid[:, None, :] & later
+                flagged = pair.any(1)  # (n', M): chord m reverses an earlier one
+                has = flagged.any(1)
+                uturn_at[r[has]] = starts[flagged[has].argmax(1)]
+        if details:
+            out.append(np.stack([uturn_at, kink_at]))
+        else:
+            both = np.where(uturn_at < 0, L, uturn_at), np.where(kink_at < 0, L, kink_at)
+            first = np.minimum(*both)
+            out.append(np.where(first >= L, -1, first))
     if details:
-        return np.concatenate(out, 1) if out else np.zeros((2, 0), bool)
-    return np.concatenate(out) if out else np.zeros(0, bool)
+        return np.concatenate(out, 1) if out else np.zeros((2, 0), np.int64)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def strand_folds(strands, *, details: bool = False, **kwargs):
+    """Which strands double back on themselves, (N,) bool (:func:`fold_points`, whose options
+    it takes, >= 0). With ``details``, (2, N): U-turns and kinks separately."""
+    return fold_points(strands, details=details, **kwargs) >= 0
 
 
 def fold_share(strands, **kwargs) -> float:
@@ -570,17 +593,24 @@ class HeadGeometry:
         frontmost surface there by ``tolerance_m``. Hair seen over the face from the front
         (a sheet across the face, a fringe below the brows, strands across the chin) counts;
         hair beside the face or above the brows does not."""
-        front, x0, y0, res = self.face_region()
-        out = []
-        for b in _as_strand_list(strands):
-            b = np.asarray(b, np.float64)
-            i = np.round((b[..., 1] - y0) / res).astype(np.int64)
-            j = np.round((b[..., 0] - x0) / res).astype(np.int64)
-            ok = (i >= 0) & (i < front.shape[0]) & (j >= 0) & (j < front.shape[1])
-            z = np.full(b.shape[:2], -np.inf)
-            z[ok] = front[i[ok], j[ok]]
-            out.append(((b[..., 2] > z + tolerance_m) & np.isfinite(z)).any(1))
+        region = self.face_region()
+        out = [points_over_face(b, region, tolerance_m).any(1) for b in _as_strand_list(strands)]
         return np.concatenate(out) if out else np.zeros(0, bool)
+
+
+def points_over_face(points: np.ndarray, region, tolerance_m: float = 0.001) -> np.ndarray:
+    """Which points (..., 3) metres lie in front of the face below the brow line: (...) bool.
+    ``region`` is :meth:`HeadGeometry.face_region`'s tuple; a point counts when its (x, y)
+    falls on the region and its z exceeds the face's frontmost surface there by
+    ``tolerance_m``."""
+    front, x0, y0, res = region
+    b = np.asarray(points, np.float64)
+    i = np.round((b[..., 1] - y0) / res).astype(np.int64)
+    j = np.round((b[..., 0] - x0) / res).astype(np.int64)
+    ok = (i >= 0) & (i < front.shape[0]) & (j >= 0) & (j < front.shape[1])
+    z = np.full(b.shape[:-1], -np.inf)
+    z[ok] = front[i[ok], j[ok]]
+    return (b[..., 2] > z + tolerance_m) & np.isfinite(z)
 
 
 def silhouette_scores(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float]:

@@ -46,6 +46,10 @@ class CamerasConfig:
                        "known cameras from `import_path`", choices=MODES)
     import_path: str = option("", "COLMAP sparse model folder or transforms.json for the import "
                               "modes (frame names must match keyframe names)")
+    import_scale: str = option("metric", "units of imported cameras: 'metric' (metres, e.g. a "
+                               "calibrated rig or a renderer; kept, the head fit adapts to "
+                               "them) or 'unknown' (e.g. COLMAP on its own: the scale is fitted "
+                               "from the head model)", choices=("metric", "unknown"))
     focal_px: float | None = option(None, "known focal length at keyframe resolution; None "
                                     "estimates a shared one", unit="px", range=(1.0, None))
     iterations: int = option(400, "Adam steps of the head fit", range=(10, 5000))
@@ -255,9 +259,18 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
             raise InputError("fewer than 3 keyframes have both known cameras and landmarks; "
                              "check that the imported frame names match the keyframes")
         _, s1, R1, t1 = align_cameras(known, pnp_cams, orientations=True)
+        # metric imports keep their scale (rig similarity fixed at 1: the head fit adapts);
+        # SfM and imports of unknown scale get theirs from the head model
+        metric = mode in ("colmap", "transforms") and cfg.import_scale == "metric"
+        if metric and not 0.7 < 1 / s1 < 1.4:
+            yield ctx.log(f"the imported cameras look {1 / s1:.2f}x the size the head model "
+                          "suggests; if they are not in metres, set cameras.import_scale "
+                          "unknown", "warning")
         fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
-                       rig_init=(1 / s1, R1.T, -(R1.T @ t1) / s1), progress=prog, **common)
-        scale = 1.0 / s1
+                       rig_init=(1.0 if metric else 1 / s1, R1.T, -(R1.T @ t1) / s1),
+                       rig_scale=not metric, progress=prog, **common)
+        scale = 1.0 if metric else 1.0 / s1
+        info["import_scale"] = cfg.import_scale if mode in ("colmap", "transforms") else "sfm"
         cams = {n: replace(known[n], R=fit.R[i], t=fit.t[i])
                 for i, n in enumerate(names) if use[i]}
         info["head_from_known_scale"] = scale
@@ -308,7 +321,7 @@ def _fingerprint(project, cfg: CamerasConfig):
 
 
 STAGES = [
-    Stage("cameras", 2, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
+    Stage("cameras", 3, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
           _fingerprint,
           title="Cameras and head",
           presets={"preview": {"iterations": 200, "sfm_features": 2048},

@@ -231,11 +231,10 @@ def run_coarse(cfg: CoarseConfig, inputs, ctx) -> Iterator:
                                     cfg.image_size, cfg.box_margin)
     yield ctx.log(f"coarse: {len(names)} views at {data.cams.width}x{data.cams.height}, box "
                   f"half-size {data.scale * 100:.1f} cm, device {ctx.device}")
-    if ctx.device == "cpu":  # threads from the cores that are free (the fields do not depend
-        # on the count; on a busy machine extra threads wait for descheduled ones)
-        from engine.threads import cpu_threads, usable_cores
+    if ctx.device == "cpu":  # a count fixed by the machine, not its load (engine/threads.py)
+        from engine.threads import stage_threads, usable_cores
 
-        threads = cpu_threads(4)
+        threads = stage_threads()
         torch.set_num_threads(threads)
         yield ctx.log(f"coarse: {threads} CPU thread(s) for {usable_cores()} core(s)")
     summary = yield from train_and_export(data, names, cfg, ctx.device, ctx.out_dir, ctx)

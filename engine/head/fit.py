@@ -95,7 +95,8 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
              iterations: int = 400, w_identity: float = 100.0, w_expression: float = 0.5,
              fit_expression: bool = True, min_frames: int = 3, progress=None,
              rig: tuple[np.ndarray, np.ndarray] | None = None,
-             rig_init: tuple[float, np.ndarray, np.ndarray] | None = None) -> HeadFit:
+             rig_init: tuple[float, np.ndarray, np.ndarray] | None = None,
+             rig_scale: bool = True) -> HeadFit:
     """Fit poses, identity, expressions and focal length to mediapipe landmarks.
 
     Args:
@@ -117,6 +118,8 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
             fitted, so the metric scale comes from the head model seen in all views at once.
             Use with a known ``focal``.
         rig_init: (s, R, t) initial similarity x_rig = s R x_head + t (required with ``rig``).
+        rig_scale: False holds the similarity's scale at ``s`` of ``rig_init`` (cameras known in
+            metres: the head's identity, not the cameras, adapts to the landmarks).
     Returns:
         :class:`HeadFit`.
     Raises:
@@ -127,14 +130,14 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
     try:
         return _fit_head(model, landmarks, found, width, height, names, focal, principal,
                          n_identity, iterations, w_identity, w_expression, fit_expression,
-                         min_frames, progress, rig, rig_init)
+                         min_frames, progress, rig, rig_init, rig_scale)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit_head(model, landmarks, found, width, height, names, focal, principal, n_identity,
               iterations, w_identity, w_expression, fit_expression, min_frames, progress, rig,
-              rig_init) -> HeadFit:
+              rig_init, rig_scale=True) -> HeadFit:
     lm = np.asarray(landmarks, np.float64)[:, :, :2]
     K_all = lm.shape[0]
     names = names or [f"{i:03d}" for i in range(K_all)]
@@ -192,8 +195,10 @@ def _fit_head(model, landmarks, found, width, height, names, focal, principal, n
         groups = [{"params": [rvec], "lr": 1e-2}, {"params": [tvec], "lr": 2e-3},
                   {"params": [beta], "lr": 5e-2}]
     else:
-        groups = [{"params": [sim_r], "lr": 5e-3}, {"params": [sim_logs], "lr": 5e-3},
+        groups = [{"params": [sim_r], "lr": 5e-3},
                   {"params": [sim_t], "lr": 2e-3 * float(s0)}, {"params": [beta], "lr": 5e-2}]
+        if rig_scale:
+            groups.append({"params": [sim_logs], "lr": 5e-3})
     if fit_expression:
         groups.append({"params": [psi], "lr": 2e-2})
     if focal is None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from engine.errors import InputError
 
-__all__ = ["Groom", "resample_polyline", "resample_polylines", "farthest_root_sample"]
+__all__ = ["Groom", "resample_strands", "resample_polyline", "resample_polylines",
+           "farthest_root_sample"]
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -234,37 +235,70 @@ class Groom:
         return cls(strands=strands, widths=w, **attrs)
 
 
-def resample_polyline(points: np.ndarray, count: int, n_coords: int = 3) -> np.ndarray:
-    """Resample one polyline uniformly by arc length.
+def resample_strands(points: np.ndarray, count: int, lengths: np.ndarray | None = None,
+                     n_coords: int = 3) -> np.ndarray:
+    """Resample polylines of a common point count uniformly by arc length, all at once.
 
-    ``points``: ``(M, C)`` with ``M >= 2``; the first ``n_coords`` columns are positions (any
-    unit), further columns are attributes (e.g. widths) interpolated linearly alongside.
-    Returns ``(count, C)`` float32 whose first and last points equal the input's and whose
-    consecutive positions are equally spaced along the original polyline. A degenerate polyline
-    (zero length) gives ``count`` copies of its first point.
+    ``points``: ``(N, K, C)`` with ``K >= 2``; the first ``n_coords`` columns are positions
+    (any unit), further columns are attributes (e.g. widths) interpolated linearly alongside.
+    ``lengths``: optional ``(N,)`` arc length (same unit) at which each polyline ends, clipped
+    to ``[0, its length]``: the part beyond is cut off (trimming a strand's tip); None keeps
+    the whole polyline. Returns ``(N, count, C)`` float64 whose first points equal the input's,
+    whose last points sit at ``lengths`` along the input (its last point without ``lengths``)
+    and whose consecutive positions are equally spaced along the input. Repeated points
+    (zero-length segments) are allowed; a polyline of zero length gives ``count`` copies of its
+    first point. Raises ValueError for ``count < 2`` or fewer than 2 points.
     """
     p = np.asarray(points, np.float64)
-    seg = np.linalg.norm(np.diff(p[:, :n_coords], axis=0), axis=1)
-    s = np.concatenate([[0.0], np.cumsum(seg)])
-    if s[-1] <= 0:
-        return np.repeat(p[:1], count, axis=0).astype(np.float32)
-    t = np.linspace(0.0, s[-1], count)
-    # np.interp needs strictly increasing x: drop repeated points (zero-length segments).
-    keep = np.concatenate([[True], seg > 0])
-    s, p = s[keep], p[keep]
-    out = np.stack([np.interp(t, s, p[:, c]) for c in range(p.shape[1])], axis=1)
-    return out.astype(np.float32)
+    if count < 2 or p.ndim != 3 or p.shape[1] < 2:
+        raise ValueError("resample_strands needs (N, K >= 2, C) points and count >= 2")
+    N, K, _ = p.shape
+    if N == 0:
+        return np.zeros((0, count, p.shape[2]))
+    seg = np.linalg.norm(np.diff(p[..., :n_coords], axis=1), axis=-1)
+    cum = np.concatenate([np.zeros((N, 1)), np.cumsum(seg, axis=1)], axis=1)  # (N, K)
+    total = cum[:, -1:]
+    end = total if lengths is None else np.clip(np.asarray(lengths, np.float64).reshape(N, 1),
+                                                0.0, total)
+    tgt = np.linspace(0.0, 1.0, count)[None, :] * end  # (N, count)
+    if lengths is None:
+        tgt[:, -1:] = total  # exact end point despite rounding
+    big = (total.max() + 1.0) * np.arange(N)[:, None]  # one sorted array for every row
+    idx = np.searchsorted((cum + big).ravel(), (tgt + big).ravel(), side="right").reshape(
+        N, count) - 1 - (np.arange(N) * K)[:, None]
+    idx = np.clip(idx, 0, K - 2)
+    c0 = np.take_along_axis(cum, idx, 1)
+    c1 = np.take_along_axis(cum, idx + 1, 1)
+    t = np.clip((tgt - c0) / np.maximum(c1 - c0, 1e-300), 0.0, 1.0)[..., None]
+    p0 = np.take_along_axis(p, idx[..., None].repeat(p.shape[2], -1), 1)
+    p1 = np.take_along_axis(p, (idx + 1)[..., None].repeat(p.shape[2], -1), 1)
+    return p0 + t * (p1 - p0)
+
+
+def resample_polyline(points: np.ndarray, count: int, n_coords: int = 3) -> np.ndarray:
+    """One polyline ``(M, C)``, ``M >= 2``, resampled uniformly by arc length to ``(count, C)``
+    float32 (:func:`resample_strands`)."""
+    return resample_strands(np.asarray(points)[None], count, n_coords=n_coords)[0].astype(
+        np.float32)
 
 
 def resample_polylines(
     polylines: Sequence[np.ndarray], count: int, n_coords: int = 3
 ) -> np.ndarray:
-    """Resample each polyline of a ragged list with :func:`resample_polyline`; returns
-    ``(N, count, C)`` float32. This is the one place where strands of varying point counts are
-    brought to a common count (importers call it through :meth:`Groom.from_polylines`)."""
+    """Resample each polyline of a ragged list (or an ``(N, K, C)`` array) uniformly by arc
+    length; returns ``(N, count, C)`` float32. Shorter polylines are padded with their last
+    point (zero-length segments) and all go through :func:`resample_strands`. This is the one
+    place where strands of varying point counts are brought to a common count (importers call
+    it through :meth:`Groom.from_polylines`)."""
     if count < 2:
         raise ValueError("count must be >= 2")
-    return np.stack([resample_polyline(p, count, n_coords) for p in polylines])
+    if isinstance(polylines, np.ndarray) and polylines.ndim == 3:
+        padded = polylines
+    else:
+        polys = [np.asarray(q, np.float64) for q in polylines]
+        K = max(len(q) for q in polys)
+        padded = np.stack([np.concatenate([q, np.repeat(q[-1:], K - len(q), 0)]) for q in polys])
+    return resample_strands(padded, count, n_coords=n_coords).astype(np.float32)
 
 
 def farthest_root_sample(roots: np.ndarray, k: int) -> np.ndarray:

@@ -16,6 +16,9 @@ mask is built per keyframe as follows (all masks float32 in [0, 1], (H, W)):
    hair of every frame), and each mask is blended with its neighbours' masks aligned to it by a
    similarity transform between the face landmarks.
 
+A keyframe where no face was found (the back of the head, a profile) has no face geometry:
+its seeds come from the shared colour models alone (:func:`faceless_seeds`).
+
 bust = P * (1 - hair). A user-corrected mask (uint8: 255 hair, 0 not hair, other values keep
 the computed value) overrides the result.
 """
@@ -203,6 +206,31 @@ def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
     out[inside & ~below & (ratio > 20.0) & (labels == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
     out[(labels == cv2.GC_FGD) & (ratio < 0.05)] = cv2.GC_PR_BGD
     return out
+
+
+def faceless_seeds(lab: np.ndarray, person: np.ndarray, hair_model: HistogramColourModel,
+                   other_model: HistogramColourModel) -> np.ndarray | None:
+    """GrabCut seeds (H, W) uint8 for a keyframe without a face (the back of the head), from
+    the clip's shared colour models learned on the face views: on the person, probable hair
+    where the hair model explains the colour 4x better than the clothing/background model,
+    sure hair where 20x better in the upper half of the person's bounding box (the head),
+    probable background elsewhere on the person; sure background off it. None when the colour
+    models are empty (no view had a face) or no pixel looks like hair."""
+    if hair_model.count <= 0 or other_model.count <= 0:
+        return None
+    ratio = (hair_model.likelihood(lab) + 1e-7) / (other_model.likelihood(lab) + 1e-7)
+    inside = person > 0.5
+    if not inside.any():
+        return None
+    rows = np.flatnonzero(inside.any(1))
+    upper = np.arange(person.shape[0])[:, None] < 0.5 * (rows[0] + rows[-1])
+    labels = np.full(person.shape, cv2.GC_PR_BGD, np.uint8)
+    labels[person < 0.1] = cv2.GC_BGD
+    labels[inside & (ratio > 4.0)] = cv2.GC_PR_FGD
+    labels[inside & upper & (ratio > 20.0)] = cv2.GC_FGD
+    if not (labels == cv2.GC_FGD).any():
+        return None
+    return labels
 
 
 def grabcut_hair(rgb: np.ndarray, labels: np.ndarray, iterations: int = 3,

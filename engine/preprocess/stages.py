@@ -21,8 +21,8 @@ from engine.preprocess import previews
 from engine.preprocess.keyframes import Candidate, resize_long_side, select_keyframes, sharpness
 from engine.preprocess.landmarks import N_LANDMARKS, FaceLandmarker, head_pose
 from engine.preprocess.masks import (HistogramColourModel, PersonSegmenter, apply_user_edit,
-                                     clean_mask, face_geometry, grabcut_hair, initial_seeds,
-                                     refine_with_colour, temporal_blend)
+                                     clean_mask, face_geometry, faceless_seeds, grabcut_hair,
+                                     initial_seeds, refine_with_colour, temporal_blend)
 from engine.preprocess.orientation import GaborParams, orientation_map
 
 PREVIEW_EVERY = 3  # yield an image preview for every n-th keyframe
@@ -200,8 +200,14 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
     hairs = []
     for i, name in enumerate(names):
         ctx.check()
-        if seeds[i] is None:  # no face: no hair seeds; the user can paint this frame
-            hairs.append(np.zeros_like(persons[i]))
+        if seeds[i] is None:  # no face: seeds from the colour models of the face views
+            lab = cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB)
+            labels = faceless_seeds(lab, persons[i], hair_model, other_model)
+            if labels is None:  # nothing looks like hair: the user can paint this frame
+                hairs.append(np.zeros_like(persons[i]))
+            else:
+                hair = grabcut_hair(frames[i], labels, cfg.grabcut_iterations, cfg.grabcut_side)
+                hairs.append(clean_mask(hair, persons[i], cfg.feather_px))
         else:
             lab = cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB)
             labels = refine_with_colour(seeds[i], lab, persons[i], faces[i], hair_model,
@@ -277,7 +283,7 @@ STAGES = [
                                          "max_side": 1024}}),
     Stage("landmarks", 2, LandmarksConfig, ("keyframes",), run_landmarks, None,
           "Face landmarks"),
-    Stage("masks", 4, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
+    Stage("masks", 5, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
           "Hair and bust masks", presets={"preview": {"grabcut_iterations": 2,
                                                       "grabcut_side": 256},
                                           "high": {"grabcut_iterations": 5,

@@ -33,7 +33,8 @@ import torch
 
 from engine.prior.diffusion import HeadCollisionGuide, load_diffusion, texture_to_strands
 from engine.prior.scalp import SHARED_DATA, default_scalp
-from engine.prior.synth import CURL_CLASSES, resample_polylines, sample_style, synth_groom
+from engine.io.groom import resample_strands
+from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
 from engine.prior.vae import load_vae, to_local
 from engine.prior.viz import contact_sheet
 
@@ -121,7 +122,7 @@ def sintel_local(path: Path | None = None):
     t /= np.linalg.norm(t, axis=1, keepdims=True)
     b = np.cross(n, t)
     rot = np.stack([t, b, n], 1)
-    strands = resample_polylines(s * scale, 100)
+    strands = resample_strands(s * scale, 100)
     return to_local(strands, rot).astype(np.float32), scale, width
 
 

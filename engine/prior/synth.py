@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import InputError
+from engine.io.groom import resample_strands
 from engine.prior.scalp import Scalp, default_scalp
 
 CURL_CLASSES = ("straight", "wavy", "curly", "coily")
@@ -165,25 +166,6 @@ def push_out(points: np.ndarray, sdf, offset) -> np.ndarray:
     return points + deficit[:, None] * g
 
 
-def resample_polylines(points: np.ndarray, n: int) -> np.ndarray:
-    """Resample polylines (N, K, 3) to ``n`` points uniform in arc length -> (N, n, 3)."""
-    N, K, _ = points.shape
-    seg = np.linalg.norm(np.diff(points, axis=1), axis=-1)
-    cum = np.concatenate([np.zeros((N, 1)), np.cumsum(seg, axis=1)], axis=1)  # (N, K)
-    total = cum[:, -1:]
-    tgt = np.linspace(0.0, 1.0, n)[None, :] * total  # (N, n)
-    big = (total.max() + 1.0) * np.arange(N)[:, None]
-    idx = np.searchsorted((cum + big).ravel(), (tgt + big).ravel(), side="right").reshape(N, n) - 1
-    idx = idx - (np.arange(N) * K)[:, None]
-    idx = np.clip(idx, 0, K - 2)
-    c0 = np.take_along_axis(cum, idx, 1)
-    c1 = np.take_along_axis(cum, idx + 1, 1)
-    t = np.clip((tgt - c0) / np.maximum(c1 - c0, 1e-12), 0.0, 1.0)[..., None]
-    p0 = np.take_along_axis(points, idx[..., None].repeat(3, -1), 1)
-    p1 = np.take_along_axis(points, (idx + 1)[..., None].repeat(3, -1), 1)
-    return p0 + t * (p1 - p0)
-
-
 def synth_groom(style: HairStyle, n_strands: int = 10_000, n_points: int = 100,
                 scalp: Scalp | None = None, n_steps: int = 128) -> Groom:
     """Grow a procedural groom of ``n_strands`` strands of ``n_points`` points for ``style``.
@@ -313,7 +295,7 @@ def synth_groom(style: HairStyle, n_strands: int = 10_000, n_points: int = 100,
         Cs = Cs + off
 
     # ---- final collision and resampling -----------------------------------------------------------
-    strands = resample_polylines(Cs, n_points)
+    strands = resample_strands(Cs, n_points)
     flat = strands.reshape(-1, 3)
     for _ in range(2):
         flat = push_out(flat, sdf, 0.001)

@@ -7,6 +7,7 @@ strands with the frozen strand VAE (:mod:`engine.prior.vae`) in the root's local
 to the head frame, and minimises
 
 ``L = L_vol + lambda_chm L_chm + lambda_orient L_orient + lambda_bust L_bust
+      + lambda_kink L_kink + lambda_fold L_fold
       + lambda_render (L_rgb + lambda_mask L_mask) + lambda_prior L_prior``
 
 with the geometry losses of :mod:`engine.strands.geometry` against the coarse stage's volume, the
@@ -19,7 +20,13 @@ The final groom: ``dense_strands`` roots sampled uniformly over the scalp UV dis
 interpolated from ``T``, decoded (``L`` = 100 points); strands with more than
 ``max_outside`` of their points farther than ``outside_tolerance_mm`` outside the hair volume,
 or more than 10 % of their points deeper than that inside the bust (``MAX_IN_BUST``), are
-dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted).
+dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted). The others are trimmed
+(:func:`engine.strands.trim.trim_strands`): backward jitter steps removed, each strand cut
+before its first point in front of the face below the brow line where the hair masks show no
+hair (:class:`FaceGuard`) and at its first fold; strands still wrong after three rounds or
+shorter than ``min_length_mm`` are dropped. (Cutting at the first point outside the hair
+volume was tried and left 33-57 % of the scalp bald on a Blender orbit: the coarse volume
+misses much of the true hair near the roots, see docs/strands.md.)
 
 Inputs: ``keyframes``, ``masks``, ``cameras`` (``cameras.json``, ``head.obj``), ``coarse``
 (fields, ``hair_mesh.ply``), and ``orientation`` (only through the coarse field).
@@ -30,7 +37,6 @@ Outputs (stage folder): ``groom.npz`` (:class:`engine.io.groom.Groom` with the f
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +50,8 @@ from engine.io.media import write_image
 from engine.io.files import write_json_atomic
 from engine.pipeline import Stage, option
 from engine.strands.geometry import (HairVolume, bust_loss, chamfer_loss, fitted_scalp_positions,
-                                     orientation_loss, sample_visible_surface, volume_loss)
+                                     fold_loss, kink_loss, orientation_loss,
+                                     sample_visible_surface, volume_loss)
 from engine.strands.texture import GeometryTexture
 
 
@@ -63,6 +70,13 @@ class StrandsConfig:
     lambda_chm: float = option(2.0, "weight of the chamfer term", range=(0.0, 1e4))
     lambda_orient: float = option(20.0, "weight of the orientation term", range=(0.0, 1e4))
     lambda_bust: float = option(10.0, "weight of the head-penetration term", range=(0.0, 1e4))
+    lambda_fold: float = option(0.0, "weight of L_fold (a strand does not come back the way it "
+                                "went; 0 = off: 10 raised the point F but lowered the strand "
+                                "F on two Blender orbits, see docs/strands.md)",
+                                range=(0.0, 1e4))
+    lambda_kink: float = option(0.0, "weight of L_kink (no turn sharper than 90 degrees between "
+                                "segments; 0 = off: 20 lowered the strand F on the straight "
+                                "Blender orbit, see docs/strands.md)", range=(0.0, 1e4))
     orient_delta_mm: float = option(6.0, "band around the hair surface where L_orient applies",
                                     unit="mm", range=(0.1, 100.0))
     chamfer_points: int = option(2000, "hair-surface samples per step for the chamfer",
@@ -99,6 +113,10 @@ class StrandsConfig:
                                          range=(0.0, 1000.0))
     max_outside: float = option(0.5, "share of a final strand's points allowed outside the "
                                 "tolerance before the strand is dropped", range=(0.0, 1.0))
+    trim: bool = option(True, "trim the final strands (module docstring): no folds, nothing "
+                        "over the face; off keeps the decoded strands whole")
+    min_length_mm: float = option(5.0, "final strands shorter than this after trimming are "
+                                  "dropped", unit="mm", range=(0.0, 1000.0))
     strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",
                                     range=(0.001, 10.0))
     seed: int = option(0, "random seed", range=(0, 2**31 - 1))
@@ -189,13 +207,16 @@ class StrandTrainer:
         terms["vol"] = volume_loss(look, ROOT_SKIP)
         terms["bust"] = bust_loss(look, ROOT_SKIP)
         terms["orient"] = orientation_loss(pts, look, cfg.orient_delta_mm / 1000)
+        terms["kink"] = kink_loss(pts)
+        terms["fold"] = fold_loss(pts)
         if len(sc.surface):
             k = min(cfg.chamfer_points, len(sc.surface))
             sel = torch.as_tensor(self.rng.choice(len(sc.surface), k, replace=False),
                                   device=self.device)
             terms["chm"] = chamfer_loss(sc.surface[sel], pts[:, ROOT_SKIP:].reshape(-1, 3))
         loss = (cfg.lambda_vol * terms["vol"] + cfg.lambda_bust * terms["bust"]
-                + cfg.lambda_orient * terms["orient"] + cfg.lambda_chm * terms.get("chm", 0.0))
+                + cfg.lambda_orient * terms["orient"] + cfg.lambda_chm * terms.get("chm", 0.0)
+                + cfg.lambda_kink * terms["kink"] + cfg.lambda_fold * terms["fold"])
         out = {}
         if self.renderer is not None:
             lr, parts = self._render_loss(pts, app)
@@ -235,10 +256,14 @@ class StrandTrainer:
 
     # -- the dense groom -----------------------------------------------------------------------
     @torch.no_grad()
-    def dense_groom(self, n: int, batch: int = 8192) -> dict[str, np.ndarray]:
-        """Decode ``n`` strands at uniformly sampled scalp UVs and drop those that leave the hair
-        volume or enter the bust (module docstring). Returns a dict: ``strands`` (M, L, 3)
-        float32 metres head frame, ``root_uv`` (M, 2) float32, ``kept`` = M / n."""
+    def dense_groom(self, n: int, batch: int = 8192) -> dict:
+        """Decode ``n`` strands at uniformly sampled scalp UVs, drop those that leave the hair
+        volume or enter the bust and trim the rest (module docstring). Returns a dict:
+        ``strands`` (M, L, 3) float32 metres head frame, ``root_uv`` (M, 2) float32, ``kept`` =
+        M / n and ``trim`` (the counts of :func:`engine.strands.trim.trim_strands`, and
+        ``dropped_volume``)."""
+        from engine.strands.trim import trim_strands
+
         cfg, sc = self.cfg, self.scene
         T = self.texture()
         rng = np.random.default_rng(cfg.seed + 1)
@@ -255,9 +280,71 @@ class StrandTrainer:
             ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= MAX_IN_BUST)
             keep_s.append(pts[ok].cpu().numpy())
             keep_uv.append(uv[i:i + batch][ok.cpu().numpy()])
-        strands = np.concatenate(keep_s).astype(np.float32)
-        return {"strands": strands, "root_uv": np.concatenate(keep_uv).astype(np.float32),
-                "kept": len(strands) / max(n, 1)}
+        strands = np.concatenate(keep_s)
+        kept_uv = np.concatenate(keep_uv)
+        dropped_volume = n - len(kept_uv)
+        if cfg.trim:
+            strands, keep, stats = trim_strands(strands, FaceGuard.for_scene(sc),
+                                                min_length_m=cfg.min_length_mm / 1000)
+        else:
+            keep, stats = np.ones(len(strands), bool), {}
+        stats["dropped_volume"] = int(dropped_volume)
+        return {"strands": strands, "root_uv": kept_uv[keep].astype(np.float32),
+                "kept": len(strands) / max(n, 1), "trim": stats}
+
+
+class FaceGuard:
+    """Which strand points hang in front of the face below the brow line where no hair mask
+    shows hair: the face region of :meth:`engine.metrics.HeadGeometry.face_region` (the fitted
+    head, its 68 landmarks), less the points that project onto the hair mask in at least half of
+    the training views whose image they fall in (hair the camera saw over the face stays).
+
+    Args:
+        head_vertices: (V, 3) metres, the fitted head in the head model's topology.
+        data: :class:`engine.coarse.train.CoarseData` (cameras and hair masks) or None (every
+            point over the face counts).
+    """
+
+    def __init__(self, head_vertices: np.ndarray, data=None):
+        from engine.metrics import HeadGeometry
+
+        geo = HeadGeometry.from_head_model(head_vertices, samples=50_000)
+        self.region = geo.face_region()
+        self.data = data
+
+    @classmethod
+    def for_scene(cls, scene: "StrandScene") -> "FaceGuard | None":
+        """The guard of a scene whose head is in the head model's topology, else None."""
+        from engine.head.model import load_head_model
+
+        if scene.head is None or len(scene.head[0]) != len(load_head_model().vertices):
+            return None
+        return cls(np.asarray(scene.head[0]), scene.data)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(M, L) bool for strands x (M, L, 3) metres."""
+        from engine.metrics import points_over_face
+
+        over = points_over_face(x, self.region)
+        if self.data is None or not over.any():
+            return over
+        from engine.strands.render import project
+
+        d = self.data
+        p = torch.as_tensor(x[over], dtype=torch.float32, device=d.images.device)
+        H, W = d.cams.height, d.cams.width
+        hair = torch.zeros(len(p), device=p.device)
+        seen = torch.zeros(len(p), device=p.device)
+        for v in range(d.images.shape[0]):
+            q = project(p, d.cams.K[v], d.cams.R[v], d.cams.t[v])
+            u, w = q[:, 0].round().long(), q[:, 1].round().long()
+            inside = (u >= 0) & (u < W) & (w >= 0) & (w < H) & (q[:, 2] > 0)
+            m = d.hair[v][w.clamp(0, H - 1), u.clamp(0, W - 1)] > 0.5
+            seen += inside.float()
+            hair += (inside & m).float()
+        masked = (hair >= 0.5 * seen.clamp(min=1)).cpu().numpy()
+        over[over] = ~masked
+        return over
 
 
 # --------------------------------------------------------------------------------------------
@@ -436,6 +523,7 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
     summary = {"iterations": n, "train_s": round(train_s, 1),
                "total_s": round(time.perf_counter() - t0, 1),
                "strands": int(len(dense["strands"])), "kept_share": round(dense["kept"], 4),
+               "trim": dense["trim"],
                "final_losses": history[-1] if history else {}}
     write_json_atomic(out_dir / "strands.json", summary)
     return summary
@@ -453,7 +541,9 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
     yield ctx.progress(0, cfg.iterations + 1, "loading the coarse volume and the prior")
     if ctx.device == "cpu":  # small ops: extra threads only add synchronisation, and on a
         # 2-core machine a second thread competing with the app or the OS slows steps 3-6x
-        torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
+        from engine.threads import stage_threads
+
+        torch.set_num_threads(stage_threads())
     cam_dir = inputs["cameras"].path
     hv, hf = load_head_mesh(cam_dir / "head.obj")
     data = None
@@ -517,6 +607,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     return out
 
 
-STAGE = Stage("strands", 2, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+STAGE = Stage("strands", 3, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
               run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

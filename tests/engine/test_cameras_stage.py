@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -131,13 +131,26 @@ def test_imported_cameras_are_brought_into_the_head_frame(tmp_path, seed):
     export_transforms_json(tmp_path / "transforms.json", other)
     inputs, ctx = _project(tmp_path, images)
     summary, _ = _run({"mode": "transforms", "import_path": str(tmp_path / "transforms.json"),
-                       "iterations": 300}, inputs, ctx)
+                       "import_scale": "unknown", "iterations": 300}, inputs, ctx)
     cams = load_cameras(ctx.out_dir / "cameras.json")
     err = camera_errors(cams, truth)  # no alignment: already in the metric head frame
     assert err["median_rot_deg"] < 2.0, err
     assert err["median_centre_m"] < 0.03, err
     _, scale, _, _ = align_cameras(cams, truth, robust=False)
     assert abs(scale - 1) < 0.05
+    # metric cameras (a calibrated rig, a renderer) in another rigid frame keep their scale
+    # exactly: the head fit adapts to them
+    export_transforms_json(tmp_path / "metric.json", transform_cameras(truth, 1.0, Rw,
+                                                                       np.array([0.5, -1.0, 2.0])))
+    shutil.rmtree(ctx.out_dir)
+    ctx.out_dir.mkdir()
+    _run({"mode": "transforms", "import_path": str(tmp_path / "metric.json"), "iterations": 300},
+         inputs, ctx)
+    cams = load_cameras(ctx.out_dir / "cameras.json")
+    _, scale, _, _ = align_cameras(cams, truth, robust=False)
+    assert abs(scale - 1) < 1e-3, scale
+    err = camera_errors(cams, truth)
+    assert err["median_rot_deg"] < 2.0 and err["median_centre_m"] < 0.03, err
     # cameras made for other frames are refused with a readable error
     small = {k: replace(c, width=100, height=100) for k, c in other.items()}
     export_transforms_json(tmp_path / "small.json", small)
@@ -203,7 +216,8 @@ def test_known_cameras_of_views_without_a_face_are_kept(tmp_path):
     export_transforms_json(tmp_path / "transforms.json",
                            transform_cameras(truth, 3.0, Rw, np.array([0.5, -1.0, 2.0])))
     inputs, ctx = _project(tmp_path, images, drop_landmarks=4)  # keyframes 004, 005: no face
-    summary, _ = _run({"mode": "transforms", "import_path": str(tmp_path / "transforms.json"),
+    summary, _ = _run({"mode": "transforms", "import_scale": "unknown",
+                       "import_path": str(tmp_path / "transforms.json"),
                        "iterations": 300}, inputs, ctx)
     cams = load_cameras(ctx.out_dir / "cameras.json")
     assert sorted(cams) == sorted(images) and summary["cameras"] == 6

@@ -14,7 +14,8 @@ import pytest
 from engine.errors import ConfigError, InputError, StrandcapError
 from engine.io import export as export_mod
 from engine.io.export import ExportError, export_groom, load_groom
-from engine.io.groom import Groom, farthest_root_sample, resample_polyline
+from engine.io.groom import (Groom, farthest_root_sample, resample_polyline, resample_polylines,
+                              resample_strands)
 
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
 
@@ -703,3 +704,24 @@ def test_sintel_guides_round_trip_all_formats(tmp_path):
                 np.testing.assert_allclose(back.head_vertices, g.head_vertices, rtol=1e-5,
                                            atol=1e-7)
                 np.testing.assert_array_equal(back.head_faces, g.head_faces)
+
+
+def test_resample_strands_uniform_and_trimmed():
+    t = np.linspace(0, 1, 50) ** 2  # unevenly spaced points on the unit segment
+    line = np.stack([t, 0 * t, 0 * t], -1)
+    two = np.stack([line, 2 * line])
+    r = resample_strands(two, 11)
+    np.testing.assert_allclose(r[0, :, 0], np.linspace(0, 1, 11), atol=1e-9)
+    np.testing.assert_allclose(r[1, :, 0], np.linspace(0, 2, 11), atol=1e-9)
+    cut = resample_strands(two, 5, lengths=np.array([0.5, 5.0]))  # 5.0: beyond the end
+    np.testing.assert_allclose(cut[0, :, 0], np.linspace(0, 0.5, 5), atol=1e-9)
+    np.testing.assert_allclose(cut[1, :, 0], np.linspace(0, 2, 5), atol=1e-9)
+
+
+def test_resample_polylines_ragged_matches_one_by_one():
+    rng = np.random.default_rng(0)
+    polys = [np.cumsum(rng.normal(size=(k, 3)), 0) for k in (2, 7, 30)]
+    both = resample_polylines(polys, 9)
+    for p, r in zip(polys, both):
+        np.testing.assert_allclose(r, resample_polyline(p, 9), atol=1e-6)
+        np.testing.assert_allclose(r[[0, -1]], p[[0, -1]], atol=1e-6)

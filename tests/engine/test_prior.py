@@ -14,7 +14,7 @@ from engine.errors import InputError
 from engine.prior.diffusion import (DiffusionConfig, HeadCollisionGuide, TextureDiffusion, edm_precond, edm_sigmas,
                                     edm_weight, latent_texture, uv_disc_mask, load_diffusion)
 from engine.prior.scalp import HEAD_ASSET, RESOURCE_DIR, default_scalp
-from engine.prior.synth import HairStyle, resample_polylines, sample_style, synth_groom
+from engine.prior.synth import HairStyle, sample_style, synth_groom
 from engine.prior.vae import (StrandVAE, VAEConfig, latent_metric, load_vae, save_vae, to_head, to_local,
                               vae_loss)
 
@@ -60,13 +60,6 @@ def test_synth_rejects_bad_input():
         sample_style(0, curl="frizzy")
     with pytest.raises(InputError):
         synth_groom(sample_style(0), 0)
-
-
-def test_resample_polylines_uniform():
-    t = np.linspace(0, 1, 50) ** 2
-    line = np.stack([t, 0 * t, 0 * t], -1)[None]
-    r = resample_polylines(line, 11)
-    np.testing.assert_allclose(r[0, :, 0], np.linspace(0, 1, 11), atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------

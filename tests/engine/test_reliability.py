@@ -218,6 +218,30 @@ def test_a_partial_run_keeps_the_saved_options_of_later_stages(tmp_path, toy_cli
     assert saved["c"] == {"add": 5} and saved["a"] == {"add": 3}
 
 
+def test_run_resumes_with_the_saved_preset_and_options(tmp_path, toy_cli, capsys):
+    """`run` with no options continues the project's last run (its preset and --set options,
+    e.g. the imported cameras of a transforms.json) instead of starting over with defaults;
+    --set on top changes only that field."""
+    project = Project.open_or_create(tmp_path / "p")
+    assert toy_cli.main(["run", "--project", str(project.root), "-q", "--preset", "preview",
+                         "--set", "b.add=2"]) == 0
+    capsys.readouterr()
+    assert toy_cli.main(["status", "--project", str(project.root)]) == 0
+    before = capsys.readouterr().out
+    assert toy_cli.main(["run", "--project", str(project.root), "-q"]) == 0
+    assert "cached" in capsys.readouterr().out  # nothing re-ran
+    saved = Project.open(project.root).manifest["config"]
+    assert saved["preset"] == "preview" and saved["overrides"]["b"] == {"add": 2}
+    assert toy_cli.main(["run", "--project", str(project.root), "-q", "--set", "c.add=4"]) == 0
+    saved = Project.open(project.root).manifest["config"]
+    assert saved["overrides"]["b"] == {"add": 2} and saved["overrides"]["c"] == {"add": 4}
+    capsys.readouterr()
+    assert toy_cli.main(["status", "--project", str(project.root)]) == 0
+    after = capsys.readouterr().out.split("\n")
+    assert [ln.split()[:2] for ln in after if ln.strip()][:2] == \
+        [ln.split()[:2] for ln in before.split("\n") if ln.strip()][:2]  # a and b as before
+
+
 # -- 3. corrupt caches, one error line -------------------------------------------------------------
 
 

@@ -117,7 +117,7 @@ def _tiny_trainer(diffusion=None, **over):
     cfg = StrandsConfig(**{"iterations": 25, "strands_per_step": 64, "texture_res": 32,
                            "unet_width": 8, "chamfer_points": 200, "lambda_render": 0.0,
                            "lambda_prior": 0.0, "dense_strands": 300, "outside_tolerance_mm": 50,
-                           "max_outside": 1.0, **over})
+                           **over})
     scene = StrandScene(vol, surf, default_scalp(), head=(np.zeros((3, 3), np.float32),
                                                           np.array([[0, 1, 2]], np.int32)))
     return StrandTrainer(scene, vae, diffusion, cfg)
@@ -159,21 +159,36 @@ def test_optimisation_lowers_the_geometry_loss_and_writes_a_groom(tmp_path):
     assert (tmp_path / "texture.safetensors").is_file() and (tmp_path / "losses.json").is_file()
 
 
-def test_dense_groom_drops_strands_outside_the_volume():
-    """The strict filter keeps exactly the strands of the unfiltered groom (same roots, same
-    texture) whose points after the root all lie inside the hair volume and out of the bust."""
+def test_dense_groom_drops_strands_outside_the_volume_and_trims_the_rest():
+    """The strict filter keeps exactly the roots of the unfiltered groom (same texture) whose
+    points after the root all lie inside the hair volume and out of the bust; every kept strand
+    is the trimmed decoded strand (no fold, uniform arc length)."""
+    from engine.io.groom import resample_strands
+    from engine.metrics import strand_folds
     from engine.strands.stage import MAX_IN_BUST, ROOT_SKIP
+    from engine.strands.trim import trim_strands
 
-    everything = _tiny_trainer(outside_tolerance_mm=1000.0, max_outside=1.0).dense_groom(200)
-    assert everything["kept"] == 1.0
-    strict = _tiny_trainer(outside_tolerance_mm=0.0, max_outside=0.0)
-    look = strict.scene.volume.lookup(torch.from_numpy(everything["strands"].reshape(-1, 3)))
+    # the untrained test VAE decodes strands of a few mm: no minimum length here
+    everything = _tiny_trainer(outside_tolerance_mm=1000.0, max_outside=1.0, min_length_mm=0.0)
+    loose = everything.dense_groom(200)
+    strict = _tiny_trainer(outside_tolerance_mm=10.0, max_outside=0.0, min_length_mm=0.0)
+    g = strict.dense_groom(200)
+    # the raw decoded strands at the same roots
+    uv = strict.scene.scalp.sample_uv(200, np.random.default_rng(strict.cfg.seed + 1))
+    with torch.no_grad():
+        raw, _ = strict.decode(strict.texture(), uv)
+    look = strict.scene.volume.lookup(raw.reshape(-1, 3))
     fh = look["f_hair"].reshape(200, -1)[:, ROOT_SKIP:]
     fb = look["f_bust"].reshape(200, -1)[:, ROOT_SKIP:]
-    expect = ((fh > 0).float().mean(1) <= 0) & ((fb < 0).float().mean(1) <= MAX_IN_BUST)
-    g = strict.dense_groom(200)
-    assert len(g["strands"]) == int(expect.sum()) < 200
-    assert np.allclose(g["strands"], everything["strands"][expect.numpy()], atol=1e-6)
+    inside = (((fh > 0.010).float().mean(1) <= 0)
+              & ((fb < -0.010).float().mean(1) <= MAX_IN_BUST)).numpy()
+    assert g["trim"]["dropped_volume"] == 200 - int(inside.sum()) > 0
+    trimmed, keep, _ = trim_strands(raw.numpy()[inside], min_length_m=0.0)
+    assert len(g["strands"]) == len(trimmed) < len(loose["strands"])
+    np.testing.assert_allclose(g["strands"], trimmed, atol=1e-6)
+    np.testing.assert_allclose(g["root_uv"], uv[inside][keep], atol=1e-6)
+    assert not strand_folds(g["strands"]).any()
+    assert np.allclose(g["strands"], resample_strands(g["strands"], 100), atol=1e-5)  # uniform
 
 
 def test_render_path_gives_gradients_to_strands_and_renderer():
@@ -229,3 +244,22 @@ def test_new_prior_weights_change_the_strands_cache_key(tmp_path, monkeypatch):
     assert stage_key(STAGE, StrandsConfig(), inputs, STAGE.fingerprint(None, None)) == key1
     (tmp_path / "prior" / PRIOR_FILES[1]).write_bytes(b"weights v2")
     assert stage_key(STAGE, StrandsConfig(), inputs, STAGE.fingerprint(None, None)) != key1
+
+
+def test_kink_and_fold_losses_see_sharp_turns_and_u_turns_not_curls():
+    L = 100
+    t = torch.linspace(0, 1, L, dtype=torch.float64)
+    straight = torch.stack([0 * t, -0.2 * t, 0 * t], -1)
+    helix = torch.stack([0.005 * torch.cos(2 * torch.pi * 10 * t), -0.2 * t,
+                         0.005 * torch.sin(2 * torch.pi * 10 * t)], -1)  # a curl of 2 cm
+    pin = torch.stack([0.01 * t, -0.1 + 0.1 * (2 * t - 1).abs(), 0 * t], -1)  # down, back up
+    zig = straight.clone()
+    zig[1::2, 0] += 0.01  # every other point 1 cm aside: turns of ~160 degrees
+    cases = torch.stack([straight, helix, pin, zig])
+    kink = [float(G.kink_loss(c[None])) for c in cases]
+    fold = [float(G.fold_loss(c[None])) for c in cases]
+    assert kink[0] == kink[1] == 0.0 and kink[3] > 0.5
+    assert fold[0] == 0.0 and fold[1] < 1e-3 and fold[2] > 0.1
+    x = pin[None].clone().requires_grad_(True)
+    G.fold_loss(x).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
