@@ -207,8 +207,10 @@ class StrandTrainer:
         terms["vol"] = volume_loss(look, ROOT_SKIP)
         terms["bust"] = bust_loss(look, ROOT_SKIP)
         terms["orient"] = orientation_loss(pts, look, cfg.orient_delta_mm / 1000)
-        terms["kink"] = kink_loss(pts)
-        terms["fold"] = fold_loss(pts)
+        if cfg.lambda_kink > 0:  # off by default: no work in the step
+            terms["kink"] = kink_loss(pts)
+        if cfg.lambda_fold > 0:
+            terms["fold"] = fold_loss(pts)
         if len(sc.surface):
             k = min(cfg.chamfer_points, len(sc.surface))
             sel = torch.as_tensor(self.rng.choice(len(sc.surface), k, replace=False),
@@ -216,7 +218,8 @@ class StrandTrainer:
             terms["chm"] = chamfer_loss(sc.surface[sel], pts[:, ROOT_SKIP:].reshape(-1, 3))
         loss = (cfg.lambda_vol * terms["vol"] + cfg.lambda_bust * terms["bust"]
                 + cfg.lambda_orient * terms["orient"] + cfg.lambda_chm * terms.get("chm", 0.0)
-                + cfg.lambda_kink * terms["kink"] + cfg.lambda_fold * terms["fold"])
+                + cfg.lambda_kink * terms.get("kink", 0.0)
+                + cfg.lambda_fold * terms.get("fold", 0.0))
         out = {}
         if self.renderer is not None:
             lr, parts = self._render_loss(pts, app)
