@@ -20,8 +20,8 @@ The final groom: ``dense_strands`` roots sampled uniformly over the scalp UV dis
 interpolated from ``T``, decoded (``L`` = 100 points); strands with more than
 ``max_outside`` of their points farther than ``outside_tolerance_mm`` outside the hair volume,
 or more than 10 % of their points deeper than that inside the bust (``MAX_IN_BUST``), are
-dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted). The others are trimmed
-(:func:`engine.strands.trim.trim_strands`): backward jitter steps removed, each strand cut
+dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted). With ``trim`` the
+others are trimmed (:func:`engine.strands.trim.trim_strands`): backward jitter steps removed, each strand cut
 before its first point in front of the face below the brow line where the hair masks show no
 hair (:class:`FaceGuard`) and at its first fold; strands still wrong after three rounds or
 shorter than ``min_length_mm`` are dropped. (Cutting at the first point outside the hair
@@ -113,8 +113,10 @@ class StrandsConfig:
                                          range=(0.0, 1000.0))
     max_outside: float = option(0.5, "share of a final strand's points allowed outside the "
                                 "tolerance before the strand is dropped", range=(0.0, 1.0))
-    trim: bool = option(True, "trim the final strands (module docstring): no folds, nothing "
-                        "over the face; off keeps the decoded strands whole")
+    trim: bool = option(False, "trim the final strands (module docstring): no folds, nothing "
+                        "over the face; off (default) keeps the decoded strands whole: on the "
+                        "Blender straight turn the trim cut strands to 0.08x their true length "
+                        "and strand F from 24.3 to 2.8, see docs/strands.md")
     min_length_mm: float = option(5.0, "final strands shorter than this after trimming are "
                                   "dropped", unit="mm", range=(0.0, 1000.0))
     strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",

@@ -169,9 +169,11 @@ def test_dense_groom_drops_strands_outside_the_volume_and_trims_the_rest():
     from engine.strands.trim import trim_strands
 
     # the untrained test VAE decodes strands of a few mm: no minimum length here
-    everything = _tiny_trainer(outside_tolerance_mm=1000.0, max_outside=1.0, min_length_mm=0.0)
+    everything = _tiny_trainer(outside_tolerance_mm=1000.0, max_outside=1.0, min_length_mm=0.0,
+                               trim=True)
     loose = everything.dense_groom(200)
-    strict = _tiny_trainer(outside_tolerance_mm=10.0, max_outside=0.0, min_length_mm=0.0)
+    strict = _tiny_trainer(outside_tolerance_mm=10.0, max_outside=0.0, min_length_mm=0.0,
+                           trim=True)
     g = strict.dense_groom(200)
     # the raw decoded strands at the same roots
     uv = strict.scene.scalp.sample_uv(200, np.random.default_rng(strict.cfg.seed + 1))
