@@ -29,6 +29,8 @@ All positions are metres in the head frame. The losses measure distances in cent
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -116,6 +118,40 @@ def bust_loss(look: dict, skip: int) -> torch.Tensor:
     """L_bust: squared depth inside the bust of points after the first ``skip`` (cm^2)."""
     f = look["f_bust"][:, skip:] * CM
     return F.relu(-f).square().mean()
+
+
+def bounded_turn(points: torch.Tensor, max_turn_deg: float) -> torch.Tensor:
+    """Strands re-integrated with uniform spacing and no turn sharper than ``max_turn_deg``.
+
+    points: (N, L, 3) float metres, any frame, root first. Returns (N, L, 3): the same root and
+    arc length; segment ``l`` has length arc / (L - 1) and its direction is the decoded
+    segment's, rotated towards the previous output segment until the turn between them is at
+    most ``max_turn_deg`` (``t_l = cos a t_{l-1} + sin a n`` with ``n`` the unit part of the
+    decoded direction normal to ``t_{l-1}``). A decoded strand that reverses (a kink: PCA
+    decoders bunch points and step back where latents leave the training set) becomes a smooth
+    bend; one that goes back over centimetres still does (the fold metric's U-turn).
+    Differentiable; sequential over the L - 1 segments.
+    """
+    seg = points[:, 1:] - points[:, :-1]
+    length = seg.norm(dim=-1)  # (N, L-1)
+    h = length.sum(1, keepdim=True) / seg.shape[1]  # (N, 1)
+    eps = 1e-12
+    d = seg / length.clamp_min(eps)[..., None]
+    ok = length > eps  # a zero-length decoded segment carries straight on
+    chord = F.normalize(points[:, -1] - points[:, 0], dim=-1, eps=eps)
+    ca, sa = math.cos(math.radians(max_turn_deg)), math.sin(math.radians(max_turn_deg))
+    out = [torch.where(ok[:, :1], d[:, 0], chord)]
+    for l in range(1, d.shape[1]):
+        prev = out[-1]
+        cur = torch.where(ok[:, l:l + 1], d[:, l], prev)
+        c = (prev * cur).sum(-1, keepdim=True)
+        perp = cur - c * prev
+        pn = perp.norm(dim=-1, keepdim=True)
+        bent = ca * prev + sa * perp / pn.clamp_min(eps)
+        bent = torch.where(pn > 1e-9, bent, prev)  # an exact reversal: no plane to bend in
+        out.append(torch.where(c >= ca, cur, bent))
+    t = torch.stack(out, 1)
+    return torch.cat([points[:, :1], points[:, :1] + torch.cumsum(t * h[..., None], 1)], 1)
 
 
 def kink_loss(points: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ from engine.errors import ConfigError, InputError
 from engine.io.media import write_image
 from engine.io.files import write_json_atomic
 from engine.pipeline import Stage, option
-from engine.strands.geometry import (HairVolume, bust_loss, chamfer_loss, fitted_scalp_positions,
+from engine.strands.geometry import (HairVolume, bounded_turn, bust_loss, chamfer_loss, fitted_scalp_positions,
                                      fold_loss, kink_loss, orientation_loss,
                                      sample_visible_surface, volume_loss)
 from engine.strands.texture import GeometryTexture
@@ -77,6 +77,15 @@ class StrandsConfig:
     lambda_kink: float = option(0.0, "weight of L_kink (no turn sharper than 90 degrees between "
                                 "segments; 0 = off: 20 lowered the strand F on the straight "
                                 "Blender orbit, see docs/strands.md)", range=(0.0, 1e4))
+    lambda_latent: float = option(0.0, "weight of L_latent, the strand VAE's Gaussian prior "
+                                  "N(0, I) on the texture's strand latents (mean z^2 per "
+                                  "dimension): keeps the fitted latents where the VAE was "
+                                  "trained, so strands decode without crumpling",
+                                  range=(0.0, 1e4))
+    max_turn_deg: float = option(0.0, "largest turn between consecutive decoded segments; "
+                                 "strands are re-integrated with uniform spacing and sharper "
+                                 "turns bent smoothly (geometry.bounded_turn; 0 = off)",
+                                 unit="deg", range=(0.0, 180.0))
     orient_delta_mm: float = option(6.0, "band around the hair surface where L_orient applies",
                                     unit="mm", range=(0.1, 100.0))
     chamfer_points: int = option(2000, "hair-surface samples per step for the chamfer",
@@ -192,6 +201,8 @@ class StrandTrainer:
                                                                device=self.device))
         z, app = vals[:, :self.texture.latent], vals[:, self.texture.latent:]
         local = self.vae.decode(z)
+        if self.cfg.max_turn_deg > 0:
+            local = bounded_turn(local, self.cfg.max_turn_deg)
         return torch.einsum("nji,nlj->nli", rot, local) + root[:, None], app
 
     # -- one optimisation step ---------------------------------------------------------------
@@ -213,6 +224,8 @@ class StrandTrainer:
             terms["kink"] = kink_loss(pts)
         if cfg.lambda_fold > 0:
             terms["fold"] = fold_loss(pts)
+        if cfg.lambda_latent > 0:
+            terms["latent"] = T[:self.texture.latent].square().mean()
         if len(sc.surface):
             k = min(cfg.chamfer_points, len(sc.surface))
             sel = torch.as_tensor(self.rng.choice(len(sc.surface), k, replace=False),
@@ -221,7 +234,8 @@ class StrandTrainer:
         loss = (cfg.lambda_vol * terms["vol"] + cfg.lambda_bust * terms["bust"]
                 + cfg.lambda_orient * terms["orient"] + cfg.lambda_chm * terms.get("chm", 0.0)
                 + cfg.lambda_kink * terms.get("kink", 0.0)
-                + cfg.lambda_fold * terms.get("fold", 0.0))
+                + cfg.lambda_fold * terms.get("fold", 0.0)
+                + cfg.lambda_latent * terms.get("latent", 0.0))
         out = {}
         if self.renderer is not None:
             lr, parts = self._render_loss(pts, app)

@@ -265,3 +265,54 @@ def test_kink_and_fold_losses_see_sharp_turns_and_u_turns_not_curls():
     x = pin[None].clone().requires_grad_(True)
     G.fold_loss(x).backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def _turns_deg(p):
+    d = torch.nn.functional.normalize(p[:, 1:] - p[:, :-1], dim=-1)
+    return torch.rad2deg(torch.acos((d[:, 1:] * d[:, :-1]).sum(-1).clamp(-1, 1)))
+
+
+def test_bounded_turn_caps_turns_keeps_root_and_length_and_passes_gradients():
+    torch.manual_seed(0)
+    L = 100
+    t = torch.linspace(0, 1, L, dtype=torch.float64)
+    helix = torch.stack([0.005 * torch.cos(2 * torch.pi * 3 * t), -0.2 * t,
+                         0.005 * torch.sin(2 * torch.pi * 3 * t)], -1)  # a gentle curl
+    zig = torch.stack([0 * t, -0.2 * t, 0 * t], -1)
+    zig[1::2, 0] += 0.01  # turns of ~160 degrees
+    walk = torch.cumsum(0.002 * torch.randn(L, 3, dtype=torch.float64), 0)  # crumpled
+    x = torch.stack([helix, zig, walk]).requires_grad_(True)
+    out = G.bounded_turn(x, 70.0)
+    assert out.shape == x.shape
+    assert torch.equal(out[:, 0], x[:, 0])
+    seg_in = (x[:, 1:] - x[:, :-1]).norm(dim=-1)
+    seg = (out[:, 1:] - out[:, :-1]).norm(dim=-1)
+    torch.testing.assert_close(seg.sum(1), seg_in.sum(1))  # arc length kept
+    assert float((seg.max(1).values - seg.min(1).values).max().detach()) < 1e-9  # uniform spacing
+    assert float(_turns_deg(x[1:2].detach()).max()) > 150 and float(_turns_deg(out).max()) <= 70.0 + 1e-6
+    # a strand with no turn above the cap and uniform spacing (up to the helix's) is unchanged
+    torch.testing.assert_close(out[0], x[0], atol=2e-5, rtol=0)
+    out.square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[1].abs().sum() > 0
+
+
+def test_max_turn_and_latent_prior_options_reach_the_decoded_strands_and_the_loss():
+    """strands.max_turn_deg bounds every decoded strand (training and the dense groom);
+    strands.lambda_latent adds L_latent = mean z^2 of the texture's latents, which the
+    optimisation then lowers."""
+    tr = _tiny_trainer(max_turn_deg=45.0, lambda_latent=1.0, lambda_vol=0.0, lambda_chm=0.0,
+                       lambda_orient=0.0, lambda_bust=0.0, init="zero")
+    with torch.no_grad():  # latents far from the origin
+        tr.texture.net.out.bias[:tr.texture.latent] = 2.0 * torch.randn(tr.texture.latent)
+    uv = tr.scene.scalp.sample_uv(50, np.random.default_rng(0))
+    with torch.no_grad():
+        pts, _ = tr.decode(tr.texture(), uv)
+        raw = tr.vae.decode(tr.texture.sample(tr.texture(), torch.as_tensor(uv))[:, :64])
+    assert float(_turns_deg(raw).max()) > 60 and float(_turns_deg(pts).max()) <= 45.0 + 1e-3
+    T = tr.texture().detach()
+    first = tr.step()
+    assert first["latent"] == pytest.approx(float(T[:tr.texture.latent].square().mean()), rel=1e-4)
+    for _ in range(15):
+        last = tr.step()
+    assert last["latent"] < 0.9 * first["latent"]
+    assert "latent" not in _tiny_trainer().step()
