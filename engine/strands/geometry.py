@@ -123,14 +123,15 @@ def bust_loss(look: dict, skip: int) -> torch.Tensor:
 def bounded_turn(points: torch.Tensor, max_turn_deg: float) -> torch.Tensor:
     """Strands re-integrated with uniform spacing and no turn sharper than ``max_turn_deg``.
 
-    points: (N, L, 3) float metres, any frame, root first. Returns (N, L, 3): the same root and
-    arc length; segment ``l`` has length arc / (L - 1) and its direction is the decoded
+    points: (N, L, 3) float metres, any frame, root first; max_turn_deg in (0, 180]. Returns
+    (N, L, 3), same dtype and device: the same root and arc length; segment ``l`` has length arc / (L - 1) and its direction is the decoded
     segment's, rotated towards the previous output segment until the turn between them is at
     most ``max_turn_deg`` (``t_l = cos a t_{l-1} + sin a n`` with ``n`` the unit part of the
     decoded direction normal to ``t_{l-1}``). A decoded strand that reverses (a kink: PCA
     decoders bunch points and step back where latents leave the training set) becomes a smooth
     bend; one that goes back over centimetres still does (the fold metric's U-turn).
-    Differentiable; sequential over the L - 1 segments.
+    Differentiable; sequential over the L - 1 segments. Raises nothing. Ours (not in Neural
+    Haircut).
     """
     seg = points[:, 1:] - points[:, :-1]
     length = seg.norm(dim=-1)  # (N, L-1)

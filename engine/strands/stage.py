@@ -3,10 +3,11 @@
 A geometry texture ``T`` over scalp UV (:class:`~engine.strands.texture.GeometryTexture`, predicted
 by a U-Net from a constant grid) holds a strand latent and an appearance descriptor per texel.
 Each step samples roots on the fitted scalp, reads their latents from ``T`` (bilinear), decodes
-strands with the frozen strand VAE (:mod:`engine.prior.vae`) in the root's local frame, bounds
-their turns (``max_turn_deg``, :func:`engine.strands.geometry.bounded_turn`: uniform spacing, no
-turn between segments sharper than the cap; the VAE's position decoder otherwise crumples strands
-whose latents leave its training set), moves them to the head frame, and minimises
+strands with the frozen strand VAE (:mod:`engine.prior.vae`) in the root's local frame, with
+``max_turn_deg`` > 0 (off by default) bounds their turns
+(:func:`engine.strands.geometry.bounded_turn`: uniform spacing, no turn between segments sharper
+than the cap; the VAE's position decoder crumples strands whose latents leave its training set),
+moves them to the head frame, and minimises
 
 ``L = L_vol + lambda_chm L_chm + lambda_orient L_orient + lambda_bust L_bust
       + lambda_kink L_kink + lambda_fold L_fold + lambda_latent L_latent
@@ -56,8 +57,8 @@ from engine.errors import ConfigError, InputError
 from engine.io.media import write_image
 from engine.io.files import write_json_atomic
 from engine.pipeline import Stage, option
-from engine.strands.geometry import (HairVolume, bounded_turn, bust_loss, chamfer_loss, fitted_scalp_positions,
-                                     fold_loss, kink_loss, orientation_loss,
+from engine.strands.geometry import (HairVolume, bounded_turn, bust_loss, chamfer_loss,
+                                     fitted_scalp_positions, fold_loss, kink_loss, orientation_loss,
                                      sample_visible_surface, volume_loss)
 from engine.strands.texture import GeometryTexture
 
@@ -86,8 +87,8 @@ class StrandsConfig:
                                 "Blender orbit, see docs/strands.md)", range=(0.0, 1e4))
     lambda_latent: float = option(0.0, "weight of L_latent, the strand VAE's Gaussian prior "
                                   "N(0, I) on the texture's strand latents (mean z^2 per "
-                                  "dimension): keeps the fitted latents where the VAE was "
-                                  "trained, so strands decode without crumpling",
+                                  "dimension; 0 = off): keeps the fitted latents near where "
+                                  "the VAE was trained",
                                   range=(0.0, 1e4))
     max_turn_deg: float = option(0.0, "largest turn between consecutive decoded segments; "
                                  "strands are re-integrated with uniform spacing and sharper "
