@@ -144,7 +144,10 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
 
     Returns:
         labels: (H, W) uint8 GrabCut labels.
-        skin: (H, W) bool, skin-coloured pixels.
+        skin_like: (H, W) bool, pixels that look like skin, lit or in shadow: colour within
+            1.6 ``skin_max_distance`` of the skin model and local texture energy (blurred
+            |Laplacian|) below 1.5x the face sample's median; the shaded neck of a profile
+            view, whose colour can pass for dark hair, is smooth where hair is not.
     """
     h, w = person.shape
     ycrcb = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
@@ -181,29 +184,69 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
     # well below the chin: neck, shoulders and clothes
     low = rows > face.chin_y + 0.1 * face.face_height
     labels[inside & low] = cv2.GC_PR_BGD
-    return labels, skin
+    strict_smooth = texture < 1.5 * float(np.median(texture[sample])) + 1.0
+    return labels, (dist < 1.6 * skin_max_distance) & strict_smooth
+
+
+def neck_zone(face: FaceGeometry, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the neck below the jaw, where the skin is in shadow and its colour can pass
+    for dark hair: columns within the face oval's width at the mouth-to-chin rows (shrunk by
+    10 % each side), rows from the chin to 0.8 face heights below it."""
+    h, w = shape
+    top = int(max(face.chin_y - 0.3 * face.face_height, 0))
+    band = face.oval[top:int(min(max(face.chin_y, top + 1), h))]
+    cols = np.flatnonzero(band.any(0)) if band.size else np.array([], int)
+    out = np.zeros((h, w), bool)
+    if cols.size == 0:
+        return out
+    x0, x1 = cols[0], cols[-1]
+    pad = 0.1 * (x1 - x0)
+    out[int(max(face.chin_y, 0)):int(min(face.chin_y + 0.8 * face.face_height, h)),
+        int(x0 + pad):int(x1 - pad) + 1] = True
+    return out
 
 
 def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
                        face: FaceGeometry, hair_model: HistogramColourModel,
-                       other_model: HistogramColourModel) -> np.ndarray:
-    """Second-pass seeds: below the chin, pixels whose colour the shared hair model explains
-    much better (4x) than the clothing/background model become probable hair (long hair over
-    the shoulders); elsewhere on the person a 20x better explanation is needed (profile
-    views); sure-hair seeds that the hair model rejects become probable background (hats,
-    walls seen through the hair). Sure labels (face below the brows, background) never change."""
+                       other_model: HistogramColourModel,
+                       skin_like: np.ndarray | None = None) -> np.ndarray:
+    """Second-pass seeds from the clip's shared colour models (likelihood ratio
+    ``r = p_hair / p_other``, histograms in Lab). Probable background on the person becomes
+    probable hair
+
+    * above the brows and outside the face oval where ``r > 3``: the first pass leaves hair
+      whose colour is near the skin's (brown hair on tanned skin, hair in shadow) as
+      background, and the shared model, fitted on every view's sure hair, knows better;
+    * from the brows down, outside the face oval, where ``r > 4``: hair beside the face,
+      behind it in a profile view, over the shoulders;
+    * anywhere else on the person where ``r > 20``;
+
+    and probable background more than 0.3 face heights below the chin where ``r < 2.5`` (the
+    clothes; a dark blue shirt measured 1.2-2 on a Blender orbit, hair over the chest of a
+    real clip above 100) becomes sure background. No pixel of the neck (:func:`neck_zone`) or
+    ``skin_like`` ((H, W) bool from :func:`initial_seeds`: a bald scalp, ears) becomes hair. Sure-hair seeds that the hair model rejects (``r < 0.05``) become probable
+    background (hats, walls seen through the hair). Sure labels (face below the brows,
+    background) never change. Returns (H, W) uint8."""
     out = labels.copy()
     ph = hair_model.likelihood(lab)
     po = other_model.likelihood(lab)
     ratio = (ph + 1e-7) / (po + 1e-7)
     h, w = labels.shape
     rows = np.arange(h, dtype=np.float32)[:, None].repeat(w, 1)
-    inside = person > 0.5
-    below = rows >= face.chin_y - 0.1 * face.face_height
-    out[inside & below & (ratio > 4.0) & (labels == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
-    # anywhere else on the person (a profile view hides most of the seeded regions), only a
-    # clear colour match makes hair likely
-    out[inside & ~below & (ratio > 20.0) & (labels == cv2.GC_PR_BGD)] = cv2.GC_PR_FGD
+    free = (person > 0.5) & (labels == cv2.GC_PR_BGD)
+    if skin_like is not None:
+        free &= ~skin_like
+    free &= ~neck_zone(face, (h, w))
+    above = rows < face.brow_y - 0.05 * face.face_height
+    oval_grown = cv2.dilate(face.oval.astype(np.uint8), np.ones((5, 5), np.uint8),
+                            iterations=max(int(face.face_height * 0.02), 1)) > 0
+    out[free & above & ~oval_grown & (ratio > 3.0)] = cv2.GC_PR_FGD
+    out[free & ~above & ~oval_grown & (ratio > 4.0)] = cv2.GC_PR_FGD
+    out[free & (ratio > 20.0)] = cv2.GC_PR_FGD
+    # clothes: well below the chin, what the hair model does not explain is sure background
+    # (GrabCut otherwise grows the hair into a dark shirt)
+    low = rows > face.chin_y + 0.3 * face.face_height
+    out[(person > 0.5) & (labels == cv2.GC_PR_BGD) & low & (ratio < 2.5)] = cv2.GC_BGD
     out[(labels == cv2.GC_FGD) & (ratio < 0.05)] = cv2.GC_PR_BGD
     return out
 
@@ -213,8 +256,10 @@ def faceless_seeds(lab: np.ndarray, person: np.ndarray, hair_model: HistogramCol
     """GrabCut seeds (H, W) uint8 for a keyframe without a face (the back of the head), from
     the clip's shared colour models learned on the face views: on the person, probable hair
     where the hair model explains the colour 4x better than the clothing/background model,
-    sure hair where 20x better in the upper half of the person's bounding box (the head),
-    probable background elsewhere on the person; sure background off it. None when the colour
+    sure hair where 8x better in the upper half of the person's bounding box (the head;
+    rendered brown hair on a Blender orbit measured 10-17x, shirt and background under 1),
+    sure background in the lower half where under 2.5x (the clothes), probable background
+    elsewhere on the person; sure background off it. None when the colour
     models are empty (no view had a face) or no pixel looks like hair."""
     if hair_model.count <= 0 or other_model.count <= 0:
         return None
@@ -227,7 +272,8 @@ def faceless_seeds(lab: np.ndarray, person: np.ndarray, hair_model: HistogramCol
     labels = np.full(person.shape, cv2.GC_PR_BGD, np.uint8)
     labels[person < 0.1] = cv2.GC_BGD
     labels[inside & (ratio > 4.0)] = cv2.GC_PR_FGD
-    labels[inside & upper & (ratio > 20.0)] = cv2.GC_FGD
+    labels[inside & upper & (ratio > 8.0)] = cv2.GC_FGD
+    labels[inside & ~upper & (ratio < 2.5)] = cv2.GC_BGD  # clothes, as in refine_with_colour
     if not (labels == cv2.GC_FGD).any():
         return None
     return labels

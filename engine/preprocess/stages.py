@@ -173,7 +173,7 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
     _, names = art.load_keyframes(kf)
     lms = art.load_landmarks(inputs["landmarks"].path)
     n = len(names)
-    frames, persons, seeds, faces = [], [], [], []
+    frames, persons, seeds, faces, skins = [], [], [], [], []
     hair_model, other_model = HistogramColourModel(), HistogramColourModel()
     # pass 1: person masks, face geometry, first seeds and the clip's shared colour models
     with PersonSegmenter() as segment:
@@ -185,16 +185,17 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
             persons.append(person)
             if lms["found"][i]:
                 face = face_geometry(lms["points"][i], person.shape)
-                labels, _ = initial_seeds(rgb, person, face, cfg.skin_max_distance)
+                labels, skin_like = initial_seeds(rgb, person, face, cfg.skin_max_distance)
                 lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
                 hair_model.add(lab, labels == cv2.GC_FGD)
                 other_model.add(lab, (labels == cv2.GC_BGD) | (
                     (labels == cv2.GC_PR_BGD) & (np.arange(person.shape[0])[:, None]
                                                  > face.chin_y + 0.6 * face.face_height)))
             else:
-                face, labels = None, None
+                face, labels, skin_like = None, None, None
             faces.append(face)
             seeds.append(labels)
+            skins.append(skin_like)
             yield ctx.progress(i + 1, 2 * n, f"segmenting {name}")
     # pass 2: colour-refined seeds, GrabCut, clean-up
     hairs = []
@@ -211,7 +212,7 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
         else:
             lab = cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB)
             labels = refine_with_colour(seeds[i], lab, persons[i], faces[i], hair_model,
-                                        other_model)
+                                        other_model, skins[i])
             hair = grabcut_hair(frames[i], labels, cfg.grabcut_iterations, cfg.grabcut_side)
             hairs.append(clean_mask(hair, persons[i], cfg.feather_px))
         yield ctx.progress(n + i + 1, 2 * n, f"hair mask {name}")
@@ -283,7 +284,7 @@ STAGES = [
                                          "max_side": 1024}}),
     Stage("landmarks", 2, LandmarksConfig, ("keyframes",), run_landmarks, None,
           "Face landmarks"),
-    Stage("masks", 5, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
+    Stage("masks", 6, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
           "Hair and bust masks", presets={"preview": {"grabcut_iterations": 2,
                                                       "grabcut_side": 256},
                                           "high": {"grabcut_iterations": 5,
