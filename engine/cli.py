@@ -86,7 +86,7 @@ class ProgressPrinter:
             self.bar.refresh()
         elif isinstance(event, Loss) and self.bar is not None:
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in list(event.values.items())[:4]})
-        elif isinstance(event, Log) and not self.quiet:
+        elif isinstance(event, Log) and (not self.quiet or event.level == "warning"):
             (self.bar.write if self.bar is not None else print)(
                 f"{event.stage}: {event.message}", file=self.stream)
         elif isinstance(event, StageFinished):

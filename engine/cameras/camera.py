@@ -183,6 +183,21 @@ def load_cameras(path: Path | str) -> dict[str, Camera]:
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0])
 
 
+BACK_AZIMUTH_DEG = 120.0  # a view farther round than this sees the back of the head
+
+
+def view_azimuths(cameras: dict[str, Camera]) -> dict[str, float]:
+    """Where each camera sits around the head: name -> azimuth in degrees, (-180, 180], of its
+    centre in the head frame (``atan2(c_x, c_z)``; 0 in front of the face (+Z), +90 on the
+    head's +X side, +-180 behind it). Views with ``|azimuth| > BACK_AZIMUTH_DEG`` see the back
+    of the head."""
+    out = {}
+    for name, cam in cameras.items():
+        c = cam.centre
+        out[name] = float(np.degrees(np.arctan2(c[0], c[2])))
+    return out
+
+
 def import_transforms_json(path: Path | str) -> dict[str, Camera]:
     """Import a nerfstudio / instant-ngp ``transforms.json``.
 

@@ -29,8 +29,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from engine.cameras.camera import (Camera, align_cameras, import_colmap, import_transforms_json,
-                                   save_cameras, transform_cameras)
+from engine.cameras.camera import (BACK_AZIMUTH_DEG, Camera, align_cameras, import_colmap,
+                                   import_transforms_json, save_cameras, transform_cameras,
+                                   view_azimuths)
 from engine.errors import InputError, StrandcapError
 from engine.io.media import write_image
 from engine.io.files import write_json_atomic
@@ -285,6 +286,15 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     else:
         cams = head_cams
     info["head_fit"] = fit.summary()
+    az = view_azimuths(cams)
+    az_min, az_max = min(az.values()), max(az.values())
+    back_seen = any(abs(a) > BACK_AZIMUTH_DEG for a in az.values())
+    info["view_azimuth_deg"] = az
+    if not back_seen:
+        yield ctx.log(f"the back of the head was not seen: the {len(cams)} views lie "
+                      f"{az_min:+.0f} to {az_max:+.0f} deg around the head (0 = the face, "
+                      f"+-180 = the back); the back and crown will be inferred from the sides",
+                      "warning")
     yield ctx.progress(2, 4, "writing cameras, head and scalp")
     save_cameras(ctx.out_dir / "cameras.json", cams, {"mode": mode, "frame": "head, metres"})
     neutral = model.vertices_np(fit.identity)
@@ -306,7 +316,8 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
             yield ctx.preview("image", img, f"head fit {n}")
     yield ctx.progress(4, 4, "done")
     return {"mode": mode, "cameras": len(cams), "median_px": fit.summary()["median_px"],
-            "focal_px": fit.focal}
+            "focal_px": fit.focal, "azimuth_min_deg": az_min, "azimuth_max_deg": az_max,
+            "back_seen": back_seen}
 
 
 def _fingerprint(project, cfg: CamerasConfig):
@@ -321,7 +332,7 @@ def _fingerprint(project, cfg: CamerasConfig):
 
 
 STAGES = [
-    Stage("cameras", 3, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
+    Stage("cameras", 4, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
           _fingerprint,
           title="Cameras and head",
           presets={"preview": {"iterations": 200, "sfm_features": 2048},

@@ -83,6 +83,10 @@ def test_synthetic_capture_recovers_cameras_and_metric_scale(tmp_path, kind):
     inputs, ctx = _project(tmp_path, images)
     summary, events = _run({"iterations": 300, "sfm_features": 2048}, inputs, ctx)
     assert summary["mode"] == kind  # automatic choice from background motion / head turn
+    # a front-only capture (+-45 deg): the stage says the back was not seen and will be inferred
+    assert summary["back_seen"] is False and summary["azimuth_max_deg"] < 90
+    assert any(getattr(e, "level", "") == "warning" and "back of the head was not seen"
+               in e.message for e in events)
     cams = load_cameras(ctx.out_dir / "cameras.json")
     assert len(cams) >= 9
     # the head frame itself (no alignment) is level: the SfM frame is brought to the landmark
@@ -241,3 +245,19 @@ def test_structure_from_motion_is_repeatable_with_several_threads(tmp_path):
     assert info_a["reprojection_px"] == info_b["reprojection_px"]
     for n in a:
         assert np.array_equal(a[n].R, b[n].R) and np.array_equal(a[n].t, b[n].t)
+
+
+def test_view_azimuths_place_each_camera_round_the_head():
+    """view_azimuths: 0 in front of the face, +90 on the +X side, +-180 behind; an orbit of
+    +-150 deg has back views, a +-60 deg turn has none."""
+    from engine.cameras.camera import BACK_AZIMUTH_DEG, view_azimuths
+    from engine.synthetic.camera import orbit_rig
+
+    yaws = np.linspace(-150, 150, 7)
+    cams = {f"{i:03d}": c for i, c in enumerate(orbit_rig(7, 64, 64, yaw_range_deg=(-150, 150)))}
+    az = view_azimuths(cams)
+    np.testing.assert_allclose([az[k] for k in sorted(az)], yaws, atol=1e-6)
+    assert sum(abs(a) > BACK_AZIMUTH_DEG for a in az.values()) == 2
+    front = view_azimuths({str(i): c for i, c in enumerate(orbit_rig(5, 64, 64,
+                                                                     yaw_range_deg=(-60, 60)))})
+    assert max(abs(a) for a in front.values()) < BACK_AZIMUTH_DEG
