@@ -188,7 +188,7 @@ def project_warnings(project, stages, config) -> list[Warning_]:
 
 def capture_facts(project, stages, config) -> list[str]:
     """Short facts of the finished stages for the "all fine" line: the keyframes' yaw range,
-    faces found, and how the cameras were found."""
+    faces found, how the cameras were found, and whether the back of the head was seen."""
     try:
         found = _finished(project, stages, config)
     except Exception:  # noqa: BLE001
@@ -212,6 +212,10 @@ def capture_facts(project, stages, config) -> list[str]:
         except Exception:  # noqa: BLE001
             pass
         out.append(text)
+        cs = found["cameras"].done.get("summary") or {}
+        if cs.get("back_seen") is False and cs.get("azimuth_min_deg") is not None:
+            out.append(f"back of the head not seen (views {cs['azimuth_min_deg']:+.0f}° to "
+                       f"{cs['azimuth_max_deg']:+.0f}° round the head): it will be inferred")
     return out
 
 

@@ -293,8 +293,7 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     if not back_seen:
         yield ctx.log(f"the back of the head was not seen: the {len(cams)} views lie "
                       f"{az_min:+.0f} to {az_max:+.0f} deg around the head (0 = the face, "
-                      f"+-180 = the back); the back and crown will be inferred from the sides",
-                      "warning")
+                      f"+-180 = the back); the back and crown will be inferred from the sides")
     yield ctx.progress(2, 4, "writing cameras, head and scalp")
     save_cameras(ctx.out_dir / "cameras.json", cams, {"mode": mode, "frame": "head, metres"})
     neutral = model.vertices_np(fit.identity)

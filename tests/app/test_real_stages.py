@@ -210,6 +210,7 @@ def test_new_project_to_export_close_reopen_and_export_again(qtbot, settings, tm
     cams = resolve_artifact(project, stages, config, "cameras")
     assert cams.done["summary"]["mode"] == "landmarks"
     assert "cameras found with mode 'landmarks'" in review.checks.text()
+    assert "back of the head not seen" in review.checks.text()  # a front-only clip
 
     # export to Alembic and OBJ
     page = w.export

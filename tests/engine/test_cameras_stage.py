@@ -85,8 +85,7 @@ def test_synthetic_capture_recovers_cameras_and_metric_scale(tmp_path, kind):
     assert summary["mode"] == kind  # automatic choice from background motion / head turn
     # a front-only capture (+-45 deg): the stage says the back was not seen and will be inferred
     assert summary["back_seen"] is False and summary["azimuth_max_deg"] < 90
-    assert any(getattr(e, "level", "") == "warning" and "back of the head was not seen"
-               in e.message for e in events)
+    assert any("back of the head was not seen" in getattr(e, "message", "") for e in events)
     cams = load_cameras(ctx.out_dir / "cameras.json")
     assert len(cams) >= 9
     # the head frame itself (no alignment) is level: the SfM frame is brought to the landmark
