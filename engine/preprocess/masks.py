@@ -8,9 +8,11 @@ mask is built per keyframe as follows (all masks float32 in [0, 1], (H, W)):
    cheek and forehead pixels inside the oval);
 3. seeds for OpenCV GrabCut (Rother et al. 2004): sure background outside the person and on
    skin inside the face; sure hair above the brows, outside the face, where the colour is far
-   from skin and close to the clip's *shared* hair colour model; probable hair beside and
-   below the head where the shared hair model beats the clothing model; probable background
-   for the rest of the person (neck, shoulders, clothes);
+   from skin; then, from the clip's *shared* hair and other colour models
+   (:func:`refine_with_colour`), probable hair above the brows, beside and below the head where
+   the hair model beats the other model, never on the neck under the jaw (:func:`neck_zone`)
+   or on skin-like pixels, and sure background on the clothes; probable background for the
+   rest of the person;
 4. GrabCut on a downscaled frame, upsampled, feathered, multiplied by ``P``;
 5. temporal consistency: the hair colour model is shared by all keyframes (fitted on the sure
    hair of every frame), and each mask is blended with its neighbours' masks aligned to it by a
