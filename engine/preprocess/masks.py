@@ -226,9 +226,10 @@ def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
     and probable background more than 0.3 face heights below the chin where ``r < 2.5`` (the
     clothes; a dark blue shirt measured 1.2-2 on a Blender orbit, hair over the chest of a
     real clip above 100) becomes sure background. No pixel of the neck (:func:`neck_zone`) or
-    ``skin_like`` ((H, W) bool from :func:`initial_seeds`: a bald scalp, ears) becomes hair. Sure-hair seeds that the hair model rejects (``r < 0.05``) become probable
-    background (hats, walls seen through the hair). Sure labels (face below the brows,
-    background) never change. Returns (H, W) uint8."""
+    ``skin_like`` ((H, W) bool from :func:`initial_seeds`: a bald scalp, ears) becomes hair.
+    Sure-hair seeds that the hair model rejects (``r < 0.05``) become probable background
+    (hats, walls seen through the hair). Sure labels (face below the brows, background) never
+    change. Returns (H, W) uint8."""
     out = labels.copy()
     ph = hair_model.likelihood(lab)
     po = other_model.likelihood(lab)
@@ -259,10 +260,10 @@ def faceless_seeds(lab: np.ndarray, person: np.ndarray, hair_model: HistogramCol
     the clip's shared colour models learned on the face views: on the person, probable hair
     where the hair model explains the colour 4x better than the clothing/background model,
     sure hair where 8x better in the upper half of the person's bounding box (the head;
-    rendered brown hair on a Blender orbit measured 10-17x, shirt and background under 1),
-    sure background in the lower half where under 2.5x (the clothes), probable background
-    elsewhere on the person; sure background off it. None when the colour
-    models are empty (no view had a face) or no pixel looks like hair."""
+    rendered brown hair on a Blender orbit measured 10-17x), sure background in the lower half
+    where under 2.5x (the clothes: a dark shirt measured 0.6-2), probable background elsewhere
+    on the person; sure background off it. None when the colour models are empty (no view had
+    a face) or no pixel looks like hair."""
     if hair_model.count <= 0 or other_model.count <= 0:
         return None
     ratio = (hair_model.likelihood(lab) + 1e-7) / (other_model.likelihood(lab) + 1e-7)
