@@ -137,6 +137,10 @@ class StrandsConfig:
                         "over the face; off (default) keeps the decoded strands whole: on the "
                         "Blender straight turn the trim cut strands to 0.08x their true length "
                         "and strand F from 24.3 to 2.8, see docs/strands.md")
+    cut_at_face: bool = option(False, "cut each final strand before its first point in front "
+                               "of the face below the brow line where the hair masks show no "
+                               "hair (FaceGuard), without the rest of the trim (no fold cuts); "
+                               "see docs/strands.md")
     min_length_mm: float = option(5.0, "final strands shorter than this after trimming are "
                                   "dropped", unit="mm", range=(0.0, 1000.0))
     strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",
@@ -313,9 +317,10 @@ class StrandTrainer:
         strands = np.concatenate(keep_s)
         kept_uv = np.concatenate(keep_uv)
         dropped_volume = n - len(kept_uv)
-        if cfg.trim:
+        if cfg.trim or cfg.cut_at_face:
             strands, keep, stats = trim_strands(strands, FaceGuard.for_scene(sc),
-                                                min_length_m=cfg.min_length_mm / 1000)
+                                                min_length_m=cfg.min_length_mm / 1000,
+                                                folds=cfg.trim)
         else:
             keep, stats = np.ones(len(strands), bool), {}
         stats["dropped_volume"] = int(dropped_volume)

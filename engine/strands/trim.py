@@ -59,8 +59,8 @@ def _arc(x: np.ndarray) -> np.ndarray:
 
 
 def trim_strands(strands: np.ndarray, bad: Callable[[np.ndarray], np.ndarray] | None = None, *,
-                 root_skip_m: float = 0.005, min_length_m: float = 0.005, passes: int = 3
-                 ) -> tuple[np.ndarray, np.ndarray, dict]:
+                 root_skip_m: float = 0.005, min_length_m: float = 0.005, passes: int = 3,
+                 folds: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """Trim strands as the module docstring says.
 
     Args:
@@ -71,13 +71,15 @@ def trim_strands(strands: np.ndarray, bad: Callable[[np.ndarray], np.ndarray] | 
             boundary of the hair volume and the head).
         min_length_m: strands shorter than this after trimming are dropped.
         passes: rounds of cutting.
+        folds: False: only ``bad`` cuts (no despiking, no cut at folds; strands keep their
+            points up to the first bad one).
     Returns:
         (kept strands (M, L, 3) float32, keep (N,) bool, stats) where stats holds the counts
         ``cut_bad``, ``cut_fold`` (strands cut for either reason in the first pass) and
         ``dropped_bad``, ``dropped_fold``, ``dropped_short``.
     """
     N, L = strands.shape[:2]
-    x = resample_strands(despike(strands), L)
+    x = resample_strands(despike(strands), L) if folds else np.asarray(strands, np.float64).copy()
     stats = {"cut_bad": 0, "cut_fold": 0, "dropped_bad": 0, "dropped_fold": 0,
              "dropped_short": 0}
     active = np.arange(N)  # strands whose status is not settled yet
@@ -89,7 +91,7 @@ def trim_strands(strands: np.ndarray, bad: Callable[[np.ndarray], np.ndarray] | 
         b = np.zeros((len(active), L), bool) if bad is None else np.asarray(bad(xa), bool)
         b &= s > root_skip_m
         first_bad = np.where(b.any(1), b.argmax(1), L)
-        fold = fold_points(xa)
+        fold = fold_points(xa) if folds else np.full(len(active), -1)
         fold = np.where(fold < 0, L, fold)
         if p == passes:  # the last look: what is still wrong is dropped
             still_bad, still_fold = first_bad < L, fold < L

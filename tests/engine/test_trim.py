@@ -100,3 +100,18 @@ def test_face_guard_flags_strands_over_the_face_unless_the_masks_show_hair():
     assert not FaceGuard(v, data)(over[None]).any()
     data.hair = torch.zeros(1, 128, 128)
     assert FaceGuard(v, data)(over[None]).any()
+
+
+def test_without_folds_only_bad_points_cut():
+    """folds=False (strands.cut_at_face): a hairpin stays whole, a strand that reaches a bad
+    region (y below -0.1 m, standing in for the face) is cut just before it."""
+    pin = _hairpin(0.08, 0.07)
+    long = _line(0.2)
+    x = np.stack([pin, long])
+    out, keep, stats = trim_strands(x, lambda s: s[..., 1] < -0.1, folds=False)
+    assert keep.all() and stats["cut_fold"] == 0 and stats["cut_bad"] == 1
+    np.testing.assert_allclose(out[0], pin, atol=1e-6)  # untouched, fold and all
+    assert fold_points(out[:1])[0] >= 0
+    assert out[1][:, 1].min() >= -0.1 - 0.003 and _length(out[1]) > 0.09
+    full, _, fstats = trim_strands(x, lambda s: s[..., 1] < -0.1)
+    assert fstats["cut_fold"] == 1 and _length(full[0]) < 0.09  # the full trim cuts the pin
