@@ -141,6 +141,10 @@ class StrandsConfig:
                                "of the face below the brow line where the hair masks show no "
                                "hair (FaceGuard), without the rest of the trim (no fold cuts); "
                                "see docs/strands.md")
+    cut_outside_masks: bool = option(False, "cut each final strand before its first point that "
+                                     "the training views saw off the hair masks "
+                                     "(SilhouetteGuard: visual-hull consistency), without the "
+                                     "rest of the trim; see docs/strands.md")
     min_length_mm: float = option(5.0, "final strands shorter than this after trimming are "
                                   "dropped", unit="mm", range=(0.0, 1000.0))
     strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",
@@ -317,8 +321,14 @@ class StrandTrainer:
         strands = np.concatenate(keep_s)
         kept_uv = np.concatenate(keep_uv)
         dropped_volume = n - len(kept_uv)
-        if cfg.trim or cfg.cut_at_face:
-            strands, keep, stats = trim_strands(strands, FaceGuard.for_scene(sc),
+        guards = [g for g in (FaceGuard.for_scene(sc) if cfg.trim or cfg.cut_at_face else None,
+                              SilhouetteGuard.for_scene(sc) if cfg.cut_outside_masks else None)
+                  if g is not None]
+        if cfg.trim or guards:
+            def bad(x: np.ndarray) -> np.ndarray:
+                return np.logical_or.reduce([g(x) for g in guards])
+
+            strands, keep, stats = trim_strands(strands, bad if guards else None,
                                                 min_length_m=cfg.min_length_mm / 1000,
                                                 folds=cfg.trim)
         else:
@@ -380,6 +390,73 @@ class FaceGuard:
         masked = (hair >= 0.5 * seen.clamp(min=1)).cpu().numpy()
         over[over] = ~masked
         return over
+
+
+class SilhouetteGuard:
+    """Which strand points the training views saw off the hair: visual-hull consistency of the
+    strands (space carving, Kutulakos and Seitz, IJCV 2000, with the hair masks as the
+    silhouettes). A view sees a point when it projects into the image, in front of the fitted
+    head there (the head depth maps, ``tolerance_m``), and, where it falls on the bust mask off
+    the head, nearer the camera than the head's centre (the body may hide what lies behind
+    it). A point counts when at least half of the views that see it put it off the hair mask,
+    dilated by ``margin`` of the image width (mask edges are soft and strands have width).
+
+    Args:
+        data: :class:`engine.coarse.train.CoarseData` (cameras, hair and bust masks (V, H, W)).
+        head_depth: (V, H, W) float32 metres, +inf off the head, or None (no occlusion).
+        head_centre: (3,) metres, head frame.
+    """
+
+    def __init__(self, data, head_depth: torch.Tensor | None, head_centre: np.ndarray, *,
+                 margin: float = 0.015, tolerance_m: float = 0.002):
+        self.data = data
+        r = max(1, int(round(margin * data.cams.width)))
+        self.hair = torch.nn.functional.max_pool2d(data.hair[:, None], 2 * r + 1, 1, r)[:, 0] > 0.5
+        self.body = data.bust > 0.5
+        self.head_depth = None if head_depth is None else head_depth.to(data.hair.device)
+        self.centre = torch.as_tensor(head_centre, dtype=torch.float32, device=data.hair.device)
+        self.tolerance_m = tolerance_m
+
+    @classmethod
+    def for_scene(cls, scene: "StrandScene") -> "SilhouetteGuard | None":
+        """The guard of a scene with training data, else None."""
+        if scene.data is None:
+            return None
+        centre = (np.asarray(scene.head[0]).mean(0) if scene.head is not None
+                  else scene.data.centre.cpu().numpy())
+        return cls(scene.data, scene.head_depth, centre)
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+        """(M, L) bool for strands x (M, L, 3) metres."""
+        from engine.strands.render import project
+
+        d = self.data
+        H, W = d.cams.height, d.cams.width
+        flat = torch.as_tensor(np.asarray(x, np.float32).reshape(-1, 3), device=d.hair.device)
+        out = torch.zeros(len(flat), dtype=torch.bool)
+        for i in range(0, len(flat), chunk):
+            p = flat[i:i + chunk]
+            seen = torch.zeros(len(p), device=p.device)
+            off = torch.zeros(len(p), device=p.device)
+            for v in range(d.hair.shape[0]):
+                K, R, t = d.cams.K[v], d.cams.R[v], d.cams.t[v]
+                q = project(p, K, R, t)
+                u, w = q[:, 0].round().long(), q[:, 1].round().long()
+                inside = (u >= 0) & (u < W) & (w >= 0) & (w < H) & (q[:, 2] > 0)
+                uc, wc = u.clamp(0, W - 1), w.clamp(0, H - 1)
+                visible = inside
+                on_head = torch.zeros_like(inside)
+                if self.head_depth is not None:
+                    hd = self.head_depth[v][wc, uc]
+                    on_head = torch.isfinite(hd)
+                    visible = visible & ~(on_head & (q[:, 2] > hd + self.tolerance_m))
+                centre_z = (self.centre @ R.T + t)[2]
+                visible = visible & ~(self.body[v][wc, uc] & ~on_head & (q[:, 2] > centre_z))
+                seen += visible.float()
+                off += (visible & ~self.hair[v][wc, uc]).float()
+            out[i:i + chunk] = ((seen > 0) & (off >= 0.5 * seen)).cpu()
+        return out.reshape(np.asarray(x).shape[:-1]).numpy()
 
 
 # --------------------------------------------------------------------------------------------

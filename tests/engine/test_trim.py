@@ -115,3 +115,41 @@ def test_without_folds_only_bad_points_cut():
     assert out[1][:, 1].min() >= -0.1 - 0.003 and _length(out[1]) > 0.09
     full, _, fstats = trim_strands(x, lambda s: s[..., 1] < -0.1)
     assert fstats["cut_fold"] == 1 and _length(full[0]) < 0.09  # the full trim cuts the pin
+
+
+def test_silhouette_guard_flags_points_seen_off_the_hair_and_spares_hidden_ones():
+    """One front camera 0.6 m from a 10 cm head sphere; hair mask on the top rows, bust mask on
+    the bottom rows. Points on the hair, hidden behind the head, or on the body behind the
+    head's centre are kept; points seen on background or in front of the body are flagged."""
+    import types
+
+    import torch
+    import trimesh
+
+    from engine.coarse.render import CameraSet
+    from engine.strands.render import head_depth_maps
+    from engine.strands.stage import SilhouetteGuard
+
+    K = torch.tensor([[200.0, 0, 64], [0, 200.0, 64], [0, 0, 1]])[None]
+    R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))[None]
+    t = torch.tensor([[0.0, 0.0, 0.6]])
+    cams = CameraSet(K, R, t, 128, 128)
+    hair = torch.zeros(1, 128, 128)
+    hair[:, :40] = 1.0
+    bust = torch.zeros(1, 128, 128)
+    bust[:, 100:] = 1.0
+    data = types.SimpleNamespace(hair=hair, bust=bust, cams=cams)
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
+    depth = head_depth_maps(np.asarray(sphere.vertices), np.asarray(sphere.faces), cams, 128, 128)
+    pts = np.array([[0.0, 0.12, 0.0],      # on the hair mask
+                    [0.15, -0.05, 0.1],    # beside the head, on background
+                    [0.0, -0.02, -0.2],    # behind the head
+                    [0.0, -0.15, -0.05],   # on the body, behind the head's centre
+                    [0.0, -0.15, 0.05]])   # on the body, in front of it
+    flags = SilhouetteGuard(data, depth, np.zeros(3))(pts[None])[0]
+    assert flags.tolist() == [False, True, False, False, True]
+    assert SilhouetteGuard(data, None, np.zeros(3))(pts[None])[0, 2]  # no head: seen, off hair
+    strand = np.stack([np.linspace(pts[0], pts[1], L)])
+    out, keep, stats = trim_strands(strand, SilhouetteGuard(data, depth, np.zeros(3)),
+                                    root_skip_m=0.0, folds=False)
+    assert keep.all() and stats["cut_bad"] == 1 and _length(out[0]) < _length(strand[0])
