@@ -28,11 +28,15 @@ The final groom: ``dense_strands`` roots sampled uniformly over the scalp UV dis
 interpolated from ``T``, decoded (``L`` = 100 points); strands with more than
 ``max_outside`` of their points farther than ``outside_tolerance_mm`` outside the hair volume,
 or more than 10 % of their points deeper than that inside the bust (``MAX_IN_BUST``), are
-dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted). With ``trim`` the
-others are trimmed (:func:`engine.strands.trim.trim_strands`): backward jitter steps removed, each strand cut
-before its first point in front of the face below the brow line where the hair masks show no
-hair (:class:`FaceGuard`) and at its first fold; strands still wrong after three rounds or
-shorter than ``min_length_mm`` are dropped. (Cutting at the first point outside the hair
+dropped (the first ``ROOT_SKIP`` points, at the scalp, are not counted). The others are cut
+(:func:`engine.strands.trim.trim_strands`) before their first point in front of the face below
+the brow line where the hair masks show no hair (:class:`FaceGuard`, ``cut_at_face``) and
+before their first point that the training views saw off the hair masks
+(:class:`SilhouetteGuard`, ``cut_outside_masks``); both on by default (on d10 they cleared a
+curtain of strands over the face, on the Blender straight orbit a skirt of strands over the
+shoulders; docs/strands.md). With ``trim`` backward jitter steps are removed too and each
+strand is also cut at its first fold. Strands still wrong after three rounds or shorter than
+``min_length_mm`` are dropped. (Cutting at the first point outside the hair
 volume was tried and left 33-57 % of the scalp bald on a Blender orbit: the coarse volume
 misses much of the true hair near the roots, see docs/strands.md.)
 
@@ -133,18 +137,18 @@ class StrandsConfig:
                                          range=(0.0, 1000.0))
     max_outside: float = option(0.5, "share of a final strand's points allowed outside the "
                                 "tolerance before the strand is dropped", range=(0.0, 1.0))
-    trim: bool = option(False, "trim the final strands (module docstring): no folds, nothing "
-                        "over the face; off (default) keeps the decoded strands whole: on the "
-                        "Blender straight turn the trim cut strands to 0.08x their true length "
-                        "and strand F from 24.3 to 2.8, see docs/strands.md")
-    cut_at_face: bool = option(False, "cut each final strand before its first point in front "
+    trim: bool = option(False, "also remove backward jitter steps and cut each final strand "
+                        "at its first fold (module docstring); off (default): on the Blender "
+                        "straight turn the fold cuts left strands 0.08x their true length and "
+                        "strand F 2.8 instead of 24.3, see docs/strands.md")
+    cut_at_face: bool = option(True, "cut each final strand before its first point in front "
                                "of the face below the brow line where the hair masks show no "
-                               "hair (FaceGuard), without the rest of the trim (no fold cuts); "
-                               "see docs/strands.md")
-    cut_outside_masks: bool = option(False, "cut each final strand before its first point that "
+                               "hair (FaceGuard); off keeps such strands whole; see "
+                               "docs/strands.md")
+    cut_outside_masks: bool = option(True, "cut each final strand before its first point that "
                                      "the training views saw off the hair masks "
-                                     "(SilhouetteGuard: visual-hull consistency), without the "
-                                     "rest of the trim; see docs/strands.md")
+                                     "(SilhouetteGuard: visual-hull consistency); off keeps "
+                                     "such strands whole; see docs/strands.md")
     min_length_mm: float = option(5.0, "final strands shorter than this after trimming are "
                                   "dropped", unit="mm", range=(0.0, 1000.0))
     strand_width_mm: float = option(0.08, "strand diameter written to the groom", unit="mm",
@@ -719,6 +723,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     return out
 
 
-STAGE = Stage("strands", 3, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+STAGE = Stage("strands", 4, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
               run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

@@ -104,12 +104,12 @@ def test_fitted_scalp_follows_the_head_displacement():
     assert np.allclose(out - q, [0.01, -0.02, 0.005])
 
 
-def _tiny_trainer(diffusion=None, **over):
+def _tiny_trainer(diffusion=None, vae=None, **over):
     from engine.prior.scalp import default_scalp
     from engine.prior.vae import StrandVAE
 
     torch.manual_seed(0)
-    vae = StrandVAE()  # untrained decoder: enough to check the machinery
+    vae = vae or StrandVAE()  # untrained decoder: enough to check the machinery
     vol = G.HairVolume(ShellQuery(), resolution=32)
     u = torch.randn(3000, 3)
     surf = CENTRE + 0.14 * u / u.norm(dim=-1, keepdim=True)
@@ -316,3 +316,39 @@ def test_max_turn_and_latent_prior_options_reach_the_decoded_strands_and_the_los
         last = tr.step()
     assert last["latent"] < 0.9 * first["latent"]
     assert "latent" not in _tiny_trainer().step()
+
+
+def test_dense_groom_cuts_what_the_views_saw_off_the_hair_masks():
+    """strands.cut_outside_masks wires the SilhouetteGuard into the final groom: with a front
+    camera whose hair mask is empty every strand is cut near its root; with a full hair mask
+    the groom is the one the option-off run gives. The shipped VAE decodes the zero latent to
+    a strand of about 5 cm (the untrained one to a few mm, inside the trim's root skip)."""
+    import types
+
+    from engine.coarse.render import CameraSet
+    from engine.prior.vae import load_vae
+    from engine.resources import resource
+
+    vae = load_vae(resource("prior", "strand_vae.safetensors"), "cpu")
+
+    c = CENTRE.numpy().astype(np.float64)
+    K = torch.tensor([[150.0, 0, 64], [0, 150.0, 64], [0, 0, 1]])[None]
+    R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))[None]
+    t = torch.as_tensor(-(R[0].numpy() @ c) + np.array([0.0, 0.0, 0.6]), dtype=torch.float32)[None]
+    groom = {}
+    for name, hair in (("none", 0.0), ("all", 1.0)):
+        for on in (True, False):
+            tr = _tiny_trainer(vae=vae, min_length_mm=0.0, cut_outside_masks=on,
+                               cut_at_face=on, outside_tolerance_mm=1000.0,
+                               max_outside=1.0)
+            tr.scene.data = types.SimpleNamespace(hair=torch.full((1, 128, 128), hair),
+                                                  bust=torch.zeros(1, 128, 128),
+                                                  cams=CameraSet(K, R, t, 128, 128),
+                                                  centre=torch.as_tensor(c, dtype=torch.float32))
+            groom[name, on] = tr.dense_groom(200)
+    off = groom["all", False]["strands"]
+    np.testing.assert_allclose(groom["all", True]["strands"], off, atol=1e-6)
+    cut = groom["none", True]
+    assert cut["trim"]["cut_bad"] > 0.5 * len(off)
+    length = lambda x: np.linalg.norm(np.diff(x, axis=1), axis=-1).sum(1)
+    assert np.median(length(cut["strands"])) < 0.5 * np.median(length(off))
