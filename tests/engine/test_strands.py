@@ -336,16 +336,14 @@ def test_dense_groom_cuts_what_the_views_saw_off_the_hair_masks():
     R = torch.diag(torch.tensor([1.0, -1.0, -1.0]))[None]
     t = torch.as_tensor(-(R[0].numpy() @ c) + np.array([0.0, 0.0, 0.6]), dtype=torch.float32)[None]
     groom = {}
-    for name, hair in (("none", 0.0), ("all", 1.0)):
-        for on in (True, False):
-            tr = _tiny_trainer(vae=vae, min_length_mm=0.0, cut_outside_masks=on,
-                               cut_at_face=on, outside_tolerance_mm=1000.0,
-                               max_outside=1.0)
-            tr.scene.data = types.SimpleNamespace(hair=torch.full((1, 128, 128), hair),
-                                                  bust=torch.zeros(1, 128, 128),
-                                                  cams=CameraSet(K, R, t, 128, 128),
-                                                  centre=torch.as_tensor(c, dtype=torch.float32))
-            groom[name, on] = tr.dense_groom(200)
+    for name, hair, on in (("none", 0.0, True), ("all", 1.0, True), ("all", 1.0, False)):
+        tr = _tiny_trainer(vae=vae, min_length_mm=0.0, cut_outside_masks=on,
+                           cut_at_face=False, outside_tolerance_mm=1000.0, max_outside=1.0)
+        tr.scene.data = types.SimpleNamespace(hair=torch.full((1, 128, 128), hair),
+                                              bust=torch.zeros(1, 128, 128),
+                                              cams=CameraSet(K, R, t, 128, 128),
+                                              centre=torch.as_tensor(c, dtype=torch.float32))
+        groom[name, on] = tr.dense_groom(200)
     off = groom["all", False]["strands"]
     np.testing.assert_allclose(groom["all", True]["strands"], off, atol=1e-6)
     cut = groom["none", True]
