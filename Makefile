@@ -1,9 +1,10 @@
 # The two commands of the README:  `make demo`  and  `make test`.
 # Each creates the virtual environment in .venv when it is missing.
-# The interpreter the venv is made from: Python 3.11 (the pinned wheels: torch, mediapipe, bpy).
-# Found as python3.11 or python3; override with `make PYTHON=/path/to/python3.11`.
-PYTHON ?= $(shell for p in python3.11 python3 python; do \
-	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; \
+# The interpreter the venv is made from: Python 3.11 or 3.12 (every pinned wheel exists for both;
+# the optional bpy wheel of the Blender benchmark cases is 3.11 only). Found as python3.11,
+# python3.12, python3 or python, 3.11 first; override with `make PYTHON=/path/to/python3.12`.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3 python; do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info[:2] not in ((3, 11), (3, 12)))' 2>/dev/null; \
 	  then echo $$p; break; fi; done)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +15,7 @@ STAMP  := $(VENV)/.strandcap-installed
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
-	@test -x $(PY) || test -n "$(PYTHON)" || { echo "strandcap needs Python 3.11 (none found as python3.11 or python3): install it (python.org, pyenv install 3.11, apt install python3.11) or run make PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(PY) || test -n "$(PYTHON)" || { echo "strandcap needs Python 3.11 or 3.12 (none found as python3.11, python3.12, python3 or python): install one (python.org, pyenv install 3.12, apt install python3.11) or run make PYTHON=/path/to/python3.12"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23"
 	$(PY) -m pip install "torch==2.13.0"

@@ -20,6 +20,7 @@ any other exception with :attr:`failed` (``"TypeName: message"`` and the traceba
 
 from __future__ import annotations
 
+import importlib.util
 import time
 import traceback
 from typing import Any, Callable, Iterator
@@ -29,6 +30,15 @@ from PySide6 import QtCore
 from engine.errors import Cancelled, StrandcapError
 from engine.pipeline import (CancelToken, Log, Loss, Preview, Progress, StageFinished,
                              StageStarted)
+
+# torch's optimisers import torch._dynamo the first time one is built, and with the CUDA wheels
+# of torch that import loads Triton and the LLVM inside it. Done first in a worker thread after
+# the 3D view had made its OpenGL context (Mesa's llvmpipe loads the system's LLVM), it killed
+# the app with a segmentation fault (Python 3.12, torch 2.13.0+cu130, Xvfb; the head fit's Adam
+# in the cameras stage). Imported here, on the GUI thread before any window exists, it does not.
+# The CPU wheels carry no Triton: nothing to do there (the import costs about a second).
+if importlib.util.find_spec("triton") is not None:
+    import torch._dynamo  # noqa: F401,E402
 
 Job = Callable[[CancelToken], Iterator[Any]]
 

@@ -882,8 +882,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not names:
         notes.append("the stage graph is empty (no stage has landed yet): nothing was timed")
     if "strands" not in names:
-        notes.append("no stage named 'strands' ran, so no groom.npz was produced and no F-scores "
-                     "are reported; they appear once the strand stage lands")
+        notes.append("no stage named 'strands' ran (--until or --stages stopped before it), so "
+                     "no groom.npz was produced and no F-scores are reported")
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "date": args.date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d"),

@@ -33,7 +33,7 @@ from engine.cameras.camera import (BACK_AZIMUTH_DEG, Camera, align_cameras, impo
                                    import_transforms_json, save_cameras, transform_cameras,
                                    view_azimuths)
 from engine.errors import InputError, StrandcapError
-from engine.io.media import write_image
+from engine.io.media import image_files, write_image
 from engine.io.files import write_json_atomic
 from engine.pipeline import Stage, option
 
@@ -46,7 +46,8 @@ class CamerasConfig:
                        "background motion and the head turn; colmap/transforms import "
                        "known cameras from `import_path`", choices=MODES)
     import_path: str = option("", "COLMAP sparse model folder or transforms.json for the import "
-                              "modes (frame names must match keyframe names)")
+                              "modes (every keyframe needs a camera, matched by its source "
+                              "image's file name or its video frame index)")
     import_scale: str = option("metric", "units of imported cameras: 'metric' (metres, e.g. a "
                                "calibrated rig or a renderer; kept, the head fit adapts to "
                                "them) or 'unknown' (e.g. COLMAP on its own: the scale is fitted "
@@ -149,6 +150,16 @@ def _yaw_range(fit) -> float:
     return float(np.ptp(yaw)) if len(yaw) > 1 else 0.0
 
 
+def _source_files(meta: dict, project) -> list[Path]:
+    """The source images of an image-folder capture in keyframe ``source_index`` order, or []."""
+    if meta.get("source_kind") != "images":
+        return []
+    try:
+        return list(image_files(project.source_path))
+    except (OSError, StrandcapError):
+        return []
+
+
 def _by_keyframe(known: dict[str, Camera], meta: dict, project) -> dict[str, Camera]:
     """Imported cameras keyed by keyframe name. Keyframes are renumbered ``000, 001, ...`` in
     the order chosen, so for an image-folder source an imported camera belongs to a keyframe
@@ -156,14 +167,7 @@ def _by_keyframe(known: dict[str, Camera], meta: dict, project) -> dict[str, Cam
     ``007`` is another image). Otherwise the keyframe's own name (cameras exported by
     Strandcap), then the source frame index written as ``007``, ``0007``, ``00007`` or
     nerfstudio's 1-based ``frame_00008``."""
-    stems: list[str] = []
-    if meta.get("source_kind") == "images":
-        from engine.io.media import image_files
-
-        try:
-            stems = [f.stem for f in image_files(project.source_path)]
-        except (OSError, StrandcapError):
-            stems = []
+    stems = [f.stem for f in _source_files(meta, project)]
     out = {}
     for fr in meta["frames"]:
         i = int(fr["source_index"])
@@ -173,6 +177,34 @@ def _by_keyframe(known: dict[str, Camera], meta: dict, project) -> dict[str, Cam
         if hit is not None:
             out[fr["name"]] = known[hit]
     return out
+
+
+def match_imported(known: dict[str, Camera], meta: dict, project, path: Path
+                   ) -> dict[str, Camera]:
+    """:func:`_by_keyframe`, with every keyframe required to get a camera.
+
+    Raises:
+        InputError: one line naming ``path``, the keyframes without a camera with the source
+            image (or video frame) each was made from, and some of the names the file holds.
+    """
+    got = _by_keyframe(known, meta, project)
+    missing = [fr for fr in meta["frames"] if fr["name"] not in got]
+    if not missing:
+        return got
+    files = _source_files(meta, project)
+
+    def label(fr) -> str:
+        i = int(fr["source_index"])
+        return f"{fr['name']} ({files[i].name if i < len(files) else f'video frame {i}'})"
+
+    shown = ", ".join(label(fr) for fr in missing[:6]) + (
+        f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+    names = sorted(known)
+    held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    raise InputError(
+        f"{path}: no camera for {len(missing)} of {len(meta['frames'])} keyframes: {shown}; "
+        f"the file names {len(known)} cameras ({held}), matched by the source image's file name "
+        "or the video frame index (007, 0007, frame_00008)")
 
 
 def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
@@ -212,12 +244,8 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
             raise InputError(f"cameras mode {mode} needs import_path (a COLMAP model folder or "
                              "a transforms.json)")
         p = Path(cfg.import_path)
-        known = _by_keyframe(import_colmap(p) if mode == "colmap" else import_transforms_json(p),
-                             meta, ctx.project)
-        missing = [n for n in names if n not in known]
-        if len(missing) > len(names) - 3:
-            raise InputError(f"{p}: its frame names do not match the keyframes ({names[0]}, ...); "
-                             "name the images like the keyframes")
+        known = match_imported(import_colmap(p) if mode == "colmap"
+                               else import_transforms_json(p), meta, ctx.project, p)
         sizes = {(c.width, c.height) for c in known.values()}
         if sizes != {(W, H)}:
             raise InputError(f"{p}: camera image size {sorted(sizes)} differs from the keyframes "

@@ -188,6 +188,43 @@ def test_imported_cameras_follow_the_source_images_when_keyframes_skip_some(tmp_
     assert _by_keyframe(by_name, video_meta, project) == by_name
 
 
+def test_renderer_named_images_match_without_renaming_and_a_partial_match_names_the_frames(
+        tmp_path):
+    """An image folder named as a renderer names it (frame_0004.png ...) takes the cameras of a
+    transforms.json written for those files, whatever the keyframes' pick order; a file that
+    lacks some keyframes' cameras is an error naming those keyframes and their source images
+    (it used to drop them silently, or reject the file asking to rename the images)."""
+    import cv2
+
+    from engine.cameras.camera import Camera
+    from engine.cameras.stages import match_imported
+
+    folder = tmp_path / "render"
+    folder.mkdir()
+    stems = [f"frame_{k:04d}" for k in (4, 9, 14, 19)]
+    for stem in stems:
+        cv2.imwrite(str(folder / f"{stem}.png"), np.full((8, 8, 3), 100, np.uint8))
+    project = Project.open_or_create(tmp_path / "proj")
+    project.import_source(folder)
+    known = {stem: Camera(fx=100.0 + k, fy=100.0, cx=4.0, cy=4.0, width=8, height=8)
+             for k, stem in enumerate(stems)}
+    meta = {"source_kind": "images",
+            "frames": [{"name": "000", "source_index": 3}, {"name": "001", "source_index": 1},
+                       {"name": "002", "source_index": 0}]}
+    got = match_imported(known, meta, project, tmp_path / "transforms.json")
+    assert {n: c.fx for n, c in got.items()} == {"000": 103.0, "001": 101.0, "002": 100.0}
+    partial = {k: v for k, v in known.items() if k != "frame_0009"}
+    with pytest.raises(InputError, match=r"transforms\.json: no camera for 1 of 3 keyframes: "
+                                         r"001 \(frame_0009\.png\)"):
+        match_imported(partial, meta, project, tmp_path / "transforms.json")
+    # a video: keyframes name their frame index
+    video = {"source_kind": "video", "frames": [{"name": "000", "source_index": 17}]}
+    with pytest.raises(InputError, match=r"000 \(video frame 17\).*names 4 cameras"):
+        match_imported(known, video, project, tmp_path / "cams")
+    assert match_imported({"0017": known["frame_0004"]}, video, project, tmp_path / "c") == {
+        "000": known["frame_0004"]}
+
+
 def test_an_unreadable_mask_is_an_error_naming_the_file(tmp_path):
     """A finished masks stage has every mask; one that cannot be read is reported, not
     silently dropped (it used to be skipped by `except Exception: pass`)."""
