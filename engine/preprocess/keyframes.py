@@ -1,4 +1,4 @@
-"""Keyframe selection: sharp frames that cover the head's yaw range.
+"""Keyframe selection: sharp frames that cover the capture's viewing directions.
 
 Sharpness is the variance of the Laplacian of the grey image (Pech-Pacheco et al. 2000), on
 frames resized to a common size so that values are comparable across a clip.
@@ -38,14 +38,25 @@ def resize_long_side(rgb: np.ndarray, max_side: int) -> np.ndarray:
 
 
 def select_keyframes(candidates: list[Candidate], max_keyframes: int,
-                     min_sharpness_ratio: float = 0.5) -> list[Candidate]:
-    """Pick at most ``max_keyframes`` frames: the yaw range seen in the clip is cut into
-    ``max_keyframes`` equal bins and the sharpest frame of each bin is taken; remaining slots go
-    to sharp frames far in time from those already taken (talking-head clips barely turn).
-    Frames blurrier than ``min_sharpness_ratio`` times the median sharpness are used only if
-    nothing else is left. Frames without a face come last.
+                     min_sharpness_ratio: float = 0.5,
+                     faceless_share: float = 1.0) -> list[Candidate]:
+    """Pick keyframes that cover the viewing directions of the capture.
 
-    Returns: the chosen candidates in source order.
+    ``max_keyframes`` frames as follows: the yaw range of the frames with a face is cut into
+    that many equal bins and the sharpest frame of each bin is taken; remaining slots go to
+    sharp frames far in time from those already taken (talking-head clips barely turn), frames
+    with a face first. Frames blurrier than ``min_sharpness_ratio`` times the median sharpness
+    are used only if nothing else is left.
+
+    Then the views no yaw measures: when at least ``faceless_share`` of the candidates show no
+    face (the back of the head on an orbit or a full turn, not a face lost in a few frames; 1,
+    the default, never adds: measured mixed on the Blender orbits, docs/views.md), that share
+    of ``max_keyframes`` is added on top, from the frames without a face: the
+    sharpest of each of as many equal runs of them in source order (an orbit's or a turn's
+    views follow its angle). They are added rather than traded for face views, which the head
+    fit and the front of the groom need.
+
+    Returns: the chosen candidates in source order (at most ``2 * max_keyframes``).
     """
     if not candidates or max_keyframes <= 0:
         return []
@@ -76,4 +87,11 @@ def select_keyframes(candidates: list[Candidate], max_keyframes: int,
                 np.inf if taken is None else float(np.min(np.abs(taken - c.index))), c.sharpness))
             chosen[best.index] = best
             rest.remove(best)
+    share = sum(c.yaw is None for c in candidates) / len(candidates)
+    faceless = [c for c in pool if c.yaw is None and c.index not in chosen]
+    if faced and faceless and share >= faceless_share:
+        n_back = min(len(faceless), max(1, round(max_keyframes * share)))
+        for run in np.array_split(np.arange(len(faceless)), n_back):
+            best = max((faceless[i] for i in run), key=lambda c: c.sharpness)
+            chosen[best.index] = best
     return [chosen[i] for i in sorted(chosen)]

@@ -33,7 +33,8 @@ PREVIEW_EVERY = 3  # yield an image preview for every n-th keyframe
 
 @dataclass(frozen=True)
 class KeyframesConfig:
-    max_keyframes: int = option(24, "most keyframes kept", range=(1, 400))
+    max_keyframes: int = option(24, "keyframes kept (views without a face can add up to as "
+                               "many again: faceless_share)", range=(1, 400))
     min_frames: int = option(10, "shortest accepted input, in frames (or images)", range=(1, None))
     max_candidates: int = option(180, "frames decoded and scored (evenly spaced over the clip)",
                                  range=(4, 5000))
@@ -42,6 +43,10 @@ class KeyframesConfig:
     min_sharpness_ratio: float = option(
         0.5, "frames blurrier than this times the clip's median sharpness are avoided",
         range=(0.0, 1.0))
+    faceless_share: float = option(
+        1.0, "when at least this share of the frames shows no face (the back of the head on an "
+        "orbit or a full turn), keyframes without a face are added: this share of "
+        "max_keyframes (1: never; 0.2 measured mixed, docs/views.md)", range=(0.0, 1.0))
 
 
 def _keyframes_fingerprint(project, cfg) -> dict:
@@ -82,7 +87,8 @@ def run_keyframes(cfg: KeyframesConfig, inputs: Mapping[str, Artifact],
     if not any(c.yaw is not None for c in candidates):
         raise InputError(f"{label}: no face found in {len(candidates)} sampled frames; "
                          "film the head with the face visible")
-    chosen = select_keyframes(candidates, cfg.max_keyframes, cfg.min_sharpness_ratio)
+    chosen = select_keyframes(candidates, cfg.max_keyframes, cfg.min_sharpness_ratio,
+                              cfg.faceless_share)
     frames = []
     for k, c in enumerate(chosen):
         name = f"{k:03d}"
@@ -102,7 +108,12 @@ def run_keyframes(cfg: KeyframesConfig, inputs: Mapping[str, Artifact],
     yield ctx.preview("image", sheet, "keyframes")
     yield ctx.progress(max(expected, decoded), max(expected, decoded), f"{len(chosen)} keyframes")
     yaws = [c.yaw for c in chosen if c.yaw is not None]
-    return {"keyframes": len(chosen), "decoded": decoded,
+    n_faceless = len(chosen) - len(yaws)
+    if n_faceless:
+        yield ctx.log(f"keyframes: {n_faceless} of {len(chosen)} show no face (the back or sides "
+                      f"of the head; {sum(c.yaw is None for c in candidates)} of "
+                      f"{len(candidates)} sampled frames)")
+    return {"keyframes": len(chosen), "decoded": decoded, "without_face": n_faceless,
             "yaw_min": min(yaws) if yaws else None, "yaw_max": max(yaws) if yaws else None}
 
 

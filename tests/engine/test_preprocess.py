@@ -136,6 +136,30 @@ def test_keyframe_selection_spreads_over_time_without_turning():
     assert len(idx) == 4 and min(np.diff(sorted(idx))) >= 12
 
 
+def test_keyframe_selection_keeps_the_back_views_of_an_orbit():
+    """An orbit of 24 views where only the front 10 show a face (like the benchmark's Blender
+    orbits): every face view is kept and views without a face are added in proportion, spread
+    round the back (issue 19), instead of the 2 left-over slots they got before; a clip that
+    loses the face in a few frames keeps its keyframes on the face."""
+    az = np.arange(24) * 15.0  # view azimuth, degrees; 0 = the face
+    faced = (az <= 75) | (az >= 300)
+    cands = [Candidate(i, 100.0 + i % 3, float(-(((a + 180) % 360) - 180)) if f else None)
+             for i, (a, f) in enumerate(zip(az, faced))]
+    chosen = select_keyframes(cands, 12, faceless_share=0.2)
+    idx = [c.index for c in chosen]
+    back = [c.index for c in chosen if c.yaw is None]
+    assert set(np.flatnonzero(faced)) <= set(idx)  # every face view
+    assert len(back) == 2 + round(12 * 14 / 24) and len(chosen) == 10 + len(back)
+    assert az[back].min() <= 120 and az[back].max() >= 270  # both sides of the back
+    assert np.diff(az[back]).max() <= 45  # no gap round the back
+    # below the share (and by default), the rule before: every face view, then the 2 slots left
+    for old in (select_keyframes(cands, 12, faceless_share=0.6), select_keyframes(cands, 12)):
+        assert len(old) == 12 and [c.yaw is None for c in old].count(True) == 2
+    # a talking head that loses the face in 2 of 40 frames: keyframes stay on the face
+    head = [Candidate(i, 100.0, None if i in (7, 30) else float(i % 5)) for i in range(40)]
+    assert all(c.yaw is not None for c in select_keyframes(head, 12, faceless_share=0.2))
+
+
 def test_user_edit_overrides_the_computed_mask():
     hair = np.full((4, 4), 0.5, np.float32)
     person = np.ones((4, 4), np.float32)
