@@ -183,6 +183,15 @@ def match_imported(known: dict[str, Camera], meta: dict, project, path: Path
                    ) -> dict[str, Camera]:
     """:func:`_by_keyframe`, with every keyframe required to get a camera.
 
+    Args:
+        known: imported cameras by the names the file gives them (file stems for
+            ``transforms.json``, image names for COLMAP), as :class:`Camera` in the file's frame.
+        meta: the keyframes stage's ``keyframes.json`` (``source_kind``, ``frames`` with
+            ``name`` and ``source_index``). project: the :class:`~engine.pipeline.Project`
+            (its source folder names the images). path: the imported file, for the message.
+
+    Returns: keyframe name -> its imported camera, every keyframe present.
+
     Raises:
         InputError: one line naming ``path``, the keyframes without a camera with the source
             image (or video frame) each was made from, and some of the names the file holds.

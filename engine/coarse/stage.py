@@ -193,8 +193,9 @@ def train_and_export(data: CoarseData, names: list[str], cfg: CoarseConfig, devi
     prev_dir = out_dir / "previews"
     prev_dir.mkdir(exist_ok=True)
     cams_d = trainer.data.cams
-    # three views (first, middle, last): each render costs ~40 ray steps per pixel (6 s at 128 px
-    # on one CPU thread, 25 s at 256 px), and five views took 23 % of the preview preset's stage
+    # three views (first, middle, last): each render evaluates the fields at ~40 samples per
+    # pixel (6 s at 128 px on one CPU thread), and five views took 23 % of the preview preset's
+    # coarse stage (docs/speed.md)
     pick = sorted({0, len(names) // 2, len(names) - 1})
     last_preview = None
     for v in pick:

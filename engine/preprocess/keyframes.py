@@ -51,10 +51,10 @@ def select_keyframes(candidates: list[Candidate], max_keyframes: int,
     Then the views no yaw measures: when at least ``faceless_share`` of the candidates show no
     face (the back of the head on an orbit or a full turn, not a face lost in a few frames; 1,
     the default, never adds: measured mixed on the Blender orbits, docs/views.md), that share
-    of ``max_keyframes`` is added on top, from the frames without a face: the
-    sharpest of each of as many equal runs of them in source order (an orbit's or a turn's
-    views follow its angle). They are added rather than traded for face views, which the head
-    fit and the front of the groom need.
+    of ``max_keyframes`` is added on top, from the frames without a face: the sharpest of each
+    of as many equal runs of them in source order (an orbit's or a turn's views follow its
+    angle). They are added rather than traded for face views, which the head fit and the front
+    of the groom need.
 
     Returns: the chosen candidates in source order (at most ``2 * max_keyframes``).
     """
