@@ -14,9 +14,9 @@ StagesFactory = Callable[..., list[Stage]]
 
 
 def installed_stages(until: str | None = None) -> list[Stage]:
-    """The engine's default stage graph (``engine.pipeline.default_stages``), [] if it fails
+    """The engine's default stage graph (``engine.registry.default_stages``), [] if it fails
     to load (a stage module that is not there yet)."""
-    from engine.pipeline import default_stages
+    from engine.registry import default_stages
 
     try:
         return list(default_stages(until))

@@ -41,7 +41,7 @@ def _cfg(preset: str, **over):
 
 
 def speed(args) -> dict:
-    from engine.coarse.analytic_scene import make_scene
+    from engine.synthetic.analytic_scene import make_scene
     from engine.coarse.train import CoarseTrainer, iterations_per_second
 
     out = {}

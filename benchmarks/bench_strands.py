@@ -48,8 +48,8 @@ VARIANTS = {
 
 def run_variant(project, preset: str, overrides: dict, device: str) -> tuple[Path, float]:
     """Run the graph with ``overrides`` and return (strands stage folder, its wall time s)."""
-    from engine.pipeline import (CancelToken, PipelineConfig, StageFinished, default_stages,
-                                 run_pipeline)
+    from engine.pipeline import CancelToken, PipelineConfig, StageFinished, run_pipeline
+    from engine.registry import default_stages
 
     stages = default_stages()
     cfg = PipelineConfig(stages, preset=preset, overrides=overrides, device=device)

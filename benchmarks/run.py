@@ -20,7 +20,7 @@ Cases:
 * ``d3``, ``d10``: the real clips ``../shared/data/videos/<name>.mp4`` (skipped, with a note,
   when absent).
 
-Every stage of the graph (``engine.pipeline.default_stages``) runs in its own subprocess, in
+Every stage of the graph (``engine.registry.default_stages``) runs in its own subprocess, in
 order, on one project per case (earlier stages are then found on disk, so each subprocess does
 exactly one stage's work). A subprocess reports the stage's own wall time (from the runner's
 ``StageFinished`` event), the process's peak resident memory (:func:`peak_rss_mb`) and its peak
@@ -169,9 +169,9 @@ def _windows_peak_working_set_mb() -> float | None:
 
 
 def load_stages(spec: str | None) -> list:
-    """The stage list: ``engine.pipeline.default_stages()`` or ``module:function`` (tests)."""
+    """The stage list: ``engine.registry.default_stages()`` or ``module:function`` (tests)."""
     if not spec:
-        from engine.pipeline import default_stages
+        from engine.registry import default_stages
 
         return default_stages()
     mod, _, fn = spec.partition(":")
@@ -836,7 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "d3, d10, or a video/folder path")
     ap.add_argument("--until", default=None, help="stop after this stage")
     ap.add_argument("--stages", default=None, help="module:function returning the stage list "
-                    "(default engine.pipeline.default_stages)")
+                    "(default engine.registry.default_stages)")
     ap.add_argument("--overrides", default=None, help='JSON {"stage": {"field": value}}')
     ap.add_argument("--out", default=str(REPO / "docs" / "benchmarks"))
     ap.add_argument("--machine", default=None, help="machine name in the file names")

@@ -69,7 +69,7 @@ def render_strands(strands: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndar
     Returns:
         :class:`RenderedStrands`; strand fragments more than 4 mm behind the head are hidden.
     """
-    from engine.synthetic.raster import rasterize_mesh, rasterize_strands
+    from engine.raster import rasterize_mesh, rasterize_strands
 
     K = np.asarray(K, np.float64)
     R = np.asarray(R, np.float64)
@@ -239,13 +239,14 @@ def project_checks(project_root: str | Path, *, max_frames: int = 12, workers: i
                    stages: Sequence[Any] | None = None) -> dict:
     """:func:`groom_checks` of a project's finished groom, with its keyframes, hair masks,
     cameras and fitted head (``head.obj`` of the cameras stage): the finished stages of the
-    project's saved config in ``stages`` (default :func:`engine.pipeline.default_stages`). At
+    project's saved config in ``stages`` (default :func:`engine.registry.default_stages`). At
     most ``max_frames`` keyframes, evenly spread. Raises InputError naming the project when the
     groom or the fitted head is not finished."""
     from engine.cameras.camera import load_cameras
     from engine.coarse.stage import load_head_mesh
     from engine.io.export import load_groom
-    from engine.pipeline import PipelineConfig, Project, default_stages, resolve_artifact
+    from engine.pipeline import PipelineConfig, Project, resolve_artifact
+    from engine.registry import default_stages
     from engine.preprocess.artifacts import load_frame, load_keyframes, load_mask
 
     project = Project.open(project_root)

@@ -21,9 +21,10 @@ from typing import Any, Iterator, Sequence
 
 from engine import __version__
 from engine.errors import Cancelled, ConfigError, InputError, StrandcapError
-from engine.pipeline import (MANIFEST, PRESETS, CancelToken, Event, Log, Loss, PipelineConfig, Progress,
-                             Project, StageFinished, StageStarted, default_stages, resolve_artifact,
+from engine.pipeline import (MANIFEST, PRESETS, CancelToken, Event, Log, Loss, PipelineConfig,
+                             Progress, Project, StageFinished, StageStarted, resolve_artifact,
                              run_pipeline, stage_status)
+from engine.registry import default_stages
 
 PREPROCESS_UNTIL = "orientation"
 

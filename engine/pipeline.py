@@ -957,23 +957,3 @@ def _run_plan(project: Project, stages: list[Stage], config: PipelineConfig,
         write_json_atomic(final / DONE, done)
         artifacts[stage.name] = Artifact(stage.name, key, final, done)
         yield StageFinished(stage.name, key, final, False, wall, summary or {})
-
-
-def default_stages(until: str | None = None) -> list[Stage]:
-    """The stage graph of a reconstruction, in run order, optionally cut after ``until``.
-
-    Raises:
-        ConfigError: ``until`` names no stage.
-    """
-    from engine.cameras.stages import STAGES as cameras
-    from engine.coarse.stage import STAGES as coarse
-    from engine.preprocess.stages import STAGES as preprocess
-    from engine.strands.stage import STAGES as strands
-
-    stages = [*preprocess, *cameras, *coarse, *strands]
-    if until is None:
-        return stages
-    names = [s.name for s in stages]
-    if until not in names:
-        raise ConfigError(f"no stage named {until!r}; stages: {', '.join(names)}")
-    return stages[: names.index(until) + 1]

@@ -45,7 +45,7 @@ def mediapipe_correspondence(verts_m, faces, region, lm68):
     import mediapipe as mp
 
     from engine.cameras.camera import Camera
-    from engine.head.render import head_albedo, render_mesh
+    from engine.synthetic.head_capture import head_albedo, render_mesh
     from engine.synthetic.camera import look_at
 
     col = head_albedo(verts_m * 100, region, lm68)

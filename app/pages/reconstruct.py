@@ -4,7 +4,7 @@ of the head mesh and the current strands.
 
 The run goes through the one worker (:class:`app.worker.JobWorker`) running
 :func:`engine.pipeline.run_pipeline` on the stage graph of :class:`app.state.AppState`
-(``engine.pipeline.default_stages`` in the app)."""
+(``engine.registry.default_stages`` in the app)."""
 
 from __future__ import annotations
 

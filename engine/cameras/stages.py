@@ -32,10 +32,15 @@ import numpy as np
 from engine.cameras.camera import (BACK_AZIMUTH_DEG, Camera, align_cameras, import_colmap,
                                    import_transforms_json, save_cameras, transform_cameras,
                                    view_azimuths)
+from engine.cameras.sfm import background_motion, landmark_hull_masks, run_sfm
 from engine.errors import InputError, StrandcapError
+from engine.head.fit import HeadFit, fit_head, solve_pnp
+from engine.head.model import HeadModel, load_head_model, save_obj
+from engine.head.scalp import ScalpMesh, area_distortion
+from engine.io.files import file_sha256, write_json_atomic
 from engine.io.media import image_files, write_image
-from engine.io.files import write_json_atomic
 from engine.pipeline import Stage, option
+from engine.preprocess.artifacts import load_frame, load_keyframes, load_landmarks, load_mask
 
 MODES = ("auto", "orbit", "turn", "landmarks", "colmap", "transforms")
 
@@ -74,8 +79,6 @@ class CamerasConfig:
 
 
 def _load_inputs(inputs):
-    from engine.preprocess.artifacts import load_frame, load_keyframes, load_landmarks, load_mask
-
     kf = inputs["keyframes"].path
     meta, names = load_keyframes(kf)
     images = {n: load_frame(kf, n) for n in names}
@@ -108,15 +111,13 @@ def _cams_from_fit(fit, names, cx=None, cy=None) -> dict[str, Camera]:
 
 def _pnp_cameras(model, fit, pts, use, names, focal) -> dict[str, Camera]:
     """Per-frame head poses by PnP of the fitted head's landmark vertices at a known focal."""
-    from engine.head.fit import _pnp
-
     K = np.array([[focal, 0, fit.cx], [0, focal, fit.cy], [0, 0, 1.0]])
     out = {}
     for i, n in enumerate(names):
         if not use[i]:
             continue
         obj = model.vertices_np(fit.identity, fit.expression[i])[model.mp_vertex]
-        r = _pnp(obj, pts[i, model.mp_index, :2].astype(np.float64), K)
+        r = solve_pnp(obj, pts[i, model.mp_index, :2].astype(np.float64), K)
         if r is not None:
             R = cv2.Rodrigues(r[0])[0]
             out[n] = Camera(fx=focal, fy=focal, cx=fit.cx, cy=fit.cy, width=fit.width,
@@ -126,8 +127,6 @@ def _pnp_cameras(model, fit, pts, use, names, focal) -> dict[str, Camera]:
 
 def choose_mode(images, pts, found, person, fit, cfg) -> tuple[str, dict]:
     """Automatic capture-situation choice; returns (mode, evidence dict)."""
-    from engine.cameras.sfm import background_motion, landmark_hull_masks
-
     names = sorted(images)
     H, W = images[names[0]].shape[:2]
     hull = landmark_hull_masks({n: pts[i] for i, n in enumerate(names) if found[i]}, (H, W),
@@ -217,10 +216,6 @@ def match_imported(known: dict[str, Camera], meta: dict, project, path: Path
 
 
 def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
-    from engine.head.fit import draw_overlay, fit_head
-    from engine.head.model import load_head_model, save_obj
-    from engine.head.scalp import ScalpMesh, area_distortion
-
     meta, names, images, pts, found, _, person = _load_inputs(inputs)
     W, H = int(meta["width"]), int(meta["height"])
     model = load_head_model()
@@ -260,8 +255,6 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
             raise InputError(f"{p}: camera image size {sorted(sizes)} differs from the keyframes "
                              f"({W}x{H}); import cameras made for these frames")
     elif mode in ("orbit", "turn"):
-        from engine.cameras.sfm import landmark_hull_masks, run_sfm
-
         masks = None
         if mode == "turn":
             hull = landmark_hull_masks({n: pts[i] for i, n in enumerate(names) if found[i]},
@@ -358,8 +351,6 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
 
 def _fingerprint(project, cfg: CamerasConfig):
     """Content hash of imported camera files (so editing them re-runs the stage)."""
-    from engine.io.files import file_sha256
-
     if cfg.mode not in ("colmap", "transforms") or not cfg.import_path:
         return None
     p = Path(cfg.import_path)
@@ -374,3 +365,38 @@ STAGES = [
           presets={"preview": {"iterations": 200, "sfm_features": 2048},
                    "high": {"iterations": 800, "sfm_features": 8192}}),
 ]
+
+
+def draw_overlay(image: np.ndarray, model: HeadModel, fit: HeadFit, k: int,
+                 observed: np.ndarray | None = None) -> np.ndarray:
+    """Preview of frame ``k``: fitted mesh wireframe (green) and landmarks (observed red,
+    fitted model points yellow) over the keyframe.
+
+    Args:
+        image: (H, W, 3) uint8 RGB keyframe. observed: optional (478, 2+) pixels of frame k.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    out = image.copy()
+    if not fit.fitted[k]:
+        return out
+    v = model.vertices_np(fit.identity, fit.expression[k])
+    uv = Camera(fx=fit.focal, fy=fit.focal, cx=fit.cx, cy=fit.cy, width=fit.width,
+                height=fit.height, R=fit.R[k], t=fit.t[k]).project(v)
+    # front-facing triangles of the face and scalp only, to keep the overlay readable
+    f = model.faces[model.region[model.faces[:, 0]] != 2]
+    p = uv[f]
+    area = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+            - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
+    p = p[area < 0][::3]
+    layer = out.copy()
+    cv2.polylines(layer, [np.round(q * 4).astype(np.int32) for q in p], True, (0, 220, 0), 1,
+                  cv2.LINE_AA, shift=2)
+    out = cv2.addWeighted(layer, 0.45, out, 0.55, 0)
+    if observed is not None:
+        for x, y in np.asarray(observed)[model.mp_index, :2]:
+            if np.isfinite(x):
+                cv2.circle(out, (int(round(x)), int(round(y))), 1, (255, 0, 0), -1, cv2.LINE_AA)
+    for x, y in uv[model.mp_vertex]:
+        cv2.circle(out, (int(round(x)), int(round(y))), 1, (255, 255, 0), -1, cv2.LINE_AA)
+    return out

@@ -75,7 +75,15 @@ def rodrigues(r: torch.Tensor) -> torch.Tensor:
     return eye + s * K + (1 - c) * (K @ K)
 
 
-def _pnp(obj: np.ndarray, img: np.ndarray, K: np.ndarray):
+def solve_pnp(obj: np.ndarray, img: np.ndarray, K: np.ndarray):
+    """Camera pose from 3D-2D correspondences: OpenCV SQPnP, refined by Levenberg-Marquardt.
+
+    Args:
+        obj: (N, 3) model points, metres. img: (N, 2) their pixels. K: (3, 3) intrinsics.
+    Returns:
+        ``(rvec (3,), tvec (3,), median reprojection error in pixels)`` of the world-to-camera
+        pose (OpenCV convention), or None when OpenCV finds no solution.
+    """
     obj = np.ascontiguousarray(obj, np.float64)
     img = np.ascontiguousarray(img, np.float64)
     ok, rvec, tvec = cv2.solvePnP(obj, img, K, None, flags=cv2.SOLVEPNP_SQPNP)
@@ -157,7 +165,7 @@ def _fit_head(model, landmarks, found, width, height, names, focal, principal, n
         for fov in np.arange(12.0, 91.0, 3.0):
             f = 0.5 * max(width, height) / np.tan(np.radians(fov) / 2)
             Kc = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
-            errs = [_pnp(obj, pts[k], Kc) for k in sub]
+            errs = [solve_pnp(obj, pts[k], Kc) for k in sub]
             e = np.median([x[2] if x else 1e9 for x in errs])
             if best is None or e < best[0]:
                 best = (e, f)
@@ -168,7 +176,7 @@ def _fit_head(model, landmarks, found, width, height, names, focal, principal, n
     rv0 = np.zeros((K_all, 3))
     tv0 = np.tile([0.0, 0.0, 0.5], (K_all, 1))
     for k in idx:
-        r = _pnp(obj, pts[k], Kc)
+        r = solve_pnp(obj, pts[k], Kc)
         if r is not None:
             rv0[k], tv0[k] = r[0], r[1]
 
@@ -258,40 +266,3 @@ def _fit_head(model, landmarks, found, width, height, names, focal, principal, n
     ident[:nid] = beta.detach().numpy()
     return HeadFit(list(names), valid, R, t, float(np.exp(logf.item())), float(cx), float(cy),
                    int(width), int(height), ident, expr, resid)
-
-
-def draw_overlay(image: np.ndarray, model: HeadModel, fit: HeadFit, k: int,
-                 observed: np.ndarray | None = None) -> np.ndarray:
-    """Preview of frame ``k``: fitted mesh wireframe (green) and landmarks (observed red,
-    fitted model points yellow) over the keyframe.
-
-    Args:
-        image: (H, W, 3) uint8 RGB keyframe. observed: optional (478, 2+) pixels of frame k.
-    Returns:
-        (H, W, 3) uint8 RGB.
-    """
-    from engine.cameras.camera import Camera
-
-    out = image.copy()
-    if not fit.fitted[k]:
-        return out
-    v = model.vertices_np(fit.identity, fit.expression[k])
-    uv = Camera(fx=fit.focal, fy=fit.focal, cx=fit.cx, cy=fit.cy, width=fit.width,
-                height=fit.height, R=fit.R[k], t=fit.t[k]).project(v)
-    # front-facing triangles of the face and scalp only, to keep the overlay readable
-    f = model.faces[model.region[model.faces[:, 0]] != 2]
-    p = uv[f]
-    area = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
-            - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
-    p = p[area < 0][::3]
-    layer = out.copy()
-    cv2.polylines(layer, [np.round(q * 4).astype(np.int32) for q in p], True, (0, 220, 0), 1,
-                  cv2.LINE_AA, shift=2)
-    out = cv2.addWeighted(layer, 0.45, out, 0.55, 0)
-    if observed is not None:
-        for x, y in np.asarray(observed)[model.mp_index, :2]:
-            if np.isfinite(x):
-                cv2.circle(out, (int(round(x)), int(round(y))), 1, (255, 0, 0), -1, cv2.LINE_AA)
-    for x, y in uv[model.mp_vertex]:
-        cv2.circle(out, (int(round(x)), int(round(y))), 1, (255, 255, 0), -1, cv2.LINE_AA)
-    return out

@@ -139,7 +139,7 @@ class ScalpMesh:
             head_vertices: (V, 3) metres, head frame (neutral expression of the fitted identity).
             head_faces: (F, 3) int. scalp_faces: (S,) indices into ``head_faces``.
         """
-        from engine.head.render import vertex_normals
+        from engine.raster import vertex_normals
 
         f = np.asarray(head_faces, np.int64)[np.asarray(scalp_faces, np.int64)]
         used, inv = np.unique(f, return_inverse=True)

@@ -2,7 +2,7 @@
 
 Everything is drawn with OpenCV (anti-aliased polylines, sub-pixel coordinates) over numpy images;
 the fitted head, when there is one, is rasterised with the z-buffered
-:func:`engine.synthetic.raster.rasterize_mesh` and smooth-shaded (Lambert, one light near the
+:func:`engine.raster.rasterize_mesh` and smooth-shaded (Lambert, one light near the
 camera). Strand segments are sorted far to near (painter's algorithm in depth slabs) and segments
 whose midpoint lies behind the head's depth at that pixel are hidden.
 
@@ -78,7 +78,7 @@ def _head_layer(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.nd
                 t: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise the head: (depth (H, W) float32 camera z in metres, inf where empty; shade
     (H, W) float32 in [0, 1], smooth Lambert with a light near the camera plus ambient)."""
-    from engine.synthetic.raster import rasterize_mesh
+    from engine.raster import rasterize_mesh
 
     xc = _to_camera(vertices, R, t)
     frag = rasterize_mesh(_pixels(xc, K), xc[:, 2], faces, height, width, cull_backfaces=True,

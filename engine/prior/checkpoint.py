@@ -4,6 +4,7 @@ JSON file beside them (``path.with_suffix('.json')``) holding the config and tra
 from __future__ import annotations
 
 import json
+import platform
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -58,3 +59,9 @@ def load_checkpoint(path: Path, label: str, build: Callable[[dict], nn.Module],
     except (KeyError, TypeError, RuntimeError, ValueError, SafetensorError) as e:
         raise InputError(f"{path}: not a {label} checkpoint ({e})") from e
     return model.to(device).eval()
+
+
+def hardware() -> str:
+    """One line describing the training hardware."""
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    return f"{dev}; {platform.processor() or platform.machine()}; torch threads {torch.get_num_threads()}"

@@ -36,7 +36,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.errors import ConfigError, InputError
-from engine.prior.checkpoint import load_checkpoint, save_checkpoint
+from engine.prior.checkpoint import hardware, load_checkpoint, save_checkpoint
+from engine.prior.scalp import default_scalp
+from engine.prior.synth import sample_style, synth_groom
+from engine.prior.vae import latent_metric, to_head, to_local
 
 P_MEAN, P_STD = -1.2, 1.2
 
@@ -349,9 +352,6 @@ def texture_to_strands(tex: np.ndarray, vae, scalp=None, batch: int = 4096):
 
     Returns (strands (M, L, 3) float32 metres head frame, uv (M, 2) float32).
     """
-    from engine.prior.scalp import default_scalp
-    from engine.prior.vae import to_head
-
     scalp = scalp or default_scalp()
     C, H, W = tex.shape
     cu = (np.arange(W) + 0.5) / W
@@ -392,8 +392,6 @@ class HeadCollisionGuide:
 
     def __init__(self, model: TextureDiffusion, vae, scalp=None, step: float = 30.0,
                  sigma_max: float = float("inf")):
-        from engine.prior.scalp import default_scalp
-
         self.model, self.vae, self.step, self.sigma_max = model, vae, step, sigma_max
         self.scalp = scalp or default_scalp()
         uv, inside = self.scalp.grid_uv(model.cfg.res)
@@ -434,10 +432,6 @@ def load_diffusion(path: Path, device: str | torch.device = "cpu") -> TextureDif
 def make_groom_set(cfg, scalp=None, cache: Path | None = None):
     """Procedural grooms for the diffusion model: local strands (G, S, L, 3) float32 and root UVs
     (G, S, 2). ``cache`` (npz) is reused only when it was written with the same config."""
-    from engine.prior.scalp import default_scalp
-    from engine.prior.synth import sample_style, synth_groom
-    from engine.prior.vae import to_local
-
     key = json.dumps({k: v for k, v in asdict(cfg).items() if k in ("grooms", "strands_per_groom", "seed")},
                      sort_keys=True)
     if cache is not None and Path(cache).exists():
@@ -483,8 +477,6 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     cosine from ``cfg.lr`` to ``cfg.lr_final`` over the wall-clock cap (constant when equal).
     Writes ``out/texture_diffusion.safetensors`` (+ .json). Returns (model, info dict).
     """
-    from engine.prior.train import hardware
-
     space = cfg.latent_space
     if space not in ("whitened", "vae_metric"):
         raise ConfigError(f"diffusion latent_space {space!r}: expected 'whitened' or 'vae_metric'")
@@ -506,8 +498,6 @@ def train_diffusion(cfg, vae, out: Path, log=print, init: Path | None = None):
     else:
         metric = None
         if space == "vae_metric":
-            from engine.prior.vae import latent_metric
-
             pick = torch.randperm(len(vals), generator=torch.Generator().manual_seed(cfg.seed))[:cfg.metric_samples]
             metric = latent_metric(vae, vals[pick])
         model.fit_latent_space(vals, metric)

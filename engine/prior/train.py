@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,9 +35,11 @@ import torch
 
 from engine.errors import ConfigError
 from engine.io.files import atomic_path, write_json_atomic
+from engine.prior.checkpoint import hardware
+from engine.prior.diffusion import train_diffusion
 from engine.prior.scalp import default_scalp
 from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
-from engine.prior.vae import StrandVAE, VAEConfig, save_vae, to_local, vae_loss
+from engine.prior.vae import StrandVAE, VAEConfig, load_vae, save_vae, to_local, vae_loss
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,6 @@ CONFIGS = {
                                        channels=8, batch=4, steps=10, lr=1e-3, max_minutes=1.0),
     ),
 }
-
-
-def hardware() -> str:
-    """One line describing the training hardware."""
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    return f"{dev}; {platform.processor() or platform.machine()}; torch threads {torch.get_num_threads()}"
 
 
 def make_strand_set(grooms_per_curl: int, strands_per_groom: int, seed: int, scalp=None):
@@ -198,9 +193,6 @@ def main(argv=None) -> int:
         _, info = train_vae(cfg.vae, a.out, log)
         report["vae"] = info
     if a.only in ("all", "diffusion"):
-        from engine.prior.diffusion import train_diffusion
-        from engine.prior.vae import load_vae
-
         vae = load_vae(a.out / "strand_vae.safetensors")
         _, info = train_diffusion(cfg.diffusion, vae, a.out, log, init=a.init_diffusion)
         report["diffusion"] = info

@@ -46,7 +46,7 @@ def head_depth_maps(vertices: np.ndarray, faces: np.ndarray, cams, height: int, 
     """Depth of the fitted head mesh in every view: (V, height, width) float32 metres, +inf
     where the head is not seen. ``cams`` is a :class:`engine.coarse.render.CameraSet` for images
     of that size."""
-    from engine.synthetic.raster import rasterize_mesh
+    from engine.raster import rasterize_mesh
 
     out = []
     v = torch.as_tensor(vertices, dtype=torch.float32)

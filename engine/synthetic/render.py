@@ -1,6 +1,6 @@
 """Render a synthetic capture frame: head mesh, hair strands and/or a hair shell, with ground truth.
 
-One :func:`render` call rasterises (z-buffered, :mod:`engine.synthetic.raster`) the head mesh,
+One :func:`render` call rasterises (z-buffered, :mod:`engine.raster`) the head mesh,
 an optional hair shell mesh and optional strands seen by a :class:`Camera`, then shades:
 
 * skin: the head's procedural albedo (:meth:`HeadModel.albedo`), Lambert plus ambient plus a weak
@@ -26,7 +26,7 @@ import numpy as np
 from engine.cameras.camera import Camera
 from engine.errors import InputError
 from engine.synthetic.head import REGION_TORSO, HeadModel, smooth_noise
-from engine.synthetic.raster import rasterize_mesh, rasterize_strands, vertex_normals
+from engine.raster import rasterize_mesh, rasterize_strands, vertex_normals
 
 
 class ShellLike(Protocol):

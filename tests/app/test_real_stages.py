@@ -1,4 +1,4 @@
-"""The app on the engine's real preprocessing stages (engine.pipeline.default_stages) and the
+"""The app on the engine's real preprocessing stages (engine.registry.default_stages) and the
 embedded sample capture: Review asks for preprocessing, Reconstruct runs it through the worker,
 Review shows keyframes with masks, landmarks and orientation; a brush edit is used by the next
 run, which takes the unchanged stages from the cache. Small overrides keep it to a few

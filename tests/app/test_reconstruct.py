@@ -186,7 +186,7 @@ def test_worker_runs_any_generator_and_delivers_in_gui_thread(qtbot):
 
 
 def test_real_default_stages_are_listed(qtbot, settings, project):
-    """The app's default graph is engine.pipeline.default_stages(); the page lists whatever
+    """The app's default graph is engine.registry.default_stages(); the page lists whatever
     exists and says so when nothing does."""
     from app.pages.reconstruct import ReconstructPage
     from app.state import AppState, installed_stages

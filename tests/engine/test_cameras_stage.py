@@ -77,7 +77,7 @@ def _run(cfg_values, inputs, ctx):
 
 @pytest.mark.parametrize("kind", ["orbit", "turn"])
 def test_synthetic_capture_recovers_cameras_and_metric_scale(tmp_path, kind):
-    from engine.head.render import synthetic_capture
+    from engine.synthetic.head_capture import synthetic_capture
 
     images, truth = synthetic_capture(kind, n=10, size=SIZE, focal=525.0, yaw_range=90)
     inputs, ctx = _project(tmp_path, images)
@@ -102,7 +102,7 @@ def test_synthetic_capture_recovers_cameras_and_metric_scale(tmp_path, kind):
 
 
 def test_too_few_landmark_frames_raise(tmp_path):
-    from engine.head.render import synthetic_capture
+    from engine.synthetic.head_capture import synthetic_capture
 
     images, _ = synthetic_capture("turn", n=4, size=256, yaw_range=30)
     inputs, ctx = _project(tmp_path, images, drop_landmarks=2)
@@ -123,7 +123,7 @@ def test_sfm_on_textureless_frames_raises(tmp_path):
 @pytest.mark.parametrize("seed", [0, 3])
 def test_imported_cameras_are_brought_into_the_head_frame(tmp_path, seed):
     from engine.cameras.camera import export_transforms_json, transform_cameras
-    from engine.head.render import synthetic_capture
+    from engine.synthetic.head_capture import synthetic_capture
     from engine.synthetic.camera import look_at
 
     images, truth = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60,
@@ -228,7 +228,7 @@ def test_renderer_named_images_match_without_renaming_and_a_partial_match_names_
 def test_an_unreadable_mask_is_an_error_naming_the_file(tmp_path):
     """A finished masks stage has every mask; one that cannot be read is reported, not
     silently dropped (it used to be skipped by `except Exception: pass`)."""
-    from engine.head.render import synthetic_capture
+    from engine.synthetic.head_capture import synthetic_capture
     from engine.preprocess.artifacts import save_mask
 
     images, _ = synthetic_capture("turn", n=4, size=SIZE, yaw_range=30)
@@ -248,7 +248,7 @@ def test_known_cameras_of_views_without_a_face_are_kept(tmp_path):
     """An orbit's back views have no landmarks; their imported cameras still reach
     cameras.json, in the head frame, as accurate as the face views' (issue 19)."""
     from engine.cameras.camera import export_transforms_json, transform_cameras
-    from engine.head.render import synthetic_capture
+    from engine.synthetic.head_capture import synthetic_capture
     from engine.synthetic.camera import look_at
 
     images, truth = synthetic_capture("turn", n=6, size=SIZE, focal=525.0, yaw_range=60)
@@ -272,7 +272,7 @@ def test_structure_from_motion_is_repeatable_with_several_threads(tmp_path):
     """COLMAP depends on thread timing when multi-threaded (two runs on the sample differed by
     2 mm); run_sfm's default of one thread gives the same cameras from the same frames."""
     from engine.cameras.sfm import run_sfm
-    from engine.head.render import synthetic_capture
+    from engine.synthetic.head_capture import synthetic_capture
 
     images, _ = synthetic_capture("orbit", n=8, size=256, yaw_range=80)
     runs = [run_sfm(images, tmp_path / f"sfm{k}", max_features=1024) for k in range(2)]

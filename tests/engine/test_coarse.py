@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.coarse import losses as L
-from engine.coarse.analytic_scene import make_scene, ring_cameras
+from engine.synthetic.analytic_scene import make_scene, ring_cameras
 from engine.coarse.export import extract_meshes, load_coarse_fields, save_fields
 from engine.coarse.fields import CoarseFields, FieldSpec
 from engine.coarse.render import pixel_rays, ray_box, render_rays
@@ -144,7 +144,7 @@ def test_marching_cubes_of_sphere_is_in_metres():
 
 def test_stage_runs_on_artifact_folders(tmp_path):
     from engine.cameras.camera import Camera, save_cameras
-    from engine.coarse.analytic_scene import render_view
+    from engine.synthetic.analytic_scene import render_view
     from engine.coarse.stage import STAGE, run_coarse
     from engine.head.model import save_obj
     from engine.pipeline import Artifact, CancelToken, Project, StageContext, config_from_dict

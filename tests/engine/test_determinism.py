@@ -73,7 +73,7 @@ def test_strand_previews_on_a_timer_do_not_change_the_groom(tmp_path, monkeypatc
 
 
 def test_coarse_previews_and_load_do_not_change_the_fields(tmp_path):
-    from engine.coarse.analytic_scene import make_scene
+    from engine.synthetic.analytic_scene import make_scene
     from engine.coarse.stage import train_and_export
     from engine.coarse.train import CoarseConfig
     from tests.engine.test_coarse import TINY

@@ -218,7 +218,8 @@ def test_render_path_gives_gradients_to_strands_and_renderer():
 
 
 def test_stage_is_in_the_default_graph_with_valid_presets():
-    from engine.pipeline import PipelineConfig, default_stages
+    from engine.pipeline import PipelineConfig
+    from engine.registry import default_stages
 
     stages = default_stages()
     assert [s.name for s in stages][-2:] == ["coarse", "strands"]

@@ -14,7 +14,7 @@ from engine.errors import InputError
 from engine.synthetic import (Camera, RenderSettings, load_cameras, look_at, orbit_rig,
                               projected_angle, render, save_cameras, turning_head_rig)
 from engine.synthetic.camera import rotation_ypr
-from engine.synthetic.raster import rasterize_mesh, rasterize_strands
+from engine.raster import rasterize_mesh, rasterize_strands
 
 REPO = Path(__file__).resolve().parents[2]
 ICT = REPO.parent / "shared" / "data" / "heads" / "ict_face_model_light.npz"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.coarse.analytic_scene import make_scene
+from engine.synthetic.analytic_scene import make_scene
 from engine.coarse.render import pixel_rays, ray_box, render_rays
 from engine.coarse.train import CoarseConfig, CoarseTrainer
 

@@ -7,11 +7,11 @@ Shared with the synthetic-capture package: cameras are :class:`engine.cameras.ca
 (OpenCV convention, world-to-camera ``x_cam = R @ x + t``, metres, pixels, pixel centres at
 integers; its ``project_with_depth`` projects), poses come from
 :func:`engine.synthetic.camera.look_at`, vertex normals from
-:func:`engine.synthetic.raster.vertex_normals` and the room geometry (pixel rays meeting a sphere
+:func:`engine.raster.vertex_normals` and the room geometry (pixel rays meeting a sphere
 fixed in the head frame) from :func:`engine.synthetic.render.backdrop_points`.
 
 Kept here on purpose: visibility by a painter's algorithm (:func:`rasterize`) instead of the
-shared z-buffer :func:`engine.synthetic.raster.rasterize_mesh`, and the high-contrast room
+shared z-buffer :func:`engine.raster.rasterize_mesh`, and the high-contrast room
 texture of :func:`environment_background` instead of the soft one of
 :func:`engine.synthetic.render.environment_backdrop`. The cameras-stage tests on these captures
 (``tests/engine/test_cameras_stage.py``) pass their bounds only on these exact pixels. Measured
@@ -29,7 +29,7 @@ import numpy as np
 from engine.cameras.camera import Camera
 from engine.errors import InputError
 from engine.synthetic.camera import look_at
-from engine.synthetic.raster import vertex_normals
+from engine.raster import vertex_normals
 from engine.synthetic.render import backdrop_points
 
 __all__ = ["environment_background", "head_albedo", "rasterize", "render_mesh",
