@@ -83,7 +83,8 @@ def accuracy(args) -> dict:
     from scipy.spatial import cKDTree
 
     from engine.coarse.evaluate import surface_metrics
-    from engine.coarse.stage import load_capture_data, train_and_export
+    from engine.coarse.data import load_capture_data
+    from engine.coarse.stage import train_and_export
     from engine.synthetic import (HeadModel, RenderSettings, make_hair_shell, orbit_rig,
                                   render_capture)
     from engine.synthetic.head import REGION_TORSO
@@ -114,7 +115,7 @@ def accuracy(args) -> dict:
         summary = stop.value
     stage_s = time.perf_counter() - t1
     from engine.coarse.export import load_coarse_fields
-    from engine.coarse.stage import load_head_mesh
+    from engine.head.model import load_head_mesh
 
     q = load_coarse_fields(out_dir, args.device)
     hair_mesh = load_head_mesh(out_dir / "hair_mesh.ply")

@@ -426,8 +426,8 @@ def write_case_sheet(name: str, outputs: dict[str, Path], truth: dict | None, wo
     import cv2
     import numpy as np
 
-    from engine.cli import write_project_preview
-    from engine.coarse.stage import load_head_mesh
+    from engine.preview import write_project_preview
+    from engine.head.model import load_head_mesh
     from engine.io.export import load_groom
     from engine.preprocess.previews import contact_sheet
     from engine.preview.turntable import turntable_frames

@@ -29,9 +29,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from engine.cameras.camera import load_cameras
 from engine.errors import InputError
+from engine.head.model import load_head_mesh, load_head_model
+from engine.io.export import load_groom
 from engine.io.groom import Groom
 from engine.metrics import HeadGeometry, fold_share, silhouette_scores
+from engine.pipeline import PipelineConfig, Project, resolve_artifact
+from engine.preprocess.artifacts import load_frame, load_keyframes, load_mask
+from engine.preview.turntable import scaled_intrinsics, strand_subset, turntable_camera
+from engine.raster import rasterize_mesh, rasterize_strands
+from engine.registry import default_stages
 
 __all__ = ["RenderedStrands", "render_strands", "silhouette_check", "bald_scalp_check",
            "colour_check", "groom_checks", "project_checks"]
@@ -69,8 +77,6 @@ def render_strands(strands: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndar
     Returns:
         :class:`RenderedStrands`; strand fragments more than 4 mm behind the head are hidden.
     """
-    from engine.raster import rasterize_mesh, rasterize_strands
-
     K = np.asarray(K, np.float64)
     R = np.asarray(R, np.float64)
     t = np.asarray(t, np.float64)
@@ -107,8 +113,6 @@ def silhouette_check(strands: np.ndarray, cameras: Mapping[str, Any],
     ``renders``: an optional dict that receives name -> :class:`RenderedStrands` (reused by
     :func:`colour_check`). Returns ``{"frames": {name: {precision, recall, iou}}, "mean":
     {...}}`` (percent). Raises InputError when no mask has a camera."""
-    from engine.preview.turntable import scaled_intrinsics
-
     per = {}
     for name, mask in masks.items():
         if name not in cameras:
@@ -135,8 +139,6 @@ def bald_scalp_check(strands: np.ndarray, head_vertices: np.ndarray, head_faces:
     cameras (:func:`engine.preview.turntable.turntable_camera`) look at the head's bounding
     sphere from +Z turned by each angle about +Y. Returns ``{"views": {angle: percent},
     "all": percent}`` (0 where the scalp is hidden in every view)."""
-    from engine.preview.turntable import turntable_camera
-
     v = np.asarray(head_vertices, np.float64)
     centre = 0.5 * (v.min(0) + v.max(0))
     radius = float(np.linalg.norm(v - centre, axis=1).max())
@@ -204,8 +206,6 @@ def groom_checks(groom: Groom, head_vertices: np.ndarray, *,
     colour) are given. Folds, face and head checks use every strand; renders a seeded subset
     of ``max_strands``. Returns a JSON-ready dict (see the module docstring for the keys).
     Raises InputError when the head is not in the model's topology."""
-    from engine.head.model import load_head_model
-
     model = load_head_model()
     geo = HeadGeometry.from_head_model(head_vertices, model)
     strands = np.asarray(groom.strands)
@@ -215,7 +215,6 @@ def groom_checks(groom: Groom, head_vertices: np.ndarray, *,
         "face_intrusion": 100.0 * float(geo.face_intrusion(strands).mean()),
         "inside_head": geo.inside_share(strands, workers=workers),
     }
-    from engine.preview.turntable import strand_subset
 
     pick = strand_subset(len(strands), max_strands)
     sub = strands[pick]
@@ -242,13 +241,6 @@ def project_checks(project_root: str | Path, *, max_frames: int = 12, workers: i
     project's saved config in ``stages`` (default :func:`engine.registry.default_stages`). At
     most ``max_frames`` keyframes, evenly spread. Raises InputError naming the project when the
     groom or the fitted head is not finished."""
-    from engine.cameras.camera import load_cameras
-    from engine.coarse.stage import load_head_mesh
-    from engine.io.export import load_groom
-    from engine.pipeline import PipelineConfig, Project, resolve_artifact
-    from engine.registry import default_stages
-    from engine.preprocess.artifacts import load_frame, load_keyframes, load_mask
-
     project = Project.open(project_root)
     saved = project.manifest.get("config") or {}
     stages = list(stages) if stages is not None else default_stages()

@@ -16,7 +16,8 @@ the similarity of that fit, so every view with a camera reaches the later stages
 
 Outputs (in the stage folder): ``cameras.json`` (see engine.cameras.camera), ``head_fit.npz``
 (identity (NI,), expression (K, NE), R (K,3,3), t (K,3), focal, names, fitted), ``head.obj``
-(fitted identity, neutral expression, metres, head frame), ``scalp.npz`` (ScalpMesh), ``fit.json``
+(fitted identity, neutral expression, metres, head frame), ``scalp.npz`` (the scalp moved onto
+that head, :func:`engine.head.scalp.save_scalp`; read by the strands stage), ``fit.json``
 (mode, reasons, residuals, SfM info), ``previews/<name>.png`` (fitted mesh over each keyframe).
 """
 
@@ -35,8 +36,8 @@ from engine.cameras.camera import (BACK_AZIMUTH_DEG, Camera, align_cameras, impo
 from engine.cameras.sfm import background_motion, landmark_hull_masks, run_sfm
 from engine.errors import InputError, StrandcapError
 from engine.head.fit import HeadFit, fit_head, solve_pnp
-from engine.head.model import HeadModel, load_head_model, save_obj
-from engine.head.scalp import ScalpMesh, area_distortion
+from engine.head.model import HeadModel, load_head_mesh, load_head_model, save_obj
+from engine.head.scalp import fitted_scalp, save_scalp
 from engine.io.files import file_sha256, write_json_atomic
 from engine.io.media import image_files, write_image
 from engine.pipeline import Stage, option
@@ -328,9 +329,9 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
     save_cameras(ctx.out_dir / "cameras.json", cams, {"mode": mode, "frame": "head, metres"})
     neutral = model.vertices_np(fit.identity)
     save_obj(ctx.out_dir / "head.obj", neutral, model.faces)
-    scalp = ScalpMesh.from_head(neutral, model.faces, model.scalp_faces)
-    scalp.save(ctx.out_dir / "scalp.npz")
-    info["scalp_area_distortion"] = area_distortion(scalp.vertices, scalp.faces, scalp.uv)
+    # the scalp follows the head as written (and as the later stages read it back)
+    head_vertices, _ = load_head_mesh(ctx.out_dir / "head.obj")
+    save_scalp(ctx.out_dir / "scalp.npz", fitted_scalp(head_vertices, model.vertices))
     np.savez_compressed(ctx.out_dir / "head_fit.npz", names=np.array(names),
                         fitted=fit.fitted, R=fit.R, t=fit.t, focal=fit.focal,
                         identity=fit.identity, expression=fit.expression,
@@ -359,7 +360,7 @@ def _fingerprint(project, cfg: CamerasConfig):
 
 
 STAGES = [
-    Stage("cameras", 4, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
+    Stage("cameras", 5, CamerasConfig, ("keyframes", "landmarks", "masks"), run_cameras,
           _fingerprint,
           title="Cameras and head",
           presets={"preview": {"iterations": 200, "sfm_features": 2048},

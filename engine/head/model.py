@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import trimesh
 
 from engine.errors import InputError
 
@@ -130,3 +131,40 @@ def save_obj(path: Path | str, vertices: np.ndarray, faces: np.ndarray) -> None:
     lines += [f"v {a:.6f} {b:.6f} {c:.6f}" for a, b, c in v]
     lines += [f"f {a} {b} {c}" for a, b, c in f]
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Area-uniform points (n, 3) float32 and unit face normals (n, 3) on a triangle mesh
+    (``vertices`` (V, 3), any unit; ``faces`` (F, 3) int), from ``numpy.random.default_rng(seed)``.
+
+    Raises InputError when the mesh has no area."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    cr = np.cross(b - a, c - a)
+    area = 0.5 * np.linalg.norm(cr, axis=1)
+    if not np.isfinite(area).all() or area.sum() <= 0:
+        raise InputError("the head mesh has no area")
+    rng = np.random.default_rng(seed)
+    tri = rng.choice(len(f), n, p=area / area.sum())
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    p = (1 - s)[:, None] * a[tri] + (s * (1 - r2))[:, None] * b[tri] + (s * r2)[:, None] * c[tri]
+    nrm = cr[tri] / np.maximum(np.linalg.norm(cr[tri], axis=1, keepdims=True), 1e-12)
+    return p.astype(np.float32), nrm.astype(np.float32)
+
+
+def load_head_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (V, 3) float32 metres and faces (F, 3) int32 of an OBJ/PLY triangle mesh.
+
+    Raises InputError naming the file when it is missing or not a triangle mesh."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: fitted head mesh missing; run the cameras stage first")
+    try:
+        m = trimesh.load(path, force="mesh", process=False)
+    except Exception as exc:  # trimesh raises many kinds
+        raise InputError(f"{path}: unreadable head mesh ({exc})") from exc
+    if len(m.faces) == 0:
+        raise InputError(f"{path}: head mesh has no faces")
+    return np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int32)

@@ -29,12 +29,17 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
+from engine.cameras.camera import load_cameras
 from engine.errors import InputError
+from engine.head.model import load_head_mesh
 from engine.io.export import ExportError, atomic_write
 from engine.io.groom import Groom
+from engine.preprocess.artifacts import load_frame, load_keyframes
+from engine.preprocess.previews import contact_sheet
+from engine.raster import rasterize_mesh
 
 __all__ = ["overlay_frames", "render_view", "turntable_camera", "turntable_frames",
-           "write_preview"]
+           "write_preview", "write_project_preview"]
 
 MAX_STRANDS = 3000  # strands drawn per view (a seeded random subset of larger grooms)
 _NEAR = 1e-3  # metres: segments with an end closer to the camera are dropped
@@ -78,8 +83,6 @@ def _head_layer(vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, R: np.nd
                 t: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Rasterise the head: (depth (H, W) float32 camera z in metres, inf where empty; shade
     (H, W) float32 in [0, 1], smooth Lambert with a light near the camera plus ambient)."""
-    from engine.raster import rasterize_mesh
-
     xc = _to_camera(vertices, R, t)
     frag = rasterize_mesh(_pixels(xc, K), xc[:, 2], faces, height, width, cull_backfaces=True,
                           near=_NEAR)
@@ -323,8 +326,6 @@ def overlay_frames(groom: Groom, cameras: Mapping[str, Any],
     Raises:
         InputError: no keyframe has a camera, or ``frames`` and ``names`` differ in length.
     """
-    from engine.preprocess.previews import contact_sheet
-
     names = list(names)
     if not isinstance(frames, Mapping):
         if len(frames) != len(names):
@@ -413,7 +414,6 @@ def write_preview(groom: Groom, out_dir: str | Path, cameras: Mapping[str, Any] 
     views = [_label(cv2.resize(v, (tile_width, round(v.shape[0] * tile_width / v.shape[1])),
                                interpolation=cv2.INTER_AREA), f"{deg} deg")
              for v, deg in zip(views, (0, 90, 180, 270))]
-    from engine.preprocess.previews import contact_sheet
 
     sheet = contact_sheet(views, columns=4, width=tile_width)
     if cameras and frames is not None and names:
@@ -423,3 +423,27 @@ def write_preview(groom: Groom, out_dir: str | Path, cameras: Mapping[str, Any] 
     paths = {"preview": _write_png(out / "preview.png", sheet),
              "turntable": _write_mp4(out / "turntable.mp4", video, fps)}
     return paths
+
+
+def write_project_preview(groom, outputs: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    """``preview.png`` and ``turntable.mp4`` of ``groom`` in ``out_dir``: the turntable, and the
+    strands over up to 8 keyframes when the run has keyframes and cameras (the cameras stage's
+    fitted ``head.obj`` is shaded underneath when the groom carries no head).
+    ``outputs``: stage name -> finished stage folder. Returns :func:`write_preview`'s
+    paths."""
+    cameras = frames = names = head = None
+    cam_dir = outputs.get("cameras")
+    if cam_dir is not None and (cam_dir / "cameras.json").is_file():
+        cameras = load_cameras(cam_dir / "cameras.json")
+        if not groom.has_head and (cam_dir / "head.obj").is_file():
+            head = load_head_mesh(cam_dir / "head.obj")
+    kf_dir = outputs.get("keyframes")
+    if cameras and kf_dir is not None:
+        _, all_names = load_keyframes(kf_dir)
+        usable = [n for n in all_names if n in cameras]
+        if usable:
+            k = min(8, len(usable))
+            pick = sorted({round(i * (len(usable) - 1) / max(k - 1, 1)) for i in range(k)})
+            names = [usable[i] for i in pick]
+            frames = [load_frame(kf_dir, n) for n in names]
+    return write_preview(groom, out_dir, cameras, frames, names, head=head)

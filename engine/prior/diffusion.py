@@ -36,8 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.errors import ConfigError, InputError
+from engine.head.scalp import default_scalp
 from engine.prior.checkpoint import hardware, load_checkpoint, save_checkpoint
-from engine.prior.scalp import default_scalp
 from engine.prior.synth import sample_style, synth_groom
 from engine.prior.vae import latent_metric, to_head, to_local
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.prior.diffusion import HeadCollisionGuide, load_diffusion, texture_to_strands
-from engine.prior.scalp import SHARED_DATA, default_scalp
+from engine.head.scalp import SHARED_DATA, default_scalp
 from engine.io.groom import resample_strands
+from engine.prior.diffusion import HeadCollisionGuide, load_diffusion, texture_to_strands
 from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
 from engine.prior.vae import load_vae, to_local
 from engine.prior.viz import contact_sheet

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.errors import InputError
+from engine.head.scalp import Scalp, default_scalp
 from engine.io.groom import resample_strands
-from engine.prior.scalp import Scalp, default_scalp
 
 CURL_CLASSES = ("straight", "wavy", "curly", "coily")
 LENGTH_CLASSES = ("short", "medium", "long")

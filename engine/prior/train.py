@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from engine.errors import ConfigError
+from engine.head.scalp import default_scalp
 from engine.io.files import atomic_path, write_json_atomic
 from engine.prior.checkpoint import hardware
 from engine.prior.diffusion import train_diffusion
-from engine.prior.scalp import default_scalp
 from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
 from engine.prior.vae import StrandVAE, VAEConfig, load_vae, save_vae, to_local, vae_loss
 

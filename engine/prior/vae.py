@@ -1,7 +1,7 @@
 """Strand VAE (Neural Haircut, "Hair Strand Parametric Model", Sklyarova et al. 2023, Sec. 3.2).
 
 A strand is expressed in the local frame of its root (tangent T, bitangent B, normal N of the
-scalp, see :mod:`engine.prior.scalp`), relative to the root, resampled to L = 100 points. The
+scalp, see :mod:`engine.head.scalp`), relative to the root, resampled to L = 100 points. The
 encoder maps it to a Gaussian q(z | strand) with z in R^64 (reparametrisation
 z = z_mu + eps * z_sigma); the decoder maps z back to the L - 1 non-root points (the root is the
 origin). Networks are MLPs (small and fast on a CPU) around a linear core: strands are

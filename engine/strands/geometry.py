@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.head.model import sample_mesh
+
 CM = 100.0  # loss unit: centimetres per metre
 
 
@@ -82,30 +84,6 @@ class HairVolume:
         M = torch.stack([m[:, 0], m[:, 1], m[:, 2], m[:, 1], m[:, 3], m[:, 4],
                          m[:, 2], m[:, 4], m[:, 5]], -1).view(-1, 3, 3)
         return {"f_hair": g[:, 0] + outside, "f_bust": g[:, 1] + outside, "M": M}
-
-
-def fitted_scalp_positions(table_positions: np.ndarray, neutral_vertices: np.ndarray,
-                           fitted_vertices: np.ndarray, k: int = 4) -> np.ndarray:
-    """Move scalp positions of the neutral head onto a fitted head of the same topology.
-
-    The displacement of the k nearest neutral vertices (inverse-distance weighted) is added to
-    each position.
-
-    Args:
-        table_positions: (..., 3) metres on (or near) the neutral head. neutral_vertices,
-        fitted_vertices: (V, 3) metres, same vertex order.
-    Returns:
-        (..., 3) float64 metres.
-    """
-    from scipy.spatial import cKDTree
-
-    p = np.asarray(table_positions, np.float64)
-    flat = p.reshape(-1, 3)
-    d, idx = cKDTree(neutral_vertices).query(flat, k=k)
-    w = 1.0 / np.maximum(d, 1e-6)
-    w /= w.sum(1, keepdims=True)
-    disp = np.asarray(fitted_vertices, np.float64) - np.asarray(neutral_vertices, np.float64)
-    return (flat + (w[..., None] * disp[idx]).sum(1)).reshape(p.shape)
 
 
 def volume_loss(look: dict, skip: int) -> torch.Tensor:
@@ -200,8 +178,6 @@ def sample_visible_surface(vertices: np.ndarray, faces: np.ndarray, volume: Hair
     """Area-uniform points (<= n, 3) float32 on the coarse hair mesh, keeping only those at least
     ``min_bust`` metres outside the bust (the hair surface a camera can see, not the part that
     meets the scalp)."""
-    from engine.coarse.stage import sample_mesh
-
     if len(faces) == 0:
         return np.zeros((0, 3), np.float32)
     p, _ = sample_mesh(vertices, faces, 3 * n, seed)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from engine.raster import rasterize_mesh
 from engine.strands.raster import RasterSettings, blend, rasterize_strands
 from engine.strands.texture import TextureUNet
 
@@ -46,8 +47,6 @@ def head_depth_maps(vertices: np.ndarray, faces: np.ndarray, cams, height: int, 
     """Depth of the fitted head mesh in every view: (V, height, width) float32 metres, +inf
     where the head is not seen. ``cams`` is a :class:`engine.coarse.render.CameraSet` for images
     of that size."""
-    from engine.raster import rasterize_mesh
-
     out = []
     v = torch.as_tensor(vertices, dtype=torch.float32)
     for i in range(cams.K.shape[0]):

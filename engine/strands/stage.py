@@ -57,14 +57,30 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from engine.coarse.data import load_capture_data
+from engine.coarse.export import load_coarse_fields
+from engine.coarse.render import CameraSet
 from engine.errors import ConfigError, InputError
+from engine.head.model import load_head_mesh, load_head_model
+from engine.head.scalp import Scalp, load_scalp
+from engine.io.export import export_groom
+from engine.io.files import file_sha256, write_json_atomic
+from engine.io.groom import Groom
 from engine.io.media import write_image
-from engine.io.files import write_json_atomic
+from engine.metrics import HeadGeometry, points_over_face
 from engine.pipeline import Stage, option
-from engine.strands.geometry import (HairVolume, bounded_turn, bust_loss, chamfer_loss,
-                                     fitted_scalp_positions, fold_loss, kink_loss, orientation_loss,
-                                     sample_visible_surface, volume_loss)
+from engine.prior.diffusion import load_diffusion
+from engine.prior.vae import load_vae
+from engine.resources import resource, resources_dir
+from engine.strands.geometry import (HairVolume, bounded_turn, bust_loss, chamfer_loss, fold_loss,
+                                     kink_loss, orientation_loss, sample_visible_surface,
+                                     volume_loss)
+from engine.strands.raster import RasterSettings
+from engine.strands.render import (NeuralRenderer, head_depth_maps, project, render_loss,
+                                   render_strands)
 from engine.strands.texture import GeometryTexture
+from engine.strands.trim import trim_strands
+from engine.threads import stage_threads
 
 
 @dataclass(frozen=True)
@@ -167,14 +183,14 @@ class StrandScene:
     """Everything the fine stage optimises against.
 
     volume: :class:`HairVolume`. surface: (K, 3) visible hair-surface samples, metres.
-    scalp: :class:`engine.prior.scalp.Scalp` moved onto the fitted head.
+    scalp: :class:`engine.head.scalp.Scalp` moved onto the fitted head.
     data: :class:`engine.coarse.train.CoarseData` at the render size, or None (no rendering).
     head_depth: (V, H, W) head depth per view or None. head: (vertices, faces) of the fitted head.
     """
 
     volume: HairVolume
     surface: torch.Tensor
-    scalp: object
+    scalp: Scalp
     data: object = None
     head_depth: torch.Tensor | None = None
     head: tuple | None = None
@@ -203,8 +219,6 @@ class StrandTrainer:
         params = [{"params": self.texture.parameters(), "lr": cfg.lr}]
         self.renderer = None
         if cfg.lambda_render > 0 and scene.data is not None:
-            from engine.strands.render import NeuralRenderer
-
             self.renderer = NeuralRenderer(16).to(self.device)
             params.append({"params": self.renderer.parameters(), "lr": 1e-3})
         self.opt = torch.optim.Adam(params)
@@ -279,9 +293,6 @@ class StrandTrainer:
         return out
 
     def _render_loss(self, pts: torch.Tensor, app: torch.Tensor):
-        from engine.strands.raster import RasterSettings
-        from engine.strands.render import render_loss, render_strands
-
         cfg, data = self.cfg, self.scene.data
         v = int(self.view_rng.integers(data.cams.K.shape[0]))
         S = min(cfg.render_strands, pts.shape[0])
@@ -304,8 +315,6 @@ class StrandTrainer:
         ``strands`` (M, L, 3) float32 metres head frame, ``root_uv`` (M, 2) float32, ``kept`` =
         M / n and ``trim`` (the counts of :func:`engine.strands.trim.trim_strands`, and
         ``dropped_volume``)."""
-        from engine.strands.trim import trim_strands
-
         cfg, sc = self.cfg, self.scene
         T = self.texture()
         rng = np.random.default_rng(cfg.seed + 1)
@@ -355,8 +364,6 @@ class FaceGuard:
     """
 
     def __init__(self, head_vertices: np.ndarray, data=None):
-        from engine.metrics import HeadGeometry
-
         geo = HeadGeometry.from_head_model(head_vertices, samples=50_000)
         self.region = geo.face_region()
         self.data = data
@@ -364,20 +371,15 @@ class FaceGuard:
     @classmethod
     def for_scene(cls, scene: "StrandScene") -> "FaceGuard | None":
         """The guard of a scene whose head is in the head model's topology, else None."""
-        from engine.head.model import load_head_model
-
         if scene.head is None or len(scene.head[0]) != len(load_head_model().vertices):
             return None
         return cls(np.asarray(scene.head[0]), scene.data)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(M, L) bool for strands x (M, L, 3) metres."""
-        from engine.metrics import points_over_face
-
         over = points_over_face(x, self.region)
         if self.data is None or not over.any():
             return over
-        from engine.strands.render import project
 
         d = self.data
         p = torch.as_tensor(x[over], dtype=torch.float32, device=d.images.device)
@@ -433,8 +435,6 @@ class SilhouetteGuard:
     @torch.no_grad()
     def __call__(self, x: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
         """(M, L) bool for strands x (M, L, 3) metres."""
-        from engine.strands.render import project
-
         d = self.data
         H, W = d.cams.height, d.cams.width
         flat = torch.as_tensor(np.asarray(x, np.float32).reshape(-1, 3), device=d.hair.device)
@@ -468,30 +468,13 @@ class SilhouetteGuard:
 # --------------------------------------------------------------------------------------------
 
 
-def fitted_scalp(head_vertices: np.ndarray):
-    """The prior's scalp (:func:`engine.prior.scalp.default_scalp`) moved onto a fitted head
-    (``head_vertices`` (V, 3) metres in the head model's topology; see
-    :func:`engine.strands.geometry.fitted_scalp_positions`)."""
-    from engine.head.model import HeadModel
-    from engine.prior.scalp import Scalp, default_scalp
-
-    base = default_scalp()
-    neutral = HeadModel().vertices
-    if len(neutral) != len(head_vertices):
-        raise InputError(f"fitted head has {len(head_vertices)} vertices, the head model "
-                         f"{len(neutral)}; re-run the cameras stage")
-    tab = base.table
-    pos = fitted_scalp_positions(tab[..., :3], neutral, head_vertices)
-    return Scalp(pos, tab[..., 3:6], tab[..., 6:9], base.mask_table, base.sdf, base.mesh)
-
-
 def build_scene(cfg: StrandsConfig, coarse_dir: Path, head_vertices: np.ndarray,
-                head_faces: np.ndarray, data=None, device: str = "cpu") -> StrandScene:
-    """Scene of the fine stage from the coarse stage folder and the fitted head; ``data``
+                head_faces: np.ndarray, scalp: Scalp, data=None, device: str = "cpu"
+                ) -> StrandScene:
+    """Scene of the fine stage from the coarse stage folder, the fitted head and its scalp
+    (the cameras stage's ``scalp.npz``, :func:`engine.head.scalp.load_scalp`); ``data``
     (:class:`engine.coarse.train.CoarseData` at the render size) enables the rendering loss."""
     import trimesh
-
-    from engine.coarse.export import load_coarse_fields
 
     query = load_coarse_fields(coarse_dir, device)
     volume = HairVolume(query, cfg.volume_resolution)
@@ -506,12 +489,10 @@ def build_scene(cfg: StrandsConfig, coarse_dir: Path, head_vertices: np.ndarray,
                          "the coarse stage found no hair")
     head_depth = None
     if data is not None:
-        from engine.strands.render import head_depth_maps
-
         head_depth = head_depth_maps(head_vertices, head_faces, data.cams, data.cams.height,
                                      data.cams.width).to(device)
         data.cams = data.cams.to(device)
-    return StrandScene(volume, torch.as_tensor(surface, device=device), fitted_scalp(head_vertices),
+    return StrandScene(volume, torch.as_tensor(surface, device=device), scalp,
                        data, head_depth, (head_vertices, head_faces))
 
 
@@ -523,10 +504,6 @@ def build_scene(cfg: StrandsConfig, coarse_dir: Path, head_vertices: np.ndarray,
 def load_prior(device: str = "cpu"):
     """The shipped strand VAE and texture diffusion model (resources/prior), on ``device``.
     Raises InputError when a weight file is missing or does not match the code."""
-    from engine.prior.diffusion import load_diffusion
-    from engine.prior.vae import load_vae
-    from engine.resources import resource
-
     return (load_vae(resource("prior", "strand_vae.safetensors"), device),
             load_diffusion(resource("prior", "texture_diffusion.safetensors"), device))
 
@@ -536,8 +513,6 @@ def strand_colours(strands: np.ndarray, data, head_depth: torch.Tensor | None) -
     """Per-strand linear RGB (N, 3) float32 in [0, 1]: the mean captured colour at 30, 50 and
     70 % along each strand over the views where that point projects into the hair mask and is not
     behind the fitted head (sRGB decoded with gamma 2.2); grey-brown where no view sees it."""
-    from engine.strands.render import project
-
     pts = torch.as_tensor(strands[:, [30 * (strands.shape[1] - 1) // 100,
                                       (strands.shape[1] - 1) // 2,
                                       70 * (strands.shape[1] - 1) // 100]], dtype=torch.float32)
@@ -579,9 +554,6 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
     """Run the optimisation and write the stage outputs; yields events when ``ctx`` is given.
     Returns the summary dict."""
     from safetensors.torch import save_file
-
-    from engine.io.export import export_groom
-    from engine.io.groom import Groom
 
     cfg = trainer.cfg
     out_dir = Path(out_dir)
@@ -647,8 +619,6 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
 
 def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
     """Stage entry point (see the module docstring)."""
-    from engine.coarse.stage import load_capture_data, load_head_mesh
-
     if cfg.render_size % 4:
         raise ConfigError(f"strands.render_size {cfg.render_size} is not a multiple of 4")
     if cfg.prior_sigma_min > cfg.prior_sigma_max:
@@ -657,8 +627,6 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
     yield ctx.progress(0, cfg.iterations + 1, "loading the coarse volume and the prior")
     if ctx.device == "cpu":  # small ops: extra threads only add synchronisation, and on a
         # 2-core machine a second thread competing with the app or the OS slows steps 3-6x
-        from engine.threads import stage_threads
-
         torch.set_num_threads(stage_threads())
     cam_dir = inputs["cameras"].path
     hv, hf = load_head_mesh(cam_dir / "head.obj")
@@ -668,7 +636,8 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
                                     inputs["orientation"].path, cam_dir / "cameras.json", hv, hf,
                                     cfg.render_size, 1.5, head_samples=16)
         data = _pad_to_multiple(data, 4)
-    scene = build_scene(cfg, inputs["coarse"].path, hv, hf, data, ctx.device)
+    scene = build_scene(cfg, inputs["coarse"].path, hv, hf, load_scalp(cam_dir / "scalp.npz"),
+                        data, ctx.device)
     vae, diffusion = load_prior(ctx.device)
     trainer = StrandTrainer(scene, vae, diffusion, cfg, ctx.device)
     yield ctx.log(f"strands: {len(scene.surface)} hair-surface samples, "
@@ -681,8 +650,6 @@ def run_strands(cfg: StrandsConfig, inputs, ctx) -> Iterator:
 def _pad_to_multiple(data, m: int):
     """Crop CoarseData images so height and width are multiples of ``m`` (the renderer's
     U-Net halves the resolution twice)."""
-    from engine.coarse.render import CameraSet
-
     H, W = data.cams.height, data.cams.width
     H2, W2 = H - H % m, W - W % m
     if (H2, W2) == (H, W):
@@ -713,9 +680,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     """Content hashes (sha256) of the shipped prior weights, part of the strands stage's cache key,
     so that new weights re-run the stage instead of reusing grooms made with the old ones.
     A missing file hashes as "missing" (the stage itself then raises InputError)."""
-    from engine.io.files import file_sha256
-    from engine.resources import resources_dir
-
     out = {}
     for name in PRIOR_FILES:
         path = resources_dir() / "prior" / name

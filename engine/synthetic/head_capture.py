@@ -28,8 +28,8 @@ import numpy as np
 
 from engine.cameras.camera import Camera
 from engine.errors import InputError
-from engine.synthetic.camera import look_at
 from engine.raster import vertex_normals
+from engine.synthetic.camera import look_at
 from engine.synthetic.render import backdrop_points
 
 __all__ = ["environment_background", "head_albedo", "rasterize", "render_mesh",

@@ -25,8 +25,8 @@ import numpy as np
 
 from engine.cameras.camera import Camera
 from engine.errors import InputError
-from engine.synthetic.head import REGION_TORSO, HeadModel, smooth_noise
 from engine.raster import rasterize_mesh, rasterize_strands, vertex_normals
+from engine.synthetic.head import REGION_TORSO, HeadModel, smooth_noise
 
 
 class ShellLike(Protocol):

@@ -198,7 +198,7 @@ def test_turn_capture(tmp_path):
 @pytest.mark.skipif(not (SHARED / "grooms" / "sintel_lite_guides.npz").is_file(),
                     reason="shared Sintel Lite guides absent")
 def test_sintel_groom_sits_on_the_ict_head():
-    from engine.prior.scalp import default_scalp
+    from engine.head.scalp import default_scalp
 
     g = bc.benchmark_groom("sintel", n_strands=400, n_points=24)
     assert g.strands.shape == (400, 24, 3) and g.root_uv.shape == (400, 2)

@@ -159,7 +159,7 @@ def test_demo_scoring_against_the_sample_truth(tmp_path):
     import shutil
 
     from engine.cameras.camera import load_cameras, save_cameras
-    from engine.cli import evaluate_sample
+    from engine.sample import evaluate_sample
     from engine.io.export import export_groom, load_groom
     from engine.resources import resource
 

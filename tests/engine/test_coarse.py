@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from engine.coarse import losses as L
-from engine.synthetic.analytic_scene import make_scene, ring_cameras
 from engine.coarse.export import extract_meshes, load_coarse_fields, save_fields
 from engine.coarse.fields import CoarseFields, FieldSpec
 from engine.coarse.render import pixel_rays, ray_box, render_rays
 from engine.coarse.train import CoarseConfig, CoarseTrainer
 from engine.errors import InputError
+from engine.synthetic.analytic_scene import make_scene, ring_cameras
 
 torch.set_num_threads(1)
 
@@ -204,7 +204,7 @@ def test_masks_stay_probabilities_at_any_source_size(tmp_path, size):
     1`): area-resizing an all-hair mask to the training size gave 1 + 2e-7."""
     from engine.cameras.camera import Camera, save_cameras
     from engine.coarse.losses import mask_bce
-    from engine.coarse.stage import load_capture_data
+    from engine.coarse.data import load_capture_data
     from engine.head.model import save_obj
     from engine.preprocess import artifacts as art
     import trimesh

@@ -1,4 +1,4 @@
-"""Head model resource, differentiable evaluation, landmark fit, scalp UV and root sampling."""
+"""Head model resource, differentiable evaluation, landmark fit, the scalp on a fitted head."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 from engine.errors import InputError
 from engine.head.fit import fit_head, rodrigues
 from engine.head.model import RESOURCE, load_head_model
-from engine.head.scalp import ScalpMesh, area_distortion
+from engine.head.scalp import (default_scalp, fitted_scalp, fitted_scalp_positions, load_scalp,
+                               save_scalp)
 
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
 
@@ -90,49 +91,43 @@ def test_fit_rejects_too_few_frames():
         fit_head(m, pts, found, 512, 512)
 
 
-def test_scalp_uv_distortion_and_uniform_roots():
+def test_fitted_scalp_positions_follow_the_head_displacement():
+    rng = np.random.default_rng(0)
+    neutral = rng.normal(size=(200, 3))
+    moved = neutral + np.array([0.01, -0.02, 0.005])
+    q = neutral[:7] + 0.01 * rng.normal(size=(7, 3))
+    out = fitted_scalp_positions(q, neutral, moved)
+    assert np.allclose(out - q, [0.01, -0.02, 0.005])
+
+
+def test_the_fitted_scalp_moves_with_the_head_and_survives_save_and_load(tmp_path):
     m = load_head_model()
-    s = ScalpMesh.from_head(m.vertices, m.faces, m.scalp_faces)
-    d = area_distortion(s.vertices, s.faces, s.uv)
-    assert d["flipped"] == 0 and 0.6 < d["p05"] and d["p95"] < 1.7, d
-    assert s.uv.min() >= 0 and s.uv.max() <= 1
-    # scalp is above the brows and behind the face
-    assert s.vertices[:, 1].min() > -0.06 and s.vertices[:, 2].max() < 0.12
-    roots = s.sample_roots(20000, seed=1)
-    assert np.all(np.abs(np.linalg.norm(roots["normals"], axis=1) - 1) < 1e-4)
-    # area-uniform: the share of roots on the front half equals its area share
-    a = s.face_areas()
-    front = s.vertices[s.faces].mean(1)[:, 2] > np.median(s.vertices[:, 2])
-    share = a[front].sum() / a.sum()
-    got = np.mean(front[roots["faces"]])
-    assert abs(got - share) < 0.015
-    # normals point outwards (away from the head centre)
-    out = roots["positions"] - np.array([0, 0.03, 0])
-    assert np.mean(np.sum(out * roots["normals"], 1) > 0) > 0.97
+    base = default_scalp()
+    wider = m.vertices * np.array([1.1, 1.0, 1.0], np.float32)  # a head 10 % wider
+    scalp = fitted_scalp(wider, m.vertices)
+    uv = base.sample_uv(2000, np.random.default_rng(3))
+    before, after = base.frames(uv), scalp.frames(uv)
+    side = np.abs(before.positions[:, 0]) > 0.05  # roots on the sides move out with the head
+    grow = np.abs(after.positions[side, 0]) / np.abs(before.positions[side, 0])
+    assert 1.05 < np.median(grow) < 1.15
+    np.testing.assert_allclose(after.normals, before.normals, atol=1e-9)  # frames: the neutral's
+    save_scalp(tmp_path / "scalp.npz", scalp)
+    back = load_scalp(tmp_path / "scalp.npz")
+    np.testing.assert_array_equal(back.table, scalp.table)
+    np.testing.assert_array_equal(back.mask_table, scalp.mask_table)
+    assert np.array_equal(back.sdf.grid, base.sdf.grid)
+    with pytest.raises(InputError, match="vertices"):
+        fitted_scalp(wider[:-1], m.vertices)
 
 
-def test_uv_to_surface_roundtrip_and_frames():
-    m = load_head_model()
-    s = ScalpMesh.from_head(m.vertices, m.faces, m.scalp_faces)
-    roots = s.sample_roots(500, seed=2)
-    back = s.uv_to_surface(roots["uv"])
-    err = np.linalg.norm(back["positions"] - roots["positions"], axis=1)
-    assert np.median(err) < 1e-4 and err.max() < 2e-3
-    t, b, n = back["tangents"], back["bitangents"], back["normals"]
-    np.testing.assert_allclose(np.sum(t * n, 1), 0, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.det(np.stack([t, b, n], 1)), 1, atol=1e-4)
-    # the tangent follows +u: a small step in u moves the surface point along it
-    p2 = s.uv_to_surface(roots["uv"] + [0.005, 0])["positions"]
-    step = p2 - back["positions"]
-    ok = np.linalg.norm(step, axis=1) > 1e-5
-    cos = np.sum(step[ok] * t[ok], 1) / np.linalg.norm(step[ok], axis=1)
-    assert np.median(cos) > 0.9
-    # UVs outside the footprint snap onto the scalp
-    far = s.uv_to_surface(np.array([[0.0, 0.0], [1.0, 1.0]]))
-    assert np.all(np.isfinite(far["positions"]))
+def test_a_missing_or_foreign_scalp_file_names_the_file(tmp_path):
+    with pytest.raises(InputError, match="scalp.npz: scalp missing"):
+        load_scalp(tmp_path / "scalp.npz")
+    np.savez(tmp_path / "other.npz", vertices=np.zeros((3, 3)))
+    with pytest.raises(InputError, match="other.npz: not a scalp file"):
+        load_scalp(tmp_path / "other.npz")
 
 
-@pytest.mark.skipif(not (SHARED / "videos" / "d3.mp4").is_file(), reason="shared clips absent")
 def test_real_clip_landmark_fit_below_3px():
     cv2 = pytest.importorskip("cv2")
     mp = pytest.importorskip("mediapipe")

@@ -12,11 +12,11 @@ import pytest
 from engine.errors import InputError
 from engine.io.media import iter_frames, probe_source, read_frames
 from engine.pipeline import PipelineConfig, Project, StageFinished, run_pipeline
-from engine.registry import default_stages
 from engine.preprocess import artifacts as art
 from engine.preprocess.keyframes import Candidate, select_keyframes, sharpness
 from engine.preprocess.masks import apply_user_edit
 from engine.preprocess.orientation import angular_difference, orientation_map
+from engine.registry import default_stages
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"

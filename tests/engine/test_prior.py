@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from engine.errors import InputError
+from engine.head.scalp import HEAD_ASSET, RESOURCE_DIR, default_scalp
 from engine.prior.diffusion import (DiffusionConfig, HeadCollisionGuide, TextureDiffusion, edm_precond, edm_sigmas,
                                     edm_weight, latent_texture, uv_disc_mask, load_diffusion)
-from engine.prior.scalp import HEAD_ASSET, RESOURCE_DIR, default_scalp
 from engine.prior.synth import HairStyle, sample_style, synth_groom
 from engine.prior.vae import (StrandVAE, VAEConfig, latent_metric, load_vae, save_vae, to_head, to_local,
                               vae_loss)

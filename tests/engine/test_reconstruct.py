@@ -170,7 +170,7 @@ def test_finished_groom_is_exported_and_previewed(tmp_path, capsys, monkeypatch)
 
 def test_demo_writes_the_preview_when_a_groom_exists(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "_run", FakeRun(_groom()))
-    monkeypatch.setattr(cli, "evaluate_sample", lambda outputs: ["scored"])
+    monkeypatch.setattr("engine.sample.evaluate_sample", lambda outputs: ["scored"])
     project = tmp_path / "demo"
     assert main(["demo", "--project", str(project), "-q"]) == 0
     assert (project / "preview.png").is_file() and (project / "turntable.mp4").is_file()

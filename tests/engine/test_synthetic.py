@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from engine.errors import InputError
+from engine.raster import rasterize_mesh, rasterize_strands
 from engine.synthetic import (Camera, RenderSettings, load_cameras, look_at, orbit_rig,
                               projected_angle, render, save_cameras, turning_head_rig)
 from engine.synthetic.camera import rotation_ypr
-from engine.raster import rasterize_mesh, rasterize_strands
 
 REPO = Path(__file__).resolve().parents[2]
 ICT = REPO.parent / "shared" / "data" / "heads" / "ict_face_model_light.npz"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.synthetic.analytic_scene import make_scene
 from engine.coarse.render import pixel_rays, ray_box, render_rays
 from engine.coarse.train import CoarseConfig, CoarseTrainer
+from engine.synthetic.analytic_scene import make_scene
 
 pytestmark = pytest.mark.gpu
 
