@@ -34,6 +34,9 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
+from engine.errors import InputError
+from engine.head.model import load_head_model
+
 __all__ = ["DEFAULT_THRESHOLDS", "STRAND_THRESHOLDS", "StrandScore", "strand_points_and_tangents",
            "matched_points", "strand_level_scores", "arc_lengths", "curvatures", "shape_scores",
            "groom_scores", "fold_points", "strand_folds", "fold_share", "HeadGeometry",
@@ -496,7 +499,6 @@ class HeadGeometry:
                  seed: int = 0) -> None:
         import trimesh
 
-        from engine.errors import InputError
 
         v = np.asarray(vertices, np.float64)
         f = np.asarray(faces, np.int64)
@@ -524,9 +526,6 @@ class HeadGeometry:
         """The geometry of a mesh in the ICT Face Model's topology (the cameras stage's
         ``head.obj``, or the model's own vertices): the model's faces, landmarks and eyeball
         region. Raises InputError when the vertex count is not the model's."""
-        from engine.errors import InputError
-        from engine.head.model import load_head_model
-
         model = model or load_head_model()
         v = np.asarray(vertices, np.float64)
         if v.shape != model.vertices.shape:
@@ -562,7 +561,6 @@ class HeadGeometry:
         frontmost head surface there."""
         import cv2
 
-        from engine.errors import InputError
 
         if self.landmarks is None:
             raise InputError("head geometry: face checks need the 68 landmarks")

@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from engine.errors import Cancelled, ConfigError, InputError, ProjectBusy, ProjectError
 from engine.io.files import file_sha256, read_json, write_json_atomic
+from engine.io.media import IMAGE_SUFFIXES
 
 SCHEMA_VERSION = 1
 MANIFEST = "project.json"
@@ -615,8 +616,6 @@ class Project:
             return self._import_source(source)
 
     def _import_source(self, source: Path | str) -> Path:
-        from engine.io.media import IMAGE_SUFFIXES
-
         src = Path(source)
         if not src.exists():
             raise InputError(f"{src}: no such file or folder")

@@ -15,6 +15,8 @@ from dataclasses import InitVar, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
+from skimage.transform import EuclideanTransform, SimilarityTransform
 
 from engine.errors import InputError
 
@@ -310,7 +312,8 @@ def import_colmap(folder: Path | str) -> dict[str, Camera]:
 
 def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True
             ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity dst ~ s R src + t (Umeyama, TPAMI 1991, Eq. 40-42).
+    """Least-squares similarity dst ~ s R src + t (Umeyama, TPAMI 1991, Eq. 40-42), estimated by
+    scikit-image (``SimilarityTransform``, or ``EuclideanTransform`` with ``s = 1``).
 
     Args:
         src, dst: (N, 3) corresponding points, N >= 3 not collinear.
@@ -323,19 +326,14 @@ def umeyama(src: np.ndarray, dst: np.ndarray, with_scale: bool = True
     dst = np.asarray(dst, np.float64)
     if len(src) < 3:
         raise InputError("similarity alignment needs at least 3 cameras in common")
-    ms, md = src.mean(0), dst.mean(0)
-    xs, xd = src - ms, dst - md
-    cov = xd.T @ xs / len(src)
-    U, D, Vt = np.linalg.svd(cov)
-    S = np.eye(3)
-    if np.linalg.det(U) * np.linalg.det(Vt) < 0:
-        S[2, 2] = -1
-    R = U @ S @ Vt
-    var = (xs ** 2).sum() / len(src)
-    if var < 1e-18:
+    if ((src - src.mean(0)) ** 2).sum() / len(src) < 1e-18:
         raise InputError("similarity alignment: the cameras are all at one place")
-    s = float(np.trace(np.diag(D) @ S) / var) if with_scale else 1.0
-    return s, R, md - s * R @ ms
+    fit = (SimilarityTransform if with_scale else EuclideanTransform).from_estimate(src, dst)
+    if not fit:
+        raise InputError(f"similarity alignment: no solution ({fit})")
+    sR, t = fit.params[:3, :3], fit.params[:3, 3]
+    s = float(np.cbrt(np.linalg.det(sR))) if with_scale else 1.0
+    return s, sR / s, t.copy()
 
 
 def transform_cameras(cameras: dict[str, Camera], s: float, Rs: np.ndarray, ts: np.ndarray
@@ -355,17 +353,15 @@ def rotation_angle(R: np.ndarray) -> float:
 
 
 def rotation_mean(rotations: np.ndarray) -> np.ndarray:
-    """Chordal L2 mean of rotations (Hartley et al., "Rotation averaging", IJCV 2013, Sec. 5.3):
-    the rotation nearest (Frobenius) to the sum of the matrices.
+    """Chordal L2 mean of rotations (Hartley et al., "Rotation averaging", IJCV 2013, Sec. 5.3),
+    by scipy's ``Rotation.mean``.
 
     Args:
         rotations: (N, 3, 3) rotation matrices, N >= 1.
     Returns:
         (3, 3) float64 rotation.
     """
-    U, _, Vt = np.linalg.svd(np.asarray(rotations, np.float64).sum(0))
-    S = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    return U @ S @ Vt
+    return Rotation.from_matrix(np.asarray(rotations, np.float64)).mean().as_matrix()
 
 
 def _similarity_from_poses(src: list[Camera], dst: list[Camera], with_scale: bool

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engine.cameras.camera import Camera
+from engine.cameras.camera import Camera, import_colmap
 from engine.errors import InputError
 from engine.io.media import write_image
 
@@ -107,7 +107,6 @@ def run_sfm(images: dict[str, np.ndarray], work_dir: Path, masks: dict[str, np.n
                          "landmark poses (cameras mode 'landmarks')")
     rec = max(recs.values(), key=lambda r: r.num_reg_images())
     rec.write(str(out_dir))
-    from engine.cameras.camera import import_colmap
     cams = import_colmap(out_dir)
     info = {"registered": len(cams), "total": len(names), "points": int(rec.num_points3D()),
             "reprojection_px": float(rec.compute_mean_reprojection_error())}

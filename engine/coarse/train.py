@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from engine.coarse import losses as L
 from engine.coarse.fields import CoarseFields, FieldSpec
 from engine.coarse.render import CameraSet, pixel_rays, ray_box, render_rays
+from engine.errors import InputError
 from engine.pipeline import option
 
 
@@ -173,7 +174,6 @@ class CoarseTrainer:
         self.fg_index = torch.nonzero((fg & hit).reshape(-1))[:, 0].cpu()
         self.all_index = torch.nonzero(hit.reshape(-1))[:, 0].cpu()
         if self.all_index.numel() == 0:
-            from engine.errors import InputError
             raise InputError("coarse stage: no camera ray meets the head box; cameras or head "
                              "frame are wrong")
 

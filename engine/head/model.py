@@ -23,6 +23,7 @@ import torch
 import trimesh
 
 from engine.errors import InputError
+from engine.io.files import atomic_path
 
 RESOURCE = Path(__file__).resolve().parents[2] / "resources" / "head" / "head_model.npz"
 
@@ -124,13 +125,15 @@ def load_head_model(path: str | None = None) -> HeadModel:
 
 
 def save_obj(path: Path | str, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write a triangle mesh as Wavefront OBJ (vertices in metres, head frame, 1-based faces)."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64) + 1
-    lines = ["# Strandcap fitted head (ICT Face Model, MIT), metres, head frame (+Y up, +Z front)"]
-    lines += [f"v {a:.6f} {b:.6f} {c:.6f}" for a, b, c in v]
-    lines += [f"f {a} {b} {c}" for a, b, c in f]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """Write a triangle mesh as Wavefront OBJ with trimesh (vertices in metres, head frame, six
+    decimals, 1-based faces), atomically."""
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64),
+                           process=False)
+    text = trimesh.exchange.obj.export_obj(
+        mesh, digits=6, include_normals=False, include_color=False, include_texture=False,
+        header="Strandcap fitted head (ICT Face Model, MIT), metres, head frame (+Y up, +Z front)")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0

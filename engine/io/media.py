@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from engine.errors import InputError
+from engine.io.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -88,8 +89,6 @@ def write_image(path: Path | str, img: np.ndarray, params: list[int] | None = No
         OSError: naming ``path`` when OpenCV cannot encode or write it (missing or read-only
             folder, full disk, an unknown suffix).
     """
-    from engine.io.files import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.io.media import write_image
 from engine.preprocess.orientation import angle_to_rgb
 
 
@@ -62,7 +63,6 @@ def save_preview(folder: Path, name: str, rgb: np.ndarray) -> Path:
     out = Path(folder) / "previews"
     out.mkdir(parents=True, exist_ok=True)
     file = out / f"{name}.png"
-    from engine.io.media import write_image
 
     return write_image(file, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                        [cv2.IMWRITE_PNG_COMPRESSION, 3])

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from engine.errors import InputError
+from engine.io.files import atomic_path, write_json_atomic
 
 
 def save_checkpoint(model: nn.Module, path: Path, kind: str, extra: dict | None = None) -> None:
@@ -25,7 +26,6 @@ def save_checkpoint(model: nn.Module, path: Path, kind: str, extra: dict | None 
     """
     from safetensors.torch import save_file
 
-    from engine.io.files import atomic_path, write_json_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,8 @@ import torch
 
 from engine.head.scalp import SHARED_DATA, default_scalp
 from engine.io.groom import resample_strands
-from engine.prior.diffusion import HeadCollisionGuide, load_diffusion, texture_to_strands
+from engine.prior.diffusion import (HeadCollisionGuide, latent_texture, load_diffusion,
+                                    texture_to_strands)
 from engine.prior.synth import CURL_CLASSES, sample_style, synth_groom
 from engine.prior.vae import load_vae, to_local
 from engine.prior.viz import contact_sheet
@@ -88,8 +89,6 @@ def vae_heldout(vae, grooms_per_curl=6, strands=1000, seed=987654):
 def data_texture(vae, groom, scalp, res: int) -> np.ndarray:
     """Latent texture (C, res, res) of a procedural groom: strands encoded with z_mu, nearest
     neighbour over scalp UV (:func:`engine.prior.diffusion.latent_texture`)."""
-    from engine.prior.diffusion import latent_texture
-
     loc = to_local(groom.strands.astype(np.float64), scalp.frames(groom.uv).matrix()).astype(np.float32)
     with torch.no_grad():
         z = torch.cat([vae.encode(torch.from_numpy(loc[i:i + 4096]))[0] for i in range(0, len(loc), 4096)])

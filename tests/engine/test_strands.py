@@ -342,3 +342,75 @@ def test_dense_groom_cuts_what_the_views_saw_off_the_hair_masks():
     assert cut["trim"]["cut_bad"] > 0.5 * len(off)
     length = lambda x: np.linalg.norm(np.diff(x, axis=1), axis=-1).sum(1)
     assert np.median(length(cut["strands"])) < 0.5 * np.median(length(off))
+
+
+def test_the_strands_stage_runs_on_a_real_coarse_result(tmp_path):
+    """run_strands end to end (build_scene, load_prior with the shipped weights, the dense groom,
+    strand_colours) after the real coarse stage, on a tiny synthetic capture of the ICT head with
+    a known groom; the cameras stage's outputs (cameras, head.obj, scalp.npz) are written as the
+    real stage writes them."""
+    import dataclasses
+    import shutil
+
+    from engine.coarse.stage import STAGE as COARSE
+    from engine.head.model import load_head_mesh, load_head_model, save_obj
+    from engine.head.scalp import default_scalp, fitted_scalp, save_scalp
+    from engine.io.export import load_groom
+    from engine.pipeline import PipelineConfig, Project, Stage, StageFinished, run_pipeline
+    from engine.prior.synth import sample_style, synth_groom
+    from engine.synthetic import HeadModel, orbit_rig, render_capture
+    from engine.synthetic.render import RenderSettings
+
+    @dataclasses.dataclass(frozen=True)
+    class Nothing:
+        pass
+
+    truth = synth_groom(sample_style(np.random.default_rng(0), curl="straight"), 400,
+                        scalp=default_scalp())
+    cap = render_capture(tmp_path / "cap", orbit_rig(4, 48, 48, yaw_range_deg=(-60.0, 60.0)),
+                         HeadModel.load(), truth.strands, truth=False,
+                         settings=RenderSettings(hair_width_m=0.002))
+
+    def copy(*names):
+        def run(cfg, inputs, ctx):
+            for n in names:
+                (shutil.copytree if (cap / n).is_dir() else shutil.copy2)(cap / n, ctx.out_dir / n)
+            yield ctx.progress(1, 1)
+        return run
+
+    def cameras(cfg, inputs, ctx):
+        shutil.copy2(cap / "cameras.json", ctx.out_dir / "cameras.json")
+        model = load_head_model()  # a head 4 % wider than the neutral one the capture shows
+        save_obj(ctx.out_dir / "head.obj", model.vertices * [1.04, 1.0, 1.0], model.faces)
+        head, _ = load_head_mesh(ctx.out_dir / "head.obj")
+        save_scalp(ctx.out_dir / "scalp.npz", fitted_scalp(head, model.vertices))
+        yield ctx.progress(1, 1)
+
+    stages = [Stage("keyframes", 1, Nothing, (), copy("frames", "keyframes.json")),
+              Stage("masks", 1, Nothing, ("keyframes",), copy("hair", "bust")),
+              Stage("orientation", 1, Nothing, ("keyframes",), copy("orientation")),
+              Stage("cameras", 1, Nothing, ("keyframes",), cameras), COARSE, STAGE]
+    overrides = {"coarse": {**dict(iterations=30, rays_per_batch=96, n_samples=16,
+                                   n_importance=8, image_size=48, plane_resolutions=(8, 32),
+                                   plane_channels=4, hidden=32, mesh_resolution=48)},
+                 "strands": {"iterations": 4, "strands_per_step": 64, "render_strands": 64,
+                             "render_size": 32, "volume_resolution": 32, "surface_samples": 4000,
+                             "chamfer_points": 200, "dense_strands": 300, "preview_every": 2}}
+    project = Project.open_or_create(tmp_path / "project")
+    config = PipelineConfig(stages, preset="preview", overrides=overrides, device="cpu")
+    done = {ev.stage: ev for ev in run_pipeline(project, stages, config)
+            if isinstance(ev, StageFinished)}
+    out = done["strands"].path
+    groom = load_groom(out / "groom.npz")
+    assert 0 < len(groom.strands) <= 300 and groom.strands.shape[2] == 3
+    assert groom.colors is not None and groom.colors.shape[0] == len(groom.strands)
+    assert np.all((groom.colors >= 0) & (groom.colors <= 1))
+    # every root sits on the fitted scalp (the strands stage grew them from scalp.npz)
+    scalp = fitted_scalp(load_head_mesh(done["cameras"].path / "head.obj")[0],
+                         load_head_model().vertices)
+    roots = scalp.frames(groom.root_uv).positions
+    assert np.abs(groom.strands[:, 0] - roots).max() < 1e-4
+    neutral_roots = default_scalp().frames(groom.root_uv).positions
+    assert np.median(np.abs(groom.strands[:, 0, 0] - neutral_roots[:, 0])) > 1e-3
+    summary = done["strands"].summary
+    assert summary and (out / "strands.json").is_file()

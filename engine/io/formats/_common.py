@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from engine.errors import InputError, StrandcapError
+from engine.errors import ConfigError, InputError, StrandcapError
 
 UNIT_SCALE = {"m": 1.0, "cm": 100.0, "mm": 1000.0}
 UP_AXES = ("y", "z")
@@ -70,8 +70,6 @@ class ExportOptions:
     head_file: bool = False
 
     def __post_init__(self) -> None:
-        from engine.errors import ConfigError
-
         if self.units not in UNIT_SCALE:
             raise ConfigError(f"export units must be one of m, cm, mm, got {self.units!r}")
         if self.up not in UP_AXES:
