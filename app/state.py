@@ -14,14 +14,11 @@ StagesFactory = Callable[..., list[Stage]]
 
 
 def installed_stages(until: str | None = None) -> list[Stage]:
-    """The engine's default stage graph (``engine.registry.default_stages``), [] if it fails
-    to load (a stage module that is not there yet)."""
+    """The engine's default stage graph (``engine.registry.default_stages``), imported on first
+    use (the stage modules load torch)."""
     from engine.registry import default_stages
 
-    try:
-        return list(default_stages(until))
-    except ImportError:
-        return []
+    return list(default_stages(until))
 
 
 class AppState(QtCore.QObject):

@@ -19,15 +19,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "resources" / "sample" / "capture
 PREPROCESS = ("keyframes", "landmarks", "masks", "orientation")
 
 
-def _installed() -> list[str]:
-    from app.state import installed_stages
-    return [s.name for s in installed_stages()]
-
-
 pytestmark = [
     pytest.mark.skipif(not SAMPLE.is_file(), reason="no embedded sample capture"),
-    pytest.mark.skipif(not set(PREPROCESS) <= set(_installed()),
-                       reason="the preprocessing stages are not in this build"),
 ]
 
 
@@ -121,10 +114,8 @@ TINY = {
                 "render_strands": 64, "dense_strands": 500, "surface_samples": 2000,
                 "chamfer_points": 200, "volume_resolution": 32, "preview_every": 2},
 }
-ALL = ("keyframes", "landmarks", "masks", "orientation", "cameras", "coarse", "strands")
 
 
-@pytest.mark.skipif(not set(ALL) <= set(_installed()), reason="not every stage is in this build")
 def test_new_project_to_export_close_reopen_and_export_again(qtbot, settings, tmp_path,
                                                              monkeypatch):
     """The whole app on the real engine, no stubs: a new project from a video file (welcome

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from engine.pipeline import Project, stage_status
 from tests.app import toy_stages
@@ -186,20 +186,20 @@ def test_worker_runs_any_generator_and_delivers_in_gui_thread(qtbot):
 
 
 def test_real_default_stages_are_listed(qtbot, settings, project):
-    """The app's default graph is engine.registry.default_stages(); the page lists whatever
-    exists and says so when nothing does."""
+    """By default the page lists the engine's seven stages, in run order, by title."""
     from app.pages.reconstruct import ReconstructPage
-    from app.state import AppState, installed_stages
+    from app.state import AppState
 
     state = AppState(settings)
     state.set_project(project)
     page = ReconstructPage(state)
     qtbot.addWidget(page)
-    names = [s.name for s in installed_stages()]
-    assert page.stage_list.topLevelItemCount() == len(names)
-    if not names:
-        assert "No reconstruction stages" in page.progress_label.text()
-        assert not page.start_button.isEnabled()
+    items = [page.stage_list.topLevelItem(i) for i in range(page.stage_list.topLevelItemCount())]
+    assert [it.data(0, QtCore.Qt.ItemDataRole.UserRole) for it in items] == [
+        "keyframes", "landmarks", "masks", "orientation", "cameras", "coarse", "strands"]
+    assert [it.text(0) for it in items] == [
+        "Keyframes", "Face landmarks", "Hair and bust masks", "Orientation maps",
+        "Cameras and head", "Coarse hair volume", "Hair strands"]
 
 
 def test_template_head_until_a_fitted_one_arrives(qtbot, page):
