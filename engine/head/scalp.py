@@ -287,7 +287,6 @@ def build_head_asset(ict_path: Path = ICT_PATH, out_path: Path = HEAD_ASSET, spa
     Raises InputError when the ICT file is missing. Takes ~20 s on 2 CPU cores.
     """
     import trimesh
-    from scipy.spatial import cKDTree
 
     v, tris = _ict_mesh(ict_path)
     mesh = trimesh.Trimesh(v, tris, process=False)

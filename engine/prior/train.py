@@ -1,6 +1,6 @@
 """Train the hair prior from scratch: ``python -m engine.prior.train --config tiny|standard --out DIR``.
 
-Both models are trained on procedural grooms (:mod:`engine.prior.synth`) on the ICT placeholder
+Both models are trained on procedural grooms (:mod:`engine.prior.synth`) on the neutral ICT
 scalp; everything is seeded. Configs (:data:`CONFIGS`):
 
 * ``tiny``: a few small grooms, tiny networks, tens of steps; runs in the test suite on a CPU in
