@@ -181,7 +181,7 @@ class CapturePage(QtWidgets.QWidget):
         self.worker.item.connect(self.on_item)
         self.worker.failed.connect(self.on_failed)
         self.worker.finished.connect(self.on_finished)
-        self.worker.finished.connect(self.worker.deleteLater)  # no QThread objects pile up
+        self.worker.finished.connect(self.worker.deleteLater)  # no finished workers pile up
         self.worker.start()
         self.start_button.setText("Stop")
         self.record_button.setEnabled(True)

@@ -277,7 +277,7 @@ class ExportPage(QtWidgets.QWidget):
         self.worker.item.connect(self.on_item)
         self.worker.failed.connect(self.on_failed)
         self.worker.finished.connect(self.on_finished)
-        self.worker.finished.connect(self.worker.deleteLater)  # no QThread objects pile up
+        self.worker.finished.connect(self.worker.deleteLater)  # no finished workers pile up
         self.export_button.setEnabled(False)
         self.worker.start()
 

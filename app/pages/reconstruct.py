@@ -327,7 +327,7 @@ class ReconstructPage(QtWidgets.QWidget):
         w.cancelled.connect(self.on_cancelled)
         w.failed.connect(self.on_failed)
         w.finished.connect(self.on_thread_finished)
-        w.finished.connect(w.deleteLater)  # no QThread objects pile up
+        w.finished.connect(w.deleteLater)  # no finished workers pile up
         self._set_running(True)
         self.state.set_busy(True)
         self.progress_label.setText(f"Starting ({config.preset} preset on {config.device})…")

@@ -185,6 +185,44 @@ def test_worker_runs_any_generator_and_delivers_in_gui_thread(qtbot):
     assert all(t is gui for _, t in seen)
 
 
+def test_worker_reports_a_runtime_error_and_runs_off_the_gui_thread(qtbot):
+    """superqt treats a RuntimeError out of its generator as a deleted worker and reports
+    nothing; the JobWorker must still fail with the message and traceback, after the events
+    that came before it, and run the job on a thread other than the GUI's."""
+    from PySide6 import QtCore
+
+    from app.worker import JobWorker
+
+    threads, seen, failures = [], [], []
+
+    class Receiver(QtCore.QObject):
+        @QtCore.Slot(object)
+        def on_item(self, item):
+            seen.append(item)
+
+        @QtCore.Slot(str, str)
+        def on_failed(self, text, details):
+            failures.append((text, details))
+
+    def job(token):
+        threads.append(QtCore.QThread.currentThread())
+        yield "before"
+        raise RuntimeError("all elements of target should be between 0 and 1")
+
+    recv = Receiver()
+    worker = JobWorker(job)
+    worker.item.connect(recv.on_item)
+    worker.failed.connect(recv.on_failed)
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        worker.start()
+    assert worker.wait(2000) and not worker.isRunning()
+    assert seen == ["before"]
+    assert failures[0][0] == "RuntimeError: all elements of target should be between 0 and 1"
+    assert "Traceback" in failures[0][1]
+    assert worker.outcome == "failed"
+    assert threads and threads[0] is not QtWidgets.QApplication.instance().thread()
+
+
 def test_real_default_stages_are_listed(qtbot, settings, project):
     """By default the page lists the engine's seven stages, in run order, by title."""
     from app.pages.reconstruct import ReconstructPage
