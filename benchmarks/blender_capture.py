@@ -71,6 +71,7 @@ if str(REPO) not in sys.path:
 
 from engine.cameras.camera import Camera  # noqa: E402
 from engine.errors import InputError  # noqa: E402
+from engine.head.model import sample_mesh  # noqa: E402
 from engine.io.groom import Groom  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -80,7 +81,7 @@ KINDS = ("orbit", "turn")
 SYNTH_SEED = 3_000_000  # as benchmarks/run.py: seed = SYNTH_SEED + curl class index
 SHORT_SEED = SYNTH_SEED + 10
 SETTINGS_VERSION = 1  # bump when the scene (lights, materials, widths) changes
-GROOM_VERSION = {"sintel": 3}  # bump when a groom's construction changes (others: 1)
+GROOM_VERSION = {"sintel": 4}  # bump when a groom's construction changes (others: 1)
 
 HEAD_TO_BLENDER = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _GL_FROM_CV = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> OpenGL/Blender camera axes
@@ -220,17 +221,6 @@ def _settle_on_head(strands: np.ndarray, sdf, clearance_m: float = 0.001) -> np.
     return out
 
 
-def _sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, rng: np.random.Generator
-                 ) -> np.ndarray:
-    """``n`` points (n, 3) uniformly distributed by area on the triangle mesh."""
-    tri = vertices[faces].astype(np.float64)
-    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    fi = rng.choice(len(faces), size=n, p=area / area.sum())
-    r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
-    w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)
-    return (tri[fi] * w[:, :, None]).sum(1)
-
-
 def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
                  path: Path | str = SINTEL, reach_m: float = 0.018) -> Groom:
     """The Sintel Lite hair (Blender Foundation, CC-BY 3.0) on the ICT head, densified.
@@ -270,7 +260,7 @@ def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
     tree = cKDTree(guides[:, 0])
     roots = np.zeros((0, 3))
     while len(roots) < n_strands:
-        cand = _sample_mesh(v, f, 4 * n_strands, rng)
+        cand = sample_mesh(v, f, 4 * n_strands, rng)[0].astype(np.float64)
         roots = np.concatenate([roots, cand[tree.query(cand)[0] < reach_m]])
     roots = roots[:n_strands]
     dist, idx = tree.query(roots, k=4)

@@ -212,6 +212,7 @@ class ReviewPage(QtWidgets.QWidget):
         self._points: np.ndarray | None = None
         self._landmarks: dict[str, np.ndarray] | None = None
         self._undo: dict[str, list[np.ndarray]] = {}   # frame name -> its undo steps
+        self.warnings: list[quality.Warning_] = []
 
         self.banner = QtWidgets.QLabel()
         self.banner.setWordWrap(True)
@@ -241,6 +242,16 @@ class ReviewPage(QtWidgets.QWidget):
         self.canvas.strokeFinished.connect(self._update_undo)
         self.canvas.undoRequested.connect(self.undo_edit)
 
+        self._build_layout(self._layers_box(), self._brush_box(), self._frame_box(),
+                           self._cameras_box())
+        state.projectChanged.connect(self.refresh)
+        state.busyChanged.connect(self._update_controls)
+        state.editsChanged.connect(self.on_edits_changed)
+        state.warningsChanged.connect(self.update_checks)
+        self.refresh()
+
+    def _layers_box(self) -> QtWidgets.QGroupBox:
+        """The layer check boxes ("Show")."""
         self.layer_boxes: dict[str, QtWidgets.QCheckBox] = {}
         layers = QtWidgets.QGroupBox("Show")
         ll = QtWidgets.QGridLayout(layers)   # two columns: the side panel fits the window
@@ -252,6 +263,10 @@ class ReviewPage(QtWidgets.QWidget):
             box.toggled.connect(self.redraw)
             self.layer_boxes[key] = box
             ll.addWidget(box, i // 2, i % 2)
+        return layers
+
+    def _brush_box(self) -> QtWidgets.QGroupBox:
+        """The hair-mask brush: mode, size, undo and clear."""
         brush = QtWidgets.QGroupBox("Hair-mask brush")
         bl = QtWidgets.QVBoxLayout(brush)
         radios = QtWidgets.QGridLayout()
@@ -292,6 +307,10 @@ class ReviewPage(QtWidgets.QWidget):
         self.brush_note.setWordWrap(True)
         bl.addWidget(self.brush_note)
         self.brush_group = brush
+        return brush
+
+    def _frame_box(self) -> QtWidgets.QGroupBox:
+        """The frame's exclude box and information."""
         frame_box = QtWidgets.QGroupBox("Frame")
         fl = QtWidgets.QVBoxLayout(frame_box)
         self.exclude_box = QtWidgets.QCheckBox("Exclude this frame")
@@ -300,6 +319,10 @@ class ReviewPage(QtWidgets.QWidget):
         self.frame_info.setWordWrap(True)
         fl.addWidget(self.exclude_box)
         fl.addWidget(self.frame_info)
+        return frame_box
+
+    def _cameras_box(self) -> QtWidgets.QGroupBox:
+        """The cameras mode and the import path."""
         self.cameras_box = QtWidgets.QGroupBox("Cameras")
         cb = QtWidgets.QFormLayout(self.cameras_box)
         self.cameras_mode = QtWidgets.QComboBox()
@@ -323,8 +346,13 @@ class ReviewPage(QtWidgets.QWidget):
         cb.addRow("Mode", self.cameras_mode)
         self.import_label = QtWidgets.QLabel("Import")
         cb.addRow(self.import_label, path_row)
+        return self.cameras_box
+
+    def _build_layout(self, *side_boxes: QtWidgets.QGroupBox) -> None:
+        """The page: banner, preset and run button on top, the checks line, the canvas with
+        the side panel (``side_boxes``, scrolled), the frame strip at the bottom."""
         side = QtWidgets.QVBoxLayout()
-        for w in (layers, brush, frame_box, self.cameras_box):
+        for w in side_boxes:
             side.addWidget(w)
         side.addStretch(1)
         side_w = QtWidgets.QWidget()
@@ -350,15 +378,9 @@ class ReviewPage(QtWidgets.QWidget):
         self.checks.setWordWrap(True)
         self.checks.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.checks.setVisible(False)
-        self.warnings: list[quality.Warning_] = []
         layout.addWidget(self.checks)
         layout.addLayout(middle, 1)
         layout.addWidget(self.strip)
-        state.projectChanged.connect(self.refresh)
-        state.busyChanged.connect(self._update_controls)
-        state.editsChanged.connect(self.on_edits_changed)
-        state.warningsChanged.connect(self.update_checks)
-        self.refresh()
 
     # -- loading ---------------------------------------------------------------------------
     @QtCore.Slot()

@@ -226,8 +226,8 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
         ctx.check()
 
     common = dict(names=names, iterations=cfg.iterations, w_identity=cfg.w_identity,
-                  w_expression=cfg.w_expression, min_frames=cfg.min_frames)
-    fit = fit_head(model, pts, found, W, H, focal=cfg.focal_px, progress=prog, **common)
+                  w_expression=cfg.w_expression, min_frames=cfg.min_frames, progress=prog)
+    fit = fit_head(model, pts, found, W, H, focal=cfg.focal_px, **common)
     yield ctx.loss(cfg.iterations, {"landmark_median_px": fit.summary()["median_px"]})
     info: dict = {"landmark_fit": {k: v for k, v in fit.summary().items()
                                    if k != "per_frame_median_px"}}
@@ -242,8 +242,39 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
                       f"{ev['yaw_range_deg']:.0f} deg)")
     info["mode"] = mode
     yield ctx.progress(1, 4, f"cameras: {mode}")
-    head_cams = _cams_from_fit(fit, names)
-    known = None
+    known = yield from _known_cameras(cfg, mode, meta, names, images, pts, found, person, info,
+                                      ctx)
+    mode = info["mode"]  # "landmarks" after a failed structure from motion in auto mode
+    if known is not None:
+        fit, cams = yield from _head_frame_cameras(cfg, mode, model, fit, known, names, pts,
+                                                   found, W, H, common, info, ctx)
+    else:
+        cams = _cams_from_fit(fit, names)
+    info["head_fit"] = fit.summary()
+    az = view_azimuths(cams)
+    az_min, az_max = min(az.values()), max(az.values())
+    back_seen = any(abs(a) > BACK_AZIMUTH_DEG for a in az.values())
+    info["view_azimuth_deg"] = az
+    if not back_seen:
+        yield ctx.log(f"the back of the head was not seen: the {len(cams)} views lie "
+                      f"{az_min:+.0f} to {az_max:+.0f} deg around the head (0 = the face, "
+                      f"+-180 = the back); the back and crown will be inferred from the sides")
+    yield ctx.progress(2, 4, "writing cameras, head and scalp")
+    yield from _write_outputs(ctx, model, fit, cams, mode, names, images, pts, info)
+    yield ctx.progress(4, 4, "done")
+    return {"mode": mode, "cameras": len(cams), "median_px": fit.summary()["median_px"],
+            "focal_px": fit.focal, "azimuth_min_deg": az_min, "azimuth_max_deg": az_max,
+            "back_seen": back_seen}
+
+
+def _known_cameras(cfg: CamerasConfig, mode: str, meta, names, images, pts, found, person,
+                   info: dict, ctx) -> Iterator:
+    """The cameras the capture itself gives, by mode: imported (COLMAP, transforms.json; matched
+    to the keyframes) or from structure from motion (orbit, turn); a generator that returns
+    {name: Camera} (any frame and scale) or None (landmark poses only). In auto mode a failed
+    structure from motion falls back to landmark poses (``info["mode"]`` becomes "landmarks").
+    Raises InputError for a missing or mismatched import, or too few registered views."""
+    W, H = int(meta["width"]), int(meta["height"])
     if mode in ("colmap", "transforms"):
         if not cfg.import_path:
             raise InputError(f"cameras mode {mode} needs import_path (a COLMAP model folder or "
@@ -255,77 +286,77 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
         if sizes != {(W, H)}:
             raise InputError(f"{p}: camera image size {sorted(sizes)} differs from the keyframes "
                              f"({W}x{H}); import cameras made for these frames")
-    elif mode in ("orbit", "turn"):
-        masks = None
-        if mode == "turn":
-            hull = landmark_hull_masks({n: pts[i] for i, n in enumerate(names) if found[i]},
-                                       (H, W), grow=0.8)
-            masks = {n: np.maximum(hull.get(n, 0), person.get(n, 0)) for n in names}
-        try:
-            sfm, sinfo = run_sfm(images, ctx.out_dir / "sfm", masks=masks, focal=cfg.focal_px,
-                                 max_features=cfg.sfm_features, num_threads=cfg.threads,
-                                 refine_focal=cfg.focal_px is None)
-            info["sfm"] = sinfo
-            if sinfo["registered"] < cfg.min_registered * len(names):
-                raise InputError(f"structure from motion registered only {sinfo['registered']} of "
-                                 f"{len(names)} keyframes; capture more slowly with more overlap "
-                                 "and texture, or use cameras mode 'landmarks'")
-            known = sfm
-        except InputError as exc:
-            if cfg.mode != "auto":
-                raise
-            yield ctx.log(f"{exc}; falling back to landmark poses", "warning")
-            info["mode"] = mode = "landmarks"
-    if known is not None:
-        # head frame: similarity from the known cameras to the landmark poses, then the head
-        # model fitted once more to all views with the known cameras held rigid (metric scale)
-        use = np.array([bool(found[i]) and n in known for i, n in enumerate(names)])
-        Rr = np.stack([known[n].R if n in known else np.eye(3) for n in names])
-        tr = np.stack([known[n].t if n in known else np.zeros(3) for n in names])
-        f_known = float(np.median([0.5 * (c.fx + c.fy) for c in known.values()]))
-        # initial similarity: per-frame PnP of the fitted head at the known focal length,
-        # rotation from the camera orientations (centres alone leave the pitch free when the
-        # cameras lie on one horizontal arc, and the rig fit below keeps that tilt)
-        pnp_cams = _pnp_cameras(model, fit, pts, use, names, f_known)
-        if len(pnp_cams) < 3:
-            raise InputError("fewer than 3 keyframes have both known cameras and landmarks; "
-                             "check that the imported frame names match the keyframes")
-        _, s1, R1, t1 = align_cameras(known, pnp_cams, orientations=True)
-        # metric imports keep their scale (rig similarity fixed at 1: the head fit adapts);
-        # SfM and imports of unknown scale get theirs from the head model
-        metric = mode in ("colmap", "transforms") and cfg.import_scale == "metric"
-        if metric and not 0.7 < 1 / s1 < 1.4:
-            yield ctx.log(f"the imported cameras look {1 / s1:.2f}x the size the head model "
-                          "suggests; if they are not in metres, set cameras.import_scale "
-                          "unknown", "warning")
-        fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
-                       rig_init=(1.0 if metric else 1 / s1, R1.T, -(R1.T @ t1) / s1),
-                       rig_scale=not metric, progress=prog, **common)
-        scale = 1.0 if metric else 1.0 / s1
-        info["import_scale"] = cfg.import_scale if mode in ("colmap", "transforms") else "sfm"
-        cams = {n: replace(known[n], R=fit.R[i], t=fit.t[i])
-                for i, n in enumerate(names) if use[i]}
-        info["head_from_known_scale"] = scale
-        # every other known view (the back of the head: no face, no landmarks) gets its known
-        # camera carried into the head frame by the same similarity the fit found
-        others = {n: known[n] for n in names if n in known and n not in cams}
-        if others:
-            _, s2, R2, t2 = align_cameras({n: known[n] for n in cams}, cams, robust=False,
-                                          orientations=True)
-            cams.update(transform_cameras(others, s2, R2, t2))
-        info["views_without_landmarks"] = sorted(others)
-    else:
-        cams = head_cams
-    info["head_fit"] = fit.summary()
-    az = view_azimuths(cams)
-    az_min, az_max = min(az.values()), max(az.values())
-    back_seen = any(abs(a) > BACK_AZIMUTH_DEG for a in az.values())
-    info["view_azimuth_deg"] = az
-    if not back_seen:
-        yield ctx.log(f"the back of the head was not seen: the {len(cams)} views lie "
-                      f"{az_min:+.0f} to {az_max:+.0f} deg around the head (0 = the face, "
-                      f"+-180 = the back); the back and crown will be inferred from the sides")
-    yield ctx.progress(2, 4, "writing cameras, head and scalp")
+        return known
+    if mode not in ("orbit", "turn"):
+        return None
+    masks = None
+    if mode == "turn":
+        hull = landmark_hull_masks({n: pts[i] for i, n in enumerate(names) if found[i]},
+                                   (H, W), grow=0.8)
+        masks = {n: np.maximum(hull.get(n, 0), person.get(n, 0)) for n in names}
+    try:
+        sfm, sinfo = run_sfm(images, ctx.out_dir / "sfm", masks=masks, focal=cfg.focal_px,
+                             max_features=cfg.sfm_features, num_threads=cfg.threads,
+                             refine_focal=cfg.focal_px is None)
+        info["sfm"] = sinfo
+        if sinfo["registered"] < cfg.min_registered * len(names):
+            raise InputError(f"structure from motion registered only {sinfo['registered']} of "
+                             f"{len(names)} keyframes; capture more slowly with more overlap "
+                             "and texture, or use cameras mode 'landmarks'")
+        return sfm
+    except InputError as exc:
+        if cfg.mode != "auto":
+            raise
+        yield ctx.log(f"{exc}; falling back to landmark poses", "warning")
+        info["mode"] = "landmarks"
+        return None
+
+
+def _head_frame_cameras(cfg: CamerasConfig, mode: str, model, fit, known: dict, names, pts,
+                        found, W: int, H: int, common: dict, info: dict, ctx) -> Iterator:
+    """Known cameras brought into the head frame: a similarity from the known cameras to the
+    landmark poses, then the head model fitted once more to all views with the known cameras
+    held rigid (metric imports keep their scale and the head fit adapts; structure from motion
+    and imports of unknown scale get theirs from the head model); every known view without
+    landmarks (the back of the head) is carried over by the same similarity. A generator that
+    returns (the new fit, {name: Camera} head frame, metres). Raises InputError when fewer than
+    3 keyframes have both a known camera and landmarks."""
+    use = np.array([bool(found[i]) and n in known for i, n in enumerate(names)])
+    Rr = np.stack([known[n].R if n in known else np.eye(3) for n in names])
+    tr = np.stack([known[n].t if n in known else np.zeros(3) for n in names])
+    f_known = float(np.median([0.5 * (c.fx + c.fy) for c in known.values()]))
+    # initial similarity: per-frame PnP of the fitted head at the known focal length, rotation
+    # from the camera orientations (centres alone leave the pitch free when the cameras lie on
+    # one horizontal arc, and the rig fit below keeps that tilt)
+    pnp_cams = _pnp_cameras(model, fit, pts, use, names, f_known)
+    if len(pnp_cams) < 3:
+        raise InputError("fewer than 3 keyframes have both known cameras and landmarks; "
+                         "check that the imported frame names match the keyframes")
+    _, s1, R1, t1 = align_cameras(known, pnp_cams, orientations=True)
+    metric = mode in ("colmap", "transforms") and cfg.import_scale == "metric"
+    if metric and not 0.7 < 1 / s1 < 1.4:
+        yield ctx.log(f"the imported cameras look {1 / s1:.2f}x the size the head model "
+                      "suggests; if they are not in metres, set cameras.import_scale "
+                      "unknown", "warning")
+    fit = fit_head(model, pts, use, W, H, focal=f_known, rig=(Rr, tr),
+                   rig_init=(1.0 if metric else 1 / s1, R1.T, -(R1.T @ t1) / s1),
+                   rig_scale=not metric, **common)
+    info["import_scale"] = cfg.import_scale if mode in ("colmap", "transforms") else "sfm"
+    cams = {n: replace(known[n], R=fit.R[i], t=fit.t[i]) for i, n in enumerate(names) if use[i]}
+    info["head_from_known_scale"] = 1.0 if metric else 1.0 / s1
+    others = {n: known[n] for n in names if n in known and n not in cams}
+    if others:
+        _, s2, R2, t2 = align_cameras({n: known[n] for n in cams}, cams, robust=False,
+                                      orientations=True)
+        cams.update(transform_cameras(others, s2, R2, t2))
+    info["views_without_landmarks"] = sorted(others)
+    return fit, cams
+
+
+def _write_outputs(ctx, model, fit, cams: dict, mode: str, names, images, pts,
+                   info: dict) -> Iterator:
+    """Write the stage's files (module docstring: cameras.json, head.obj, scalp.npz,
+    head_fit.npz, fit.json, previews/); yields the middle view's overlay preview."""
     save_cameras(ctx.out_dir / "cameras.json", cams, {"mode": mode, "frame": "head, metres"})
     neutral = model.vertices_np(fit.identity)
     save_obj(ctx.out_dir / "head.obj", neutral, model.faces)
@@ -344,10 +375,6 @@ def run_cameras(cfg: CamerasConfig, inputs, ctx) -> Iterator:
         write_image(prev / f"{n}.png", img[:, :, ::-1])
         if i == len(names) // 2:
             yield ctx.preview("image", img, f"head fit {n}")
-    yield ctx.progress(4, 4, "done")
-    return {"mode": mode, "cameras": len(cams), "median_px": fit.summary()["median_px"],
-            "focal_px": fit.focal, "azimuth_min_deg": az_min, "azimuth_max_deg": az_max,
-            "back_seen": back_seen}
 
 
 def _fingerprint(project, cfg: CamerasConfig):

@@ -143,22 +143,15 @@ def fit_head(model: HeadModel, landmarks: np.ndarray, found: np.ndarray, width: 
         torch.set_num_threads(threads)
 
 
-def _fit_head(model, landmarks, found, width, height, names, focal, principal, n_identity,
-              iterations, w_identity, w_expression, fit_expression, min_frames, progress, rig,
-              rig_init, rig_scale=True) -> HeadFit:
-    lm = np.asarray(landmarks, np.float64)[:, :, :2]
-    K_all = lm.shape[0]
-    names = names or [f"{i:03d}" for i in range(K_all)]
-    pts = lm[:, model.mp_index]  # (K, M, 2)
-    valid = np.asarray(found, bool) & np.all(np.isfinite(pts), axis=(1, 2))
-    if valid.sum() < min_frames:
-        raise InputError(f"only {int(valid.sum())} of {K_all} keyframes have face landmarks "
-                         f"(need {min_frames}); film the face larger and better lit, or add frames")
-    cx, cy = principal if principal is not None else ((width - 1) / 2.0, (height - 1) / 2.0)
-    obj = model.vertices[model.mp_vertex].astype(np.float64)
-    idx = np.nonzero(valid)[0]
-
-    # focal: the field of view whose per-frame PnP explains the landmarks best
+def _initial_poses(obj: np.ndarray, pts: np.ndarray, idx: np.ndarray, K_all: int, width: int,
+                   height: int, cx: float, cy: float, focal: float | None
+                   ) -> tuple[float, np.ndarray, np.ndarray]:
+    """The head fit's start: the focal length (pixels; ``focal``, or the field of view from 12
+    to 90 degrees whose per-frame PnP of the mean head explains the landmarks best, over at most
+    12 frames) and per-frame PnP poses (K_all, 3) Rodrigues vectors and translations (metres;
+    frames without landmarks or a PnP solution keep a head 0.5 m in front of the camera).
+    obj: (M, 3) model landmark positions, metres; pts: (K_all, M, 2) pixels; idx: the frames
+    with landmarks."""
     sub = idx[np.linspace(0, len(idx) - 1, min(len(idx), 12)).astype(int)]
     if focal is None:
         best = None
@@ -179,6 +172,25 @@ def _fit_head(model, landmarks, found, width, height, names, focal, principal, n
         r = solve_pnp(obj, pts[k], Kc)
         if r is not None:
             rv0[k], tv0[k] = r[0], r[1]
+    return f0, rv0, tv0
+
+
+def _fit_head(model, landmarks, found, width, height, names, focal, principal, n_identity,
+              iterations, w_identity, w_expression, fit_expression, min_frames, progress, rig,
+              rig_init, rig_scale=True) -> HeadFit:
+    lm = np.asarray(landmarks, np.float64)[:, :, :2]
+    K_all = lm.shape[0]
+    names = names or [f"{i:03d}" for i in range(K_all)]
+    pts = lm[:, model.mp_index]  # (K, M, 2)
+    valid = np.asarray(found, bool) & np.all(np.isfinite(pts), axis=(1, 2))
+    if valid.sum() < min_frames:
+        raise InputError(f"only {int(valid.sum())} of {K_all} keyframes have face landmarks "
+                         f"(need {min_frames}); film the face larger and better lit, or add frames")
+    cx, cy = principal if principal is not None else ((width - 1) / 2.0, (height - 1) / 2.0)
+    obj = model.vertices[model.mp_vertex].astype(np.float64)
+    idx = np.nonzero(valid)[0]
+
+    f0, rv0, tv0 = _initial_poses(obj, pts, idx, K_all, width, height, cx, cy, focal)
 
     dt = torch.float64
     if rig is not None:

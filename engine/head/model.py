@@ -136,26 +136,24 @@ def save_obj(path: Path | str, vertices: np.ndarray, faces: np.ndarray) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0
+def sample_mesh(vertices: np.ndarray, faces: np.ndarray, n: int,
+                seed: int | np.random.Generator = 0, face_weight: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Area-uniform points (n, 3) float32 and unit face normals (n, 3) on a triangle mesh
-    (``vertices`` (V, 3), any unit; ``faces`` (F, 3) int), from ``numpy.random.default_rng(seed)``.
+    (``vertices`` (V, 3), any unit; ``faces`` (F, 3) int), by ``trimesh.sample.sample_surface``
+    (``seed``: an int or a ``numpy.random.Generator``, which it advances).
 
-    Raises InputError when the mesh has no area."""
+    face_weight: (F,) non-negative weights that replace the face areas (e.g. the areas with some
+    faces zeroed); None: the areas. Raises InputError when the mesh (or the weighting) has no
+    area."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    cr = np.cross(b - a, c - a)
-    area = 0.5 * np.linalg.norm(cr, axis=1)
-    if not np.isfinite(area).all() or area.sum() <= 0:
-        raise InputError("the head mesh has no area")
-    rng = np.random.default_rng(seed)
-    tri = rng.choice(len(f), n, p=area / area.sum())
-    r1, r2 = rng.random(n), rng.random(n)
-    s = np.sqrt(r1)
-    p = (1 - s)[:, None] * a[tri] + (s * (1 - r2))[:, None] * b[tri] + (s * r2)[:, None] * c[tri]
-    nrm = cr[tri] / np.maximum(np.linalg.norm(cr[tri], axis=1, keepdims=True), 1e-12)
-    return p.astype(np.float32), nrm.astype(np.float32)
+    mesh = trimesh.Trimesh(v, f, process=False)
+    weight = mesh.area_faces if face_weight is None else np.asarray(face_weight, np.float64)
+    if len(f) == 0 or not np.isfinite(weight).all() or weight.sum() <= 0 or mesh.area <= 0:
+        raise InputError("the mesh to sample has no area")
+    p, tri = trimesh.sample.sample_surface(mesh, n, face_weight=weight, seed=seed)
+    return p.astype(np.float32), mesh.face_normals[tri].astype(np.float32)
 
 
 def load_head_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.head.model import sample_mesh
 from engine.synthetic.head import HeadModel
 
 SWEEP = np.array([0.0, -1.0, -0.6])
@@ -79,13 +80,7 @@ def head_sdf_grid(head: HeadModel, spacing: float = 0.003, y_min: float = -0.13,
     f = head.faces.astype(np.int64)
     head_part = head.region[f].max(1) < 3  # not the torso
     f = f[head_part]
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
-    rng = np.random.default_rng(seed)
-    tri = rng.choice(len(f), samples, p=area / area.sum())
-    r1, r2 = rng.random(samples), rng.random(samples)
-    s = np.sqrt(r1)
-    pts = (1 - s)[:, None] * a[tri] + (s * (1 - r2))[:, None] * b[tri] + (s * r2)[:, None] * c[tri]
+    pts = sample_mesh(v, f, samples, seed)[0].astype(np.float64)
     pts = np.concatenate([pts, v[np.unique(f)]])
     lo = np.array([v[:, 0].min(), y_min, v[:, 2].min()]) - 0.03
     hi = v[np.unique(f)].max(0) + 0.03
@@ -155,12 +150,7 @@ class HairShell:
         a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
         area = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
         area = area * (self.head_sdf((a + b + c) / 3.0) > min_clearance_m)
-        rng = np.random.default_rng(seed)
-        tri = rng.choice(len(f), n, p=area / area.sum())
-        r1, r2 = rng.random(n), rng.random(n)
-        s = np.sqrt(r1)
-        p = ((1 - s)[:, None] * a[tri] + (s * (1 - r2))[:, None] * b[tri]
-             + (s * r2)[:, None] * c[tri])
+        p = sample_mesh(v, f, n, seed, face_weight=area)[0].astype(np.float64)
         return p, self.direction(p)
 
     def direction(self, points: np.ndarray) -> np.ndarray:
