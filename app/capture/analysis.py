@@ -59,6 +59,17 @@ class FrameAnalysis:
     yaw_rate_deg_s: float | None
     warnings: list[str] = field(default_factory=list)
 
+    PERSON_MIN_SHARE = 0.03  # of the frame's pixels: a head seen from behind at arm's length
+
+    @property
+    def person_in_view(self) -> bool | None:
+        """Whether the person mask covers at least :attr:`PERSON_MIN_SHARE` of the frame
+        (None without segmentation). The coverage guide counts faceless frames with a person
+        as views of the back of the head."""
+        if self.person_mask is None:
+            return None
+        return bool((self.person_mask > 0.5).mean() >= self.PERSON_MIN_SHARE)
+
 
 def estimate_yaw(points: np.ndarray) -> float:
     """Head yaw in degrees from mediapipe face-mesh points.

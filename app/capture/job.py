@@ -27,7 +27,7 @@ from app.capture.sources import FrameSource
 class CaptureFrame:
     """What the Capture page shows: ``display`` RGB uint8 with overlays; ``analysis``;
     ``index`` frame number; ``fps`` measured input rate; ``recording`` path or None;
-    ``recorded_frames`` frames written so far."""
+    ``recorded_frames`` frames written so far; ``time_s`` the frame's time in seconds."""
 
     display: np.ndarray
     analysis: FrameAnalysis
@@ -35,6 +35,7 @@ class CaptureFrame:
     fps: float
     recording: str | None
     recorded_frames: int
+    time_s: float | None = None
 
 
 @dataclass
@@ -118,7 +119,7 @@ def capture_job(source: FrameSource, recorder: Recorder | None = None,
                 result = az.analyze(frame)
                 yield CaptureFrame(draw_overlay(frame.image, result), result, index,
                                    float(len(stamps)) if len(stamps) > 1 else source.fps,
-                                   str(writing) if writing else None, written)
+                                   str(writing) if writing else None, written, frame.time_s)
         finally:
             source.close()
             if analyzer is None:

@@ -21,9 +21,10 @@ from app.worker import JobWorker
 
 INSTRUCTIONS = """<b>Two ways to capture</b>
 <p><b>Turn in front of a still camera.</b> Put the camera at head height about 1 m away, in even
-light. Start recording, look at the lens, then turn your head slowly from one shoulder to the
-other and back (about 10 seconds each way), so the coverage guide fills. Keep your shoulders
-still and your hair out of your face.</p>
+light. Start recording, look at the lens, then turn slowly all the way round (on a swivel chair,
+or standing; about 30 seconds for the full turn) and back to the lens, so the coverage guide
+fills, the back included. Turning only from one shoulder to the other gives the front; the back
+of the head is then inferred. Keep your hair out of your face.</p>
 <p><b>Have someone walk around you.</b> Sit still and look ahead; the helper holds the phone or
 camera at head height and walks a slow half circle (or full circle) around you, keeping your
 whole head in frame. Avoid fast moves: the warning shows when the turn is too fast.</p>
@@ -205,12 +206,13 @@ class CapturePage(QtWidgets.QWidget):
             self.last_frame = item
             self.frames_seen += 1
             self.view.set_image(item.display)
-            self.coverage.add(item.analysis.yaw_deg)
+            self.coverage.add(item.analysis.yaw_deg, item.time_s, item.analysis.person_in_view)
             self.coverage_widget.update()
             self._update_missing()
-            self._set_warnings(item.analysis.warnings)
             a = item.analysis
-            yaw = "—" if a.yaw_deg is None else f"{a.yaw_deg:+.0f}°"
+            behind = self.coverage.behind  # turned away on purpose: no "face lost" warning
+            self._set_warnings([w for w in a.warnings if not (behind and w == WARN_FACE)])
+            yaw = ("back" if behind else "—") if a.yaw_deg is None else f"{a.yaw_deg:+.0f}°"
             self.stats_label.setText(f"yaw {yaw} · sharpness {a.sharpness:.0f} · "
                                      f"light {a.brightness:.0f} · {item.fps:.0f} fps")
             if item.recording:
@@ -313,12 +315,15 @@ class CapturePage(QtWidgets.QWidget):
 
     # -- helpers ---------------------------------------------------------------------------
     def _update_missing(self) -> None:
-        missing = self.coverage.missing_ranges()
-        if not missing:
-            self.missing_label.setText("All head-turn ranges captured.")
-        else:
-            parts = ", ".join(f"{lo:+.0f}° to {hi:+.0f}°" for lo, hi in missing)
-            self.missing_label.setText(f"Still missing: {parts}")
+        cov = self.coverage
+        if not cov.missing_ranges():
+            self.missing_label.setText("All head-turn ranges captured, the back included.")
+            return
+        text = f"Still missing: {cov.describe_missing()}."
+        if cov.fraction("back") == 0.0:
+            text += (" The back of the head has not been seen: keep turning past your shoulder "
+                     "until the camera sees the back, or it will be inferred from the sides.")
+        self.missing_label.setText(text)
 
     def _set_warnings(self, active: list[str], idle: bool = False) -> None:
         for key, lab in self.warning_labels.items():

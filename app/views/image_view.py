@@ -67,27 +67,29 @@ class ImageView(QtWidgets.QWidget):
 
 
 class CoverageWidget(QtWidgets.QWidget):
-    """A half-disc of yaw bins (left = negative yaw): covered bins green, others grey, a
-    needle at the current yaw. Reads a :class:`YawCoverage`."""
+    """A disc of yaw bins all the way round the head (the face at the top, the back at the
+    bottom, negative yaw on the left): covered bins green, started ones amber, others grey; a
+    needle at the current yaw, dashed and pointing at the back while the camera sees the back
+    of the head. Reads a :class:`YawCoverage`."""
 
     def __init__(self, coverage: YawCoverage, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.coverage = coverage
-        self.setMinimumSize(240, 170)
+        self.setMinimumSize(240, 250)
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt override
         cov = self.coverage
         p = QtGui.QPainter(self)
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
         w, h = self.width(), self.height()
-        radius = min(w / 2 - 44, h - 44)
-        cx, cy = w / 2, h - 22
+        radius = max(min(w / 2 - 44, (h - 60) / 2), 10.0)
+        cx, cy = w / 2, 20 + radius
         rect = QtCore.QRectF(cx - radius, cy - radius, 2 * radius, 2 * radius)
         covered = cov.covered()
         peak = max(int(cov.counts.max()), 1)
         for i in range(cov.bins):
             lo, hi = cov.edges[i], cov.edges[i + 1]
-            # yaw -90 is drawn on the left (Qt angle 180 deg), +90 on the right (0 deg)
+            # yaw 0 at the top (Qt angle 90 deg), +90 on the right (0 deg), +-180 at the bottom
             start = (90 - hi) * 16
             span = (hi - lo) * 16
             if covered[i]:
@@ -103,19 +105,27 @@ class CoverageWidget(QtWidgets.QWidget):
         p.setBrush(self.palette().window())
         p.setPen(QtCore.Qt.PenStyle.NoPen)
         inner = radius * 0.45
-        p.drawPie(QtCore.QRectF(cx - inner, cy - inner, 2 * inner, 2 * inner), 0, 180 * 16)
-        if cov.current is not None and math.isfinite(cov.current):
-            a = math.radians(90 - max(-90.0, min(90.0, cov.current)))
-            p.setPen(QtGui.QPen(QtGui.QColor("#ffffff"), 3))
+        p.drawEllipse(QtCore.QPointF(cx, cy), inner, inner)
+        needle = cov.current if cov.current is not None and math.isfinite(cov.current) else None
+        if needle is not None or cov.behind:
+            a = math.radians(90 - (180.0 if needle is None else needle))
+            pen = QtGui.QPen(QtGui.QColor("#ffffff"), 3)
+            if needle is None:
+                pen.setStyle(QtCore.Qt.PenStyle.DashLine)
+            p.setPen(pen)
             p.drawLine(QtCore.QPointF(cx, cy),
                        QtCore.QPointF(cx + radius * math.cos(a), cy - radius * math.sin(a)))
         p.setPen(self.palette().windowText().color())
-        p.drawText(QtCore.QRectF(0, h - 18, w, 18), QtCore.Qt.AlignmentFlag.AlignCenter,
-                   f"head turn covered: {100 * cov.fraction():.0f}%")
-        p.drawText(QtCore.QRectF(cx - radius - 40, cy - 16, 40, 16),
-                   QtCore.Qt.AlignmentFlag.AlignRight, f"{-cov.limit_deg:.0f}°")
-        p.drawText(QtCore.QRectF(cx + radius + 2, cy - 16, 40, 16),
-                   QtCore.Qt.AlignmentFlag.AlignLeft, f"+{cov.limit_deg:.0f}°")
-        p.drawText(QtCore.QRectF(cx - 30, cy - radius - 18, 60, 16),
-                   QtCore.Qt.AlignmentFlag.AlignCenter, "0°")
+        centre = QtCore.Qt.AlignmentFlag.AlignCenter
+        p.drawText(QtCore.QRectF(cx - 30, cy - 8, 60, 16), centre,
+                   "back" if cov.behind else "")
+        p.drawText(QtCore.QRectF(0, h - 18, w, 18), centre,
+                   f"turn covered: {100 * cov.fraction():.0f}% (front "
+                   f"{100 * cov.fraction('front'):.0f}%, back {100 * cov.fraction('back'):.0f}%)")
+        p.drawText(QtCore.QRectF(cx - radius - 42, cy - 8, 40, 16),
+                   QtCore.Qt.AlignmentFlag.AlignRight, "-90°")
+        p.drawText(QtCore.QRectF(cx + radius + 2, cy - 8, 40, 16),
+                   QtCore.Qt.AlignmentFlag.AlignLeft, "+90°")
+        p.drawText(QtCore.QRectF(cx - 40, cy - radius - 18, 80, 16), centre, "0° face")
+        p.drawText(QtCore.QRectF(cx - 40, cy + radius + 2, 80, 16), centre, "180° back")
         p.end()

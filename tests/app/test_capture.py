@@ -65,8 +65,11 @@ def test_video_file_as_camera_fills_coverage(qtbot, capture, tmp_path):
     run_source(qtbot, capture, TurningSource(video, yaws))
     assert capture.frames_seen == 24
     assert capture.coverage.counts.sum() == 24
-    assert capture.coverage.fraction() == 1.0
-    assert capture.missing_label.text() == "All head-turn ranges captured."
+    assert capture.coverage.fraction("front") == 1.0
+    assert capture.coverage.fraction("back") == 0.0 and capture.coverage.fraction() == 0.5
+    # a turn from shoulder to shoulder leaves the back: the guide says so before the user stops
+    assert capture.missing_label.text().startswith("Still missing: +90° to -90° over the back.")
+    assert "back of the head has not been seen" in capture.missing_label.text()
     frame = capture.last_frame
     assert frame.display.shape == (192, 192, 3)
     assert frame.analysis.person_mask is not None and frame.analysis.person_mask.shape == (192, 192)
@@ -82,18 +85,64 @@ def test_half_turn_leaves_the_other_side_missing(qtbot, capture, tmp_path):
     video = make_video(tmp_path / "half.mp4", frames=12, size=128)
     capture.coverage.min_frames = 1
     run_source(qtbot, capture, TurningSource(video, np.linspace(-89, -1, 12)), segment=False)
-    assert capture.coverage.missing_ranges() == [(0.0, 90.0)]
-    assert "+0° to +90°" in capture.missing_label.text()
+    assert capture.coverage.missing_ranges() == [(0.0, 270.0)]  # 0 -> +180 -> -90
+    assert "+0° to -90° over the back" in capture.missing_label.text()
 
 
 def test_coverage_model_bins():
-    cov = YawCoverage(bin_deg=30, limit_deg=90, min_frames=2)
-    assert cov.bins == 6
-    for y in (-80, -75, 10, 12, 100, 100):  # beyond the limit falls into the last bin
+    cov = YawCoverage(bin_deg=30, min_frames=2)
+    assert cov.bins == 12
+    for y in (-80, -75, 10, 12, 100, 100, 190):  # 190 wraps to -170
         cov.add(y)
     cov.add(None)
-    assert cov.covered().tolist() == [True, False, False, True, False, True]
-    assert cov.missing_ranges() == [(-60.0, 0.0), (30.0, 60.0)]
+    centres = (cov.edges[:-1] + cov.edges[1:]) / 2
+    assert centres[cov.covered()].tolist() == [-75.0, 15.0, 105.0]
+    assert cov.missing_ranges() == [(-60.0, 0.0), (30.0, 90.0), (120.0, 270.0)]
+    assert cov.describe_missing() == ("-60° to +0°, +30° to +90°, +120° to -90° over the back")
+
+
+def _turn(cov, yaws, t0=0.0, fps=10.0, person=True):
+    """Feed ``yaws`` (None: no face) at ``fps``; returns the time after the last frame."""
+    for i, y in enumerate(yaws):
+        cov.add(y, t0 + i / fps, person)
+    return t0 + len(yaws) / fps
+
+
+def test_coverage_counts_the_back_of_a_full_turn():
+    """Face lost turned to +80, found again at -80: the head went round the back, and the
+    faceless frames fill the back bins evenly."""
+    cov = YawCoverage(bin_deg=15, min_frames=2)
+    t = _turn(cov, np.linspace(0, 80, 20))
+    t = _turn(cov, [None] * 36, t)
+    assert cov.behind and cov.fraction("back") == 0.0  # pending until the face returns
+    _turn(cov, np.linspace(-80, 0, 20), t)
+    assert not cov.behind
+    assert cov.fraction("back") == 1.0 and cov.fraction() == 1.0
+    assert cov.missing_ranges() == [] and cov.describe_missing() == ""
+    back = np.abs((cov.edges[:-1] + cov.edges[1:]) / 2) > 90
+    assert cov.counts[back].min() >= 2 and cov.counts[back].max() - cov.counts[back].min() <= 1
+
+
+def test_coverage_turn_into_the_back_and_return():
+    """Face lost at +80 turning at 40 deg/s, back on the same side after 1 s: the head went
+    about 20 deg further (half the faceless time at the last rate), not round the back."""
+    cov = YawCoverage(bin_deg=15, min_frames=1)
+    t = _turn(cov, np.linspace(0, 80, 21), fps=10.0)  # 4 deg per 0.1 s = 40 deg/s
+    t = _turn(cov, [None] * 10, t)
+    _turn(cov, np.linspace(80, 0, 21), t)
+    centres = (cov.edges[:-1] + cov.edges[1:]) / 2
+    assert centres[cov.covered() & (centres > 90)].tolist() == [97.5]
+    assert cov.fraction("back") == 1 / 12
+
+
+def test_coverage_ignores_faceless_frames_facing_the_camera_or_without_a_person():
+    cov = YawCoverage(bin_deg=15, min_frames=1)
+    t = _turn(cov, [0.0, 5.0, 10.0])
+    t = _turn(cov, [None] * 20, t)          # a hand over the face while facing the camera
+    t = _turn(cov, [-70.0, -80.0], t)
+    t = _turn(cov, [None] * 20, t, person=False)  # turned away, but nobody in the frame
+    _turn(cov, [80.0], t)
+    assert cov.counts.sum() == 6 and cov.fraction("back") == 0.0
 
 
 @pytest.mark.skipif(not PORTRAIT.is_file(), reason="needs ../shared/data/portraits/astronaut.png")

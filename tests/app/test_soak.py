@@ -109,7 +109,8 @@ def test_image_views_brush_and_coverage_repaints_keep_none_refcount(qtbot):
         qtbot.waitExposed(w)
 
     def turn(i: int) -> None:
-        cov.add(float(-90 + (i * 7) % 180))
+        yaw = float(-180 + (i * 7) % 360)
+        cov.add(None if abs(yaw) > 90 else yaw, 0.1 * i)  # past 90: the back (dashed needle)
         canvas._hover = QtCore.QPointF(20 + i % 200, 30 + i % 150)
 
     drift = soak(widgets, 500, turn)
