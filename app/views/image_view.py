@@ -75,7 +75,7 @@ class CoverageWidget(QtWidgets.QWidget):
     def __init__(self, coverage: YawCoverage, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.coverage = coverage
-        self.setMinimumSize(240, 250)
+        self.setMinimumSize(230, 235)
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt override
         cov = self.coverage
