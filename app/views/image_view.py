@@ -120,8 +120,8 @@ class CoverageWidget(QtWidgets.QWidget):
         p.drawText(QtCore.QRectF(cx - 30, cy - 8, 60, 16), centre,
                    "back" if cov.behind else "")
         p.drawText(QtCore.QRectF(0, h - 18, w, 18), centre,
-                   f"turn covered: {100 * cov.fraction():.0f}% (front "
-                   f"{100 * cov.fraction('front'):.0f}%, back {100 * cov.fraction('back'):.0f}%)")
+                   f"covered {100 * cov.fraction():.0f}% · front "
+                   f"{100 * cov.fraction('front'):.0f}% · back {100 * cov.fraction('back'):.0f}%")
         p.drawText(QtCore.QRectF(cx - radius - 42, cy - 8, 40, 16),
                    QtCore.Qt.AlignmentFlag.AlignRight, "-90°")
         p.drawText(QtCore.QRectF(cx + radius + 2, cy - 8, 40, 16),
