@@ -76,7 +76,7 @@ from engine.io.groom import Groom  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 SINTEL = SHARED / "grooms" / "sintel_lite_guides.npz"
-GROOMS = ("straight", "wavy", "curly", "short", "sintel")
+GROOMS = ("straight", "wavy", "curly", "short", "sintel", "bald")
 KINDS = ("orbit", "turn")
 SYNTH_SEED = 3_000_000  # as benchmarks/run.py: seed = SYNTH_SEED + curl class index
 SHORT_SEED = SYNTH_SEED + 10
@@ -274,6 +274,20 @@ def sintel_groom(n_strands: int = 6000, n_points: int = 48, seed: int = 0,
     return Groom(kids, root_uv=_scalp_uv(kids[:, 0]).astype(np.float32))
 
 
+def bald_groom() -> Groom:
+    """No hair: one 2 mm strand 1 cm inside the crown, which no camera sees (a groom holds at
+    least one strand). The case a reconstruction must not invent a groom for."""
+    from engine.head.scalp import default_scalp
+
+    top = np.array([0.0, 0.12, -0.01])  # head frame, near the crown
+    sdf = default_scalp().sdf
+    y = top.copy()
+    while float(np.asarray(sdf(y[None]))[0]) > -0.01 and y[1] > 0.0:  # down to 1 cm inside
+        y[1] -= 0.001
+    strand = np.stack([y, y + np.array([0.0, 0.002, 0.0])])[None].astype(np.float32)
+    return Groom(strand, root_uv=np.zeros((1, 2), np.float32))
+
+
 def benchmark_groom(name: str, n_strands: int | None = None, n_points: int | None = None
                     ) -> Groom:
     """A benchmark groom by name, strands in head-frame metres on the neutral ICT head.
@@ -282,7 +296,8 @@ def benchmark_groom(name: str, n_strands: int | None = None, n_points: int | Non
     ``sample_style(3_000_000 + curl index, curl, length="medium", parting="none", fringe=False)``
     (the styles of benchmarks/run.py's synthetic cases); ``short``: ``sample_style(3_000_010,
     "straight", length="short", ...)``; ``sintel``: :func:`sintel_groom` (a CG groom fitted onto
-    the ICT scalp). Defaults: 10,000 strands of 100 points (sintel: 6,000 of 48).
+    the ICT scalp); ``bald``: :func:`bald_groom`. Defaults: 10,000 strands of 100 points
+    (sintel: 6,000 of 48).
 
     Returns:
         :class:`Groom` with strands (N, L, 3) float32 metres, head frame, root first, and root_uv.
@@ -291,6 +306,8 @@ def benchmark_groom(name: str, n_strands: int | None = None, n_points: int | Non
     """
     if name == "sintel":
         return sintel_groom(n_strands or 6000, n_points or 48)
+    if name == "bald":
+        return bald_groom()
     if name not in GROOMS:
         raise InputError(f"unknown benchmark groom {name!r} (expected one of {', '.join(GROOMS)})")
     from engine.prior.synth import synth_groom

@@ -19,12 +19,14 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from engine.coarse.data import load_capture_data
+from engine.coarse.data import hair_presence, load_capture_data
 from engine.coarse.export import (extract_meshes, normalise_mesh_for_preview, preview_image,
                                   render_maps, save_fields, save_meshes)
 from engine.coarse.render import CameraSet
 from engine.coarse.train import CoarseConfig, CoarseData, CoarseTrainer
+from engine.errors import InputError
 from engine.head.model import load_head_mesh
+from engine.head.scalp import load_scalp
 from engine.io.files import write_json_atomic
 from engine.io.media import write_image
 from engine.pipeline import Stage
@@ -34,11 +36,12 @@ PREVIEW_SIZE = 96  # pixels of the live preview renders (longer side)
 
 
 def train_and_export(data: CoarseData, names: list[str], cfg: CoarseConfig, device: str,
-                     out_dir: Path, ctx=None) -> Iterator:
+                     out_dir: Path, ctx=None, extra: dict | None = None) -> Iterator:
     """Fit the fields and write every output into ``out_dir``; a generator of stage events when
     ``ctx`` is a :class:`~engine.pipeline.StageContext` (nothing is yielded without one).
 
-    Returns (as the generator's value) the summary dict stored in ``done.json``.
+    Returns (as the generator's value) the summary dict stored in ``done.json``, with ``extra``
+    (e.g. the scalp's hair share) added.
     """
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
@@ -98,7 +101,7 @@ def train_and_export(data: CoarseData, names: list[str], cfg: CoarseConfig, devi
                "hair_mesh_vertices": int(len(meshes["hair"][0])),
                "bust_mesh_vertices": int(len(meshes["bust"][0])),
                "box_centre_m": [float(c) for c in centre], "box_half_size_m": data.scale,
-               "image_size": [int(data.cams.width), int(data.cams.height)]}
+               "image_size": [int(data.cams.width), int(data.cams.height)], **(extra or {})}
     write_json_atomic(out_dir / "coarse.json", {**summary, "frames": names})
     return summary
 
@@ -113,13 +116,48 @@ def run_coarse(cfg: CoarseConfig, inputs, ctx) -> Iterator:
                                     cfg.image_size, cfg.box_margin)
     yield ctx.log(f"coarse: {len(names)} views at {data.cams.width}x{data.cams.height}, box "
                   f"half-size {data.scale * 100:.1f} cm, device {ctx.device}")
+    presence = yield from _check_hair_present(cfg, data, hv, hf, cam_dir, ctx)
     if ctx.device == "cpu":  # a count fixed by the machine, not its load (engine/threads.py)
 
         threads = stage_threads()
         torch.set_num_threads(threads)
         yield ctx.log(f"coarse: {threads} CPU thread(s) for {usable_cores()} core(s)")
-    summary = yield from train_and_export(data, names, cfg, ctx.device, ctx.out_dir, ctx)
+    summary = yield from train_and_export(data, names, cfg, ctx.device, ctx.out_dir, ctx,
+                                          extra=presence)
     return summary
+
+
+def _check_hair_present(cfg: CoarseConfig, data: CoarseData, head_vertices: np.ndarray,
+                        head_faces: np.ndarray, cam_dir: Path, ctx) -> Iterator:
+    """Stop before inventing a groom for a head without hair: a generator that logs
+    :func:`engine.coarse.data.hair_presence` (the share of the visible scalp the hair masks
+    cover, and how far the hair stands off the head) and returns the two figures for the
+    stage's summary ({} with both checks off). A measure that no view could take (nan) does
+    not stop the run.
+
+    Raises:
+        InputError: the share is below ``cfg.min_scalp_hair_pct`` (a bald head) or the hair
+            stands less than ``cfg.min_hair_extent_mm`` off the head (a shaved one); names the
+            user's video and the way out.
+    """
+    if cfg.min_scalp_hair_pct <= 0 and cfg.min_hair_extent_mm <= 0:
+        return {}  # both checks off
+    found = hair_presence(data, head_vertices, head_faces, load_scalp(cam_dir / "scalp.npz"))
+    share, extent = found["share_pct"], found["extent_mm"]
+    yield ctx.log(f"coarse: the hair masks cover {share:.0f} % of the scalp the views see; the "
+                  f"hair stands {extent:.1f} mm off the head (median over the views)")
+    name = ctx.project.source_name or str(ctx.project.root)
+    fix = ("If the masks missed the hair, paint it in on the Review page, or run with --set "
+           "coarse.min_scalp_hair_pct=0 --set coarse.min_hair_extent_mm=0")
+    if share < cfg.min_scalp_hair_pct:
+        raise InputError(f"{name}: the hair masks cover only {share:.0f} % of the scalp the "
+                         f"views see (at least {cfg.min_scalp_hair_pct:.0f} % needed): the head "
+                         f"looks bald, and no groom is made for a head without hair. {fix}")
+    if extent < cfg.min_hair_extent_mm:
+        raise InputError(f"{name}: the hair stands only {extent:.1f} mm off the head in the "
+                         f"views (at least {cfg.min_hair_extent_mm:g} mm needed): the head looks "
+                         f"shaved, and no groom of strands is made for stubble. {fix}")
+    return {"scalp_hair_pct": round(share, 1), "hair_extent_mm": round(extent, 1)}
 
 
 PRESETS = {

@@ -79,6 +79,14 @@ class CoarseConfig:
     seed: int = option(0, "random seed", range=(0, 2**31 - 1))
     preview_every: int = option(250, "steps between preview events", range=(1, 1000000),
                                 affects_output=False)
+    min_scalp_hair_pct: float = option(
+        20.0, "least share of the scalp the views see that the hair masks must cover; below "
+        "it the head counts as bald or shaved and no groom is made (0: no check)", unit="%",
+        range=(0.0, 100.0), affects_output=False)
+    min_hair_extent_mm: float = option(
+        3.0, "least distance the hair must stand off the head in the views' silhouettes; "
+        "below it the head counts as shaved and no groom is made (0: no check)", unit="mm",
+        range=(0.0, 1000.0), affects_output=False)
 
 
 @dataclass

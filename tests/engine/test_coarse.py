@@ -177,7 +177,9 @@ def test_stage_runs_on_artifact_folders(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     ctx = StageContext(project, "coarse", out, CancelToken(), "cpu")
-    cfg = config_from_dict(CoarseConfig, {**TINY, "iterations": 6, "preview_every": 3})
+    # a sphere for a head has no scalp: the bald-head check is off (tested on its own below)
+    cfg = config_from_dict(CoarseConfig, {**TINY, "iterations": 6, "preview_every": 3,
+                                          "min_scalp_hair_pct": 0, "min_hair_extent_mm": 0})
     inputs = {k: Artifact(k, "x", cap, {}) for k in STAGE.inputs}
     gen = run_coarse(cfg, inputs, ctx)
     events = []
@@ -233,3 +235,90 @@ def test_masks_stay_probabilities_at_any_source_size(tmp_path, size):
     assert float(data.hair.min()) > 0.99  # all hair stays all hair
     loss = mask_bce(torch.full_like(data.hair[0].reshape(-1), 0.5), data.hair[0].reshape(-1))
     assert torch.isfinite(loss)
+
+
+def _head_capture(tmp_path, standoff_m: float | None, size: int = 96):
+    """Artifact folders of the ICT head seen by 6 ring cameras, its hair mask the scalp
+    triangles pushed ``standoff_m`` out along the normals (0: hair painted on the scalp, a
+    shaved head; None: no hair at all, a bald one)."""
+    from engine.cameras.camera import Camera, save_cameras
+    from engine.head.model import load_head_model, save_obj
+    from engine.head.scalp import fitted_scalp, save_scalp
+    from engine.preprocess import artifacts as art
+    from engine.raster import rasterize_mesh, vertex_normals
+
+    model = load_head_model()
+    hv = model.vertices.astype(np.float64)
+    hair_v = hv + (standoff_m or 0.0) * vertex_normals(hv, model.faces)
+    hair_f = model.faces[model.scalp_faces]
+    cams = ring_cameras(6, size, distance=0.6)
+    cap = tmp_path / "cap"
+    frames, cam_dict = [], {}
+    for v in range(6):
+        K, R, t = (cams.K[v].double().numpy(), cams.R[v].double().numpy(),
+                   cams.t[v].double().numpy())
+        c = hair_v @ R.T + t
+        px = c[:, :2] / c[:, 2:3] @ K[:2, :2].T + K[:2, 2]
+        frag = rasterize_mesh(px, c[:, 2], hair_f, size, size, cull_backfaces=False)
+        hair = np.isfinite(frag.depth).astype(np.float32) if standoff_m is not None else \
+            np.zeros((size, size), np.float32)
+        name = f"{v:03d}"
+        art.save_frame(cap, name, np.full((size, size, 3), 128, np.uint8))
+        art.save_mask(cap, "hair", name, hair)
+        art.save_mask(cap, "bust", name, np.zeros((size, size), np.float32))
+        art.save_orientation(cap, name, np.zeros((size, size), np.float32),
+                             np.zeros((size, size), np.float32))
+        frames.append({"name": name, "source_index": v, "time_s": None, "sharpness": 1.0,
+                       "yaw_deg": None})
+        cam_dict[name] = Camera(fx=K[0, 0], fy=K[1, 1], cx=K[0, 2], cy=K[1, 2], width=size,
+                                height=size, R=R, t=t)
+    (cap / "keyframes.json").write_text(json.dumps(
+        {"width": size, "height": size, "fps": None, "source_kind": "images", "frames": frames}))
+    save_cameras(cap / "cameras.json", cam_dict)
+    save_obj(cap / "head.obj", hv, model.faces)
+    save_scalp(cap / "scalp.npz", fitted_scalp(hv, model.vertices))
+    return cap
+
+
+@pytest.mark.parametrize("standoff_m, expect", [(0.02, None), (0.0, "looks shaved"),
+                                                (None, "looks bald")])
+def test_no_groom_for_a_bald_or_shaved_head(tmp_path, standoff_m, expect):
+    """The coarse stage measures the hair on the scalp (engine.coarse.data.hair_presence) and
+    stops with a message naming what it found instead of inventing a groom; 2 cm of hair
+    passes."""
+    from engine.coarse.data import hair_presence, load_capture_data
+    from engine.coarse.stage import STAGE, run_coarse
+    from engine.head.model import load_head_mesh
+    from engine.head.scalp import load_scalp
+    from engine.pipeline import Artifact, CancelToken, Project, StageContext, config_from_dict
+
+    cap = _head_capture(tmp_path, standoff_m)
+    hv, hf = load_head_mesh(cap / "head.obj")
+    data, _ = load_capture_data(cap, cap, cap, cap / "cameras.json", hv, hf, 96, 1.5)
+    found = hair_presence(data, hv, hf, load_scalp(cap / "scalp.npz"))
+    if standoff_m is None:
+        assert found["share_pct"] == 0.0
+    else:
+        assert found["share_pct"] > 70.0, found
+        assert (found["extent_mm"] < 1.5) if standoff_m == 0 else (found["extent_mm"] > 8.0), found
+    project = Project.open_or_create(tmp_path / "proj")
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = StageContext(project, "coarse", out, CancelToken(), "cpu")
+    cfg = config_from_dict(CoarseConfig, {**TINY, "iterations": 2, "preview_every": 1,
+                                          "image_size": 96})
+    gen = run_coarse(cfg, {k: Artifact(k, "x", cap, {}) for k in STAGE.inputs}, ctx)
+    if expect is None:
+        summary = None
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            summary = stop.value
+        assert summary["hair_extent_mm"] > 8.0 and summary["scalp_hair_pct"] > 70.0
+    else:
+        with pytest.raises(InputError, match=expect) as err:
+            for _ in gen:
+                pass
+        assert "no groom" in str(err.value) and "Review page" in str(err.value)
+        assert not (out / "fields.safetensors").exists()
