@@ -508,18 +508,33 @@ def load_prior(device: str = "cpu"):
             load_diffusion(resource("prior", "texture_diffusion.safetensors"), device))
 
 
+COLOUR_ALONG = (0.2, 0.35, 0.5, 0.65, 0.8)  # where along a strand its colour is sampled
+COLOUR_DEFAULT = (0.35, 0.25, 0.18)  # sRGB grey-brown, only when no strand at all is seen
+
+
 @torch.no_grad()
-def strand_colours(strands: np.ndarray, data, head_depth: torch.Tensor | None) -> np.ndarray:
-    """Per-strand linear RGB (N, 3) float32 in [0, 1]: the mean captured colour at 30, 50 and
-    70 % along each strand over the views where that point projects into the hair mask and is not
-    behind the fitted head (sRGB decoded with gamma 2.2); grey-brown where no view sees it."""
-    pts = torch.as_tensor(strands[:, [30 * (strands.shape[1] - 1) // 100,
-                                      (strands.shape[1] - 1) // 2,
-                                      70 * (strands.shape[1] - 1) // 100]], dtype=torch.float32)
-    pts = pts.to(data.images.device)
+def strand_colours(strands: np.ndarray, data, head_depth: torch.Tensor | None,
+                   neighbours: int = 8) -> np.ndarray:
+    """Per-strand linear RGB (N, 3) float32 in [0, 1] from the captured images.
+
+    strands: (N, L, 3) metres, head frame, root first; data: the views
+    (:class:`engine.coarse.train.CoarseData`: images, hair masks, cameras); head_depth:
+    (V, H, W) metres or None. The samples at :data:`COLOUR_ALONG` of each strand's points are
+    projected into every view; a sample counts where it falls on the hair mask (> 0.5) and not
+    more than 5 mm behind the fitted head. A strand's colour is the per-channel median of its
+    samples' pixels (sRGB decoded with gamma 2.2), so a highlight, a shadow or a stray pixel of
+    skin or background does not pull it as a mean would. A strand that no view sees (the back
+    of a front-facing capture) takes the inverse-distance mean of the ``neighbours`` nearest
+    seen strands by root position, so it continues the seen hair; :data:`COLOUR_DEFAULT` only
+    when no strand is seen. Ours (Neural Haircut renders appearance with a neural texture).
+    """
+    from scipy.spatial import cKDTree
+
+    L = strands.shape[1]
+    at = [int(round(a * (L - 1))) for a in COLOUR_ALONG]
+    pts = torch.as_tensor(strands[:, at], dtype=torch.float32).to(data.images.device)
     H, W = data.cams.height, data.cams.width
-    acc = torch.zeros(len(pts), 3, device=pts.device)
-    cnt = torch.zeros(len(pts), device=pts.device)
+    samples = []
     for v in range(data.images.shape[0]):
         p = project(pts, data.cams.K[v], data.cams.R[v], data.cams.t[v])
         x, y = p[..., 0].round().long(), p[..., 1].round().long()
@@ -528,12 +543,23 @@ def strand_colours(strands: np.ndarray, data, head_depth: torch.Tensor | None) -
         ok &= data.hair[v][yc, xc] > 0.5
         if head_depth is not None:
             ok &= p[..., 2] < head_depth[v][yc, xc] + 0.005
-        col = data.images[v][yc, xc]  # (N, 3, 3)
-        acc += (col * ok[..., None]).sum(1)
-        cnt += ok.sum(1)
-    rgb = torch.where(cnt[:, None] > 0, acc / cnt.clamp(min=1)[:, None],
-                      torch.tensor([0.35, 0.25, 0.18], device=pts.device))
-    return (rgb.clamp(0, 1) ** 2.2).cpu().numpy().astype(np.float32)
+        col = data.images[v][yc, xc]  # (N, S, 3)
+        samples.append(torch.where(ok[..., None], col, torch.full_like(col, float("nan"))))
+    allc = torch.cat(samples, 1)  # (N, V S, 3)
+    seen = ~torch.isnan(allc[..., 0]).all(1)
+    srgb = torch.nanmedian(allc, dim=1).values.cpu().numpy().astype(np.float64)
+    rgb = np.clip(srgb, 0, 1) ** 2.2  # linear
+    seen = seen.cpu().numpy()
+    if not seen.any():
+        rgb[:] = np.asarray(COLOUR_DEFAULT) ** 2.2
+    elif not seen.all():
+        roots = np.asarray(strands[:, 0], np.float64)
+        k = min(neighbours, int(seen.sum()))
+        dist, idx = cKDTree(roots[seen]).query(roots[~seen], k=k)
+        dist, idx = dist.reshape(-1, k), idx.reshape(-1, k)
+        w = 1.0 / np.maximum(dist, 1e-4)
+        rgb[~seen] = (w[..., None] * rgb[seen][idx]).sum(1) / w.sum(1, keepdims=True)
+    return rgb.astype(np.float32)
 
 
 def _preview_sheet(trainer: StrandTrainer) -> np.ndarray | None:
@@ -687,6 +713,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     return out
 
 
-STAGE = Stage("strands", 4, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+STAGE = Stage("strands", 5, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
               run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

@@ -414,3 +414,32 @@ def test_the_strands_stage_runs_on_a_real_coarse_result(tmp_path):
     assert np.median(np.abs(groom.strands[:, 0, 0] - neutral_roots[:, 0])) > 1e-3
     summary = done["strands"].summary
     assert summary and (out / "strands.json").is_file()
+
+
+def test_strand_colours_take_the_median_and_fill_unseen_strands_from_neighbours():
+    """One view sees strands 0-1 (on the left of the image) and nothing of strand 2 (behind the
+    camera's image edge): a highlight on one sample of strand 0 does not move its colour (the
+    median of five), and strand 2 takes its seen neighbours' colour, not a default."""
+    from types import SimpleNamespace
+
+    from engine.coarse.render import CameraSet
+    from engine.strands.stage import strand_colours
+
+    H = W = 64
+    img = torch.full((1, H, W, 3), 0.2)
+    img[0, :, :, 2] = 0.6  # bluish hair everywhere
+    K = torch.tensor([[[60.0, 0, 31.5], [0, 60.0, 31.5], [0, 0, 1]]])
+    cams = CameraSet(K, torch.eye(3)[None], torch.zeros(1, 3), H, W)
+    along = np.linspace(0.0, 1.0, 11)
+    s0 = np.stack([np.full(11, -0.05), -0.05 + 0.1 * along, np.full(11, 0.5)], 1)
+    s1 = s0 + np.array([0.01, 0.0, 0.0])
+    s2 = s0 + np.array([1.0, 0.0, 0.0])  # projects far off the image: no view sees it
+    strands = np.stack([s0, s1, s2]).astype(np.float32)
+    x, y = [int(round(60 * p[0] / p[2] + 31.5)) for p in strands[0, [2]]], \
+        [int(round(60 * p[1] / p[2] + 31.5)) for p in strands[0, [2]]]
+    img[0, y[0], x[0]] = 1.0  # a highlight under strand 0's first sample
+    data = SimpleNamespace(images=img, hair=torch.ones(1, H, W), cams=cams)
+    rgb = strand_colours(strands, data, None)
+    hair = np.array([0.2, 0.2, 0.6]) ** 2.2
+    np.testing.assert_allclose(rgb[0], hair, atol=1e-5)
+    np.testing.assert_allclose(rgb[2], hair, atol=1e-5)
