@@ -77,7 +77,8 @@ from engine.io.groom import Groom  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 SINTEL = SHARED / "grooms" / "sintel_lite_guides.npz"
 GROOMS = ("straight", "wavy", "curly", "short", "sintel", "bald")
-KINDS = ("orbit", "turn")
+KINDS = ("orbit", "turn", "turn360")
+YAW_RANGE_DEG = {"turn": (-50.0, 50.0), "turn360": (0.0, 360.0)}  # head yaw over a turn clip
 SYNTH_SEED = 3_000_000  # as benchmarks/run.py: seed = SYNTH_SEED + curl class index
 SHORT_SEED = SYNTH_SEED + 10
 SETTINGS_VERSION = 1  # bump when the scene (lights, materials, widths) changes
@@ -350,13 +351,15 @@ def orbit_cameras(n_views: int, width: int, height: int | None = None,
     return cams
 
 
-def turn_cameras(n_frames: int, size: int, fps: float = 30.0):
+def turn_cameras(n_frames: int, size: int, fps: float = 30.0, kind: str = "turn"):
     """The turning-head rig of benchmarks/run.py's synthetic cases
-    (:func:`engine.synthetic.turning_head_rig`, yaw -50 -> +50 degrees, 30-degree camera 0.85 m
-    away, pivot (0, -0.02, -0.02) m). Returns (cameras in the head frame, head poses)."""
+    (:func:`engine.synthetic.turning_head_rig`, 30-degree camera 0.85 m away, pivot
+    (0, -0.02, -0.02) m), the head's yaw over ``YAW_RANGE_DEG[kind]``: -50 -> +50 degrees for a
+    "turn", a whole turn 0 -> 360 (face, side, back, other side, face) for a "turn360".
+    Returns (cameras in the head frame, head poses)."""
     from engine.synthetic import turning_head_rig
 
-    return turning_head_rig(n_frames, size, size, yaw_range_deg=(-50.0, 50.0), fps=fps,
+    return turning_head_rig(n_frames, size, size, yaw_range_deg=YAW_RANGE_DEG[kind], fps=fps,
                             pivot=TURN_PIVOT)
 
 
@@ -581,7 +584,7 @@ def _description(groom: str, kind: str, count: int, size: int, settings: SceneSe
     if kind == "orbit":
         d["views"] = count
     else:
-        d.update(frames=count, fps=fps, yaw_range_deg=[-50.0, 50.0])
+        d.update(frames=count, fps=fps, yaw_range_deg=list(YAW_RANGE_DEG[kind]))
     return d
 
 
@@ -654,7 +657,7 @@ def make_capture(groom_name: str, out: Path | str, kind: str = "orbit", views: i
     else:
         from engine.synthetic import frame_key, save_cameras
 
-        cams, poses = turn_cameras(frames, size, fps)
+        cams, poses = turn_cameras(frames, size, fps, kind)
         fr_dir = out / "frames"
         fr_dir.mkdir(exist_ok=True)
         paths = [fr_dir / f"{frame_key(i, len(cams))}.png" for i in range(len(cams))]
@@ -738,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.sheet is not None:
         sub = "images" if a.kind == "orbit" else "frames"
         frames = sorted((a.out / sub).glob("*.png"))
-        if a.kind == "turn":  # at most 12 evenly spaced frames
+        if a.kind != "orbit":  # at most 12 evenly spaced frames
             frames = [frames[i] for i in np.linspace(0, len(frames) - 1, min(12, len(frames)))
                       .round().astype(int)]
         contact_sheet(frames, a.sheet)

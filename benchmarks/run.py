@@ -12,7 +12,7 @@ Cases:
 * ``straight``, ``wavy``, ``curly``: synthetic turning-head captures (:mod:`engine.synthetic`) of
   procedural grooms from :mod:`engine.prior.synth` with fixed seeds (3,000,000 + curl index),
   an MP4 like a user's video; their ground-truth groom is kept beside it.
-* ``blender-<groom>-orbit`` / ``blender-<groom>-turn`` (groom: straight, wavy, curly, short,
+* ``blender-<groom>-orbit`` / ``-turn`` / ``-turn360`` (a whole turn; groom: straight, wavy, curly, short,
   sintel): captures path traced by Blender Cycles (:mod:`benchmarks.blender_capture`), cached in
   ``--blender-cache`` outside the repo; an orbit is reconstructed from its images with its known
   cameras (transforms.json) and ``landmarks.min_found_fraction = 0.25`` (its back views show no
@@ -911,8 +911,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["synthetic"][case] = desc | {"case_s": round(time.perf_counter() - t0, 1)}
         elif case.startswith("blender-"):
             name_parts = case.split("-")
-            if len(name_parts) != 3 or name_parts[2] not in ("orbit", "turn"):
-                raise SystemExit(f"--cases {case}: use blender-<groom>-orbit or -turn")
+            if len(name_parts) != 3 or name_parts[2] not in ("orbit", "turn", "turn360"):
+                raise SystemExit(f"--cases {case}: use blender-<groom>-orbit, -turn or -turn360")
             try:
                 source, truth, case_over, desc = make_blender_case(
                     case, Path(args.blender_cache) / case, args, log)

@@ -210,3 +210,22 @@ def test_sintel_groom_sits_on_the_ict_head():
     assert s[:, 1].max() < 0.20 and s[:, 1].min() > -0.12  # on the head, above the shoulders
     assert abs(float(s[:, 0].mean())) < 0.01  # centred left-right
     assert g.strands[:, 0, 1].mean() > 0.05  # rooted on the upper head (Y up, not flipped)
+
+
+def test_whole_turn_cameras_go_round_the_head():
+    """``turn360``: the head turns once round (0 -> 360 degrees of yaw), so in the head frame
+    the still camera circles it: its azimuth passes the face, both sides and the back."""
+    cams, poses = bc.turn_cameras(25, 64, kind="turn360")
+    az = np.degrees([np.arctan2(c.centre[0], c.centre[2]) for c in cams])
+    assert abs(az[0]) < 5 and abs(az[-1]) < 5  # starts and ends facing the camera
+    assert np.histogram(np.mod(az, 360.0), bins=8, range=(0, 360))[0].min() >= 1
+    assert bc._description("straight", "turn360", 25, 64, bc.SceneSettings(), None, None,
+                           30.0)["yaw_range_deg"] == [0.0, 360.0]
+
+
+def test_bald_groom_is_hidden_inside_the_head():
+    from engine.head.scalp import default_scalp
+
+    g = bc.bald_groom()
+    assert g.num_strands == 1
+    assert (default_scalp().sdf(np.asarray(g.strands[0], np.float64)) < -0.005).all()
