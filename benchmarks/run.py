@@ -406,6 +406,57 @@ def score_groom(outputs: dict[str, Path], gt_path: Path) -> tuple[dict | None, s
     return groom_scores(load_groom(groom).strands, load_groom(gt_path).strands, workers=-1), ""
 
 
+MASK_TRUTH_LEVEL = 12  # of 255, largest channel: what the hair changes in a rendered pixel
+
+
+def orbit_mask_truth(outputs: dict[str, Path], case_folder: Path, bald_folder: Path
+                     ) -> dict | None:
+    """The masks stage's hair masks of a Blender orbit against the truth: a pixel is hair where
+    the orbit's render differs from the same view of ``blender-bald-orbit`` (the same head,
+    lights and cameras without hair, in ``bald_folder``) by more than
+    :data:`MASK_TRUTH_LEVEL` in some channel (both renders share Cycles' seed, so their noise
+    cancels where nothing changed). Per
+    keyframe precision / recall / IoU of the mask (> 0.5) in percent
+    (:func:`engine.metrics.silhouette_scores`), averaged separately over the keyframes that
+    showed a face and those that did not (the back views, masked from the colour models alone).
+    Hair's shadow on the skin counts as hair in this truth, and the bald head's painted stubble
+    under thin hair does not. None unless both renders and the keyframes and masks exist."""
+    import cv2
+    import numpy as np
+
+    from engine.metrics import silhouette_scores
+    from engine.preprocess.artifacts import load_keyframes, load_mask
+
+    if "keyframes" not in outputs or "masks" not in outputs:
+        return None
+    meta, _ = load_keyframes(outputs["keyframes"])
+    stems = sorted(p.stem for p in (case_folder / "images").glob("*.png"))
+    per: dict[str, dict] = {}
+    for f in meta["frames"]:
+        i = f.get("source_index")
+        if i is None or not 0 <= int(i) < len(stems):
+            continue
+        a = cv2.imread(str(case_folder / "images" / f"{stems[int(i)]}.png"), cv2.IMREAD_COLOR)
+        b = cv2.imread(str(bald_folder / "images" / f"{stems[int(i)]}.png"), cv2.IMREAD_COLOR)
+        if a is None or b is None or a.shape != b.shape:
+            continue
+        truth = (np.abs(a.astype(np.int16) - b.astype(np.int16)).max(2)
+                 > MASK_TRUTH_LEVEL).astype(np.uint8)
+        mask = load_mask(outputs["masks"], "hair", f["name"]) > 0.5
+        if truth.shape != mask.shape:
+            truth = cv2.resize(truth, mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        per[f["name"]] = {**silhouette_scores(mask, truth > 0), "face": f.get("yaw_deg") is not None}
+    if not per:
+        return None
+    out: dict[str, Any] = {"frames": per}
+    for label, face in (("face_views", True), ("faceless_views", False)):
+        sel = [v for v in per.values() if v["face"] == face]
+        out[label] = ({k: float(np.mean([v[k] for v in sel])) for k in ("precision", "recall",
+                                                                         "iou")}
+                      | {"views": len(sel)}) if sel else {"views": 0}
+    return out
+
+
 def check_groom(project_root: Path, stages_spec: str | None) -> tuple[dict | None, str]:
     """:func:`engine.checks.project_checks` (no ground truth needed), or (None, why not)."""
     from engine.checks import project_checks
@@ -641,6 +692,14 @@ def run_case(name: str, source: Path, truth: dict | None, work: Path, args: argp
                 acc = {"error": f"{type(exc).__name__}: {exc}"}
         if acc is not None:
             case["preprocess_accuracy"] = acc
+        if name.startswith("blender-") and name.endswith("-orbit") and "bald" not in name:
+            try:  # the same orbit without hair, rendered once and cached like the case
+                bald = "blender-bald-orbit"
+                make_blender_case(bald, Path(args.blender_cache) / bald, args, log)
+                case["mask_truth"] = orbit_mask_truth(outputs, Path(args.blender_cache) / name,
+                                                      Path(args.blender_cache) / bald)
+            except Exception as exc:  # a broken artifact must not lose the timings
+                case["mask_truth"] = {"error": f"{type(exc).__name__}: {exc}"}
     if "strands" in outputs:
         log(f"  {name}: checks and contact sheet ...")
         case["checks"], case["checks_note"] = check_groom(proj_dir, args.stages)

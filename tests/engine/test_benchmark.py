@@ -210,3 +210,38 @@ def test_sample_truth_reproduces_the_sample_video():
                settings=truth["settings"])
     diff = np.abs(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(int) - r.rgb).mean()
     assert diff < 5.0, diff  # only the video compression differs
+
+
+def test_orbit_mask_truth_is_what_the_hair_changes_in_the_render(tmp_path):
+    """The truth of a Blender orbit's hair mask is where its render differs from the same view
+    without hair: a mask that is the hair scores IoU 100, one that adds a neck as large as the
+    hair scores precision 50; views with and without a face are averaged apart."""
+    from engine.preprocess import artifacts as art
+
+    run = _load_run()
+    case, bald, kf = tmp_path / "case", tmp_path / "bald", tmp_path / "kf"
+    (case / "images").mkdir(parents=True)
+    (bald / "images").mkdir(parents=True)
+    grey = np.full((32, 32, 3), 120, np.uint8)
+    hair = np.zeros((32, 32), bool)
+    hair[4:12, 8:24] = True
+    neck = np.zeros((32, 32), bool)
+    neck[20:28, 8:24] = True
+    frames = []
+    for i, (mask, yaw) in enumerate(((hair, 0.0), (hair | neck, None))):
+        img = grey.copy()
+        img[hair] = (40, 30, 20)
+        cv2.imwrite(str(case / "images" / f"{i:03d}.png"), img)
+        cv2.imwrite(str(bald / "images" / f"{i:03d}.png"), grey)
+        name = f"{i:03d}"
+        art.save_frame(kf, name, img[..., ::-1].copy())
+        art.save_mask(kf, "hair", name, mask.astype(np.float32))
+        frames.append({"name": name, "source_index": i, "time_s": None, "sharpness": 1.0,
+                       "yaw_deg": yaw})
+    (kf / "keyframes.json").write_text(json.dumps(
+        {"width": 32, "height": 32, "fps": None, "source_kind": "images", "frames": frames}))
+    out = run.orbit_mask_truth({"keyframes": kf, "masks": kf}, case, bald)
+    assert out["face_views"]["views"] == 1 and out["faceless_views"]["views"] == 1
+    assert out["face_views"]["iou"] == pytest.approx(100.0)
+    assert out["faceless_views"]["precision"] == pytest.approx(50.0)
+    assert out["faceless_views"]["recall"] == pytest.approx(100.0)
