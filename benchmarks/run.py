@@ -12,9 +12,9 @@ Cases:
 * ``straight``, ``wavy``, ``curly``: synthetic turning-head captures (:mod:`engine.synthetic`) of
   procedural grooms from :mod:`engine.prior.synth` with fixed seeds (3,000,000 + curl index),
   an MP4 like a user's video; their ground-truth groom is kept beside it.
-* ``blender-<groom>-orbit`` / ``-turn`` / ``-turn360`` (a whole turn; groom: straight, wavy, curly, short,
-  sintel): captures path traced by Blender Cycles (:mod:`benchmarks.blender_capture`), cached in
-  ``--blender-cache`` outside the repo; an orbit is reconstructed from its images with its known
+* ``blender-<groom>-orbit`` / ``-turn`` / ``-turn360`` (a whole turn; groom: straight, wavy,
+  curly, short, sintel, bald): captures path traced by Blender Cycles
+  (:mod:`benchmarks.blender_capture`), cached in ``--blender-cache`` outside the repo; an orbit is reconstructed from its images with its known
   cameras (transforms.json) and ``landmarks.min_found_fraction = 0.25`` (its back views show no
   face), a turn from its video.
 * ``d3``, ``d10``: the real clips ``../shared/data/videos/<name>.mp4`` (skipped, with a note,
@@ -415,8 +415,8 @@ def orbit_mask_truth(outputs: dict[str, Path], case_folder: Path, bald_folder: P
     the orbit's render differs from the same view of ``blender-bald-orbit`` (the same head,
     lights and cameras without hair, in ``bald_folder``) by more than
     :data:`MASK_TRUTH_LEVEL` in some channel (both renders share Cycles' seed, so their noise
-    cancels where nothing changed). Per
-    keyframe precision / recall / IoU of the mask (> 0.5) in percent
+    cancels where nothing changed). Per keyframe precision / recall / IoU of the mask (> 0.5)
+    in percent
     (:func:`engine.metrics.silhouette_scores`), averaged separately over the keyframes that
     showed a face and those that did not (the back views, masked from the colour models alone).
     Hair's shadow on the skin counts as hair in this truth, and the bald head's painted stubble
@@ -445,7 +445,8 @@ def orbit_mask_truth(outputs: dict[str, Path], case_folder: Path, bald_folder: P
         mask = load_mask(outputs["masks"], "hair", f["name"]) > 0.5
         if truth.shape != mask.shape:
             truth = cv2.resize(truth, mask.shape[::-1], interpolation=cv2.INTER_NEAREST)
-        per[f["name"]] = {**silhouette_scores(mask, truth > 0), "face": f.get("yaw_deg") is not None}
+        per[f["name"]] = {**silhouette_scores(mask, truth > 0),
+                          "face": f.get("yaw_deg") is not None}
     if not per:
         return None
     out: dict[str, Any] = {"frames": per}

@@ -60,15 +60,14 @@ class YawCoverage:
         whether a person is in view (None: unknown, counted as present)."""
         face = yaw_deg is not None and np.isfinite(yaw_deg)
         if not face:
-            if self._face_visible:  # the face was just lost
+            if self.current is not None:  # the face was just lost
                 self._lose_face()
-            self._face_visible, self.current = False, None
+            self.current = None
             if self._lost_at is not None and person is not False:
                 self._pending += 1
                 self._pending_until = time_s
             return
         yaw = float(yaw_deg)
-        self._face_visible = True
         if self._lost_at is not None:
             self._resolve(yaw, time_s)
         self.counts[self.bin_of(yaw)] += 1
@@ -78,10 +77,6 @@ class YawCoverage:
                 self._rate = abs(yaw - self._last[1]) / dt
         self._last = (time_s, yaw)
         self.current = yaw
-
-    def no_face(self, time_s: float | None = None, person: bool | None = None) -> None:
-        """A frame without a face (:meth:`add` with no yaw)."""
-        self.add(None, time_s, person)
 
     @property
     def behind(self) -> bool:
@@ -103,6 +98,7 @@ class YawCoverage:
             sweep = (180.0 - abs(a)) + (180.0 - abs(yaw))  # a -> 180 -> yaw, the long way
         else:
             t1 = time_s if time_s is not None else self._pending_until
+            # frames without times: assume the capture page's 10 analysed frames per second
             duration = (t1 - t0) if (t0 is not None and t1 is not None) else n / 10.0
             rate = self._rate if self._rate else self.default_rate
             sweep = min(180.0 - abs(a), 0.5 * rate * max(duration, 0.0))
@@ -158,4 +154,3 @@ class YawCoverage:
         self._rate = 0.0  # |deg / s| between the last two faces
         self._lost_at: tuple[float | None, float] | None = None  # the last face before a turn
         self._pending, self._pending_until = 0, None
-        self._face_visible = False

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from engine.cameras.camera import load_cameras
+from engine.cameras.camera import Camera, load_cameras
 from engine.coarse.render import CameraSet
 from engine.coarse.train import CoarseData, box_from_points
 from engine.errors import InputError
@@ -105,7 +105,6 @@ def load_capture_data(keyframes_dir: Path, masks_dir: Path, orientation_dir: Pat
     return data, names
 
 
-
 def hair_presence(data: CoarseData, head_vertices: np.ndarray, head_faces: np.ndarray, scalp,
                   samples: int = 3000, seed: int = 0, tolerance_m: float = 0.003,
                   margin_m: float = 0.004) -> dict:
@@ -121,8 +120,8 @@ def hair_presence(data: CoarseData, head_vertices: np.ndarray, head_faces: np.nd
     * ``extent_mm``: how far the hair stands off the head, the median over the views of the
       hair-mask area outside the fitted head's silhouette (dilated by ``margin_m``) over half
       the silhouette's perimeter, in millimetres at the head's median depth. Near 0 on a shaved
-      head whose stubble the masks call hair (measured: 0.3 on the Blender shaved head, 10 on the
-      Sintel short cut, 19 on a bob).
+      head whose stubble the masks call hair (measured at the preview preset's 128 px: 0.6 on
+      the Blender shaved head, 11 on the Sintel short cut, 20 on a bob, 21-32 on real clips).
 
     Args: head_vertices (V, 3) metres and head_faces (F, 3), the fitted head.
     Returns {"share_pct", "extent_mm" (nan when no view sees the scalp / the head),
@@ -139,14 +138,11 @@ def hair_presence(data: CoarseData, head_vertices: np.ndarray, head_faces: np.nd
     hv = np.asarray(head_vertices, np.float64)
     share, extent, hits, seen = [], [], 0, 0
     for v in range(V):
-        def to_pixels(p):
-            c = p @ R[v].T + t[v]
-            z = np.maximum(c[:, 2], 1e-6)
-            return np.stack([K[v, 0, 0] * c[:, 0] / z + K[v, 0, 2],
-                             K[v, 1, 1] * c[:, 1] / z + K[v, 1, 2]], 1), c[:, 2]
-        hp, hz = to_pixels(hv)
+        cam = Camera(fx=K[v, 0, 0], fy=K[v, 1, 1], cx=K[v, 0, 2], cy=K[v, 1, 2], width=W,
+                     height=H, R=R[v], t=t[v], where=f"view {v}")
+        hp, hz = cam.project_with_depth(hv)
         depth = rasterize_mesh(hp, hz, head_faces, H, W, cull_backfaces=False).depth
-        px, pz = to_pixels(roots)
+        px, pz = cam.project_with_depth(roots)
         x, y = np.round(px[:, 0]).astype(np.int64), np.round(px[:, 1]).astype(np.int64)
         inside = (pz > 0) & (x >= 0) & (x < W) & (y >= 0) & (y < H)
         ok = np.zeros(len(roots), bool)

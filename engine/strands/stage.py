@@ -56,6 +56,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from engine.coarse.data import load_capture_data
 from engine.coarse.export import load_coarse_fields
@@ -528,8 +529,6 @@ def strand_colours(strands: np.ndarray, data, head_depth: torch.Tensor | None,
     seen strands by root position, so it continues the seen hair; :data:`COLOUR_DEFAULT` only
     when no strand is seen. Ours (Neural Haircut renders appearance with a neural texture).
     """
-    from scipy.spatial import cKDTree
-
     L = strands.shape[1]
     at = [int(round(a * (L - 1))) for a in COLOUR_ALONG]
     pts = torch.as_tensor(strands[:, at], dtype=torch.float32).to(data.images.device)
