@@ -11,6 +11,8 @@ All positions are metres in the head frame. The losses measure distances in cent
   1 - |b . beta(p)|`` with ``b`` the unit segment direction and ``beta`` the coarse 3D orientation
   field (unsigned). ``beta`` is stored as the structure tensor ``beta beta^T`` so that trilinear
   interpolation of an unsigned direction is well defined; ``|b . beta| = sqrt(b^T M b)``.
+  With ``orient_sign`` (the default) the field is signed towards the growth side (outward from
+  the head and down) where it runs along that side (:func:`orientation_loss`).
 * ``L_bust`` (our addition): ``mean relu(-f_bust(p))^2`` over non-root points, strands do not
   enter the head.
 * ``L_kink`` (our addition): ``mean relu(-b_l . b_{l+1})^2`` over consecutive unit segment
@@ -148,16 +150,41 @@ def fold_loss(points: torch.Tensor, parts: int = 5) -> torch.Tensor:
     return F.relu(-near).square().mean()
 
 
-def orientation_loss(points: torch.Tensor, look: dict, delta: float) -> torch.Tensor:
+def growth_directions(points: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """The side hair grows towards at points (..., 3) metres, head frame (+Y up): the unit
+    sum of the outward direction from ``centre`` (3,) and straight down. Hair leaves the scalp
+    outwards and falls; this picks the sign of the coarse stage's unsigned orientation field
+    (:func:`orientation_loss`). Returns (..., 3), same dtype and device. Ours."""
+    down = torch.tensor([0.0, -1.0, 0.0], device=points.device, dtype=points.dtype)
+    return F.normalize(F.normalize(points - centre, dim=-1) + down, dim=-1)
+
+
+def orientation_loss(points: torch.Tensor, look: dict, delta: float,
+                     growth_centre: torch.Tensor | None = None) -> torch.Tensor:
     """L_orient on strands (N, L, 3) metres at segment starts within ``delta`` metres of the hair
-    surface and outside the bust; ``look`` holds lookups at the points, shaped (N, L)."""
+    surface and outside the bust; ``look`` holds lookups at the points, shaped (N, L).
+
+    Without ``growth_centre`` the loss is the paper's unsigned ``1 - |b . beta|``. With it
+    ((3,) metres, the head centre) the field's direction is signed towards the growth side
+    (:func:`growth_directions` g): ``beta_s = normalize(M g)`` (M = beta beta^T, so
+    ``M g = (beta . g) beta``), and the loss is ``w (1 - b . beta_s) + (1 - w) (1 - |b . beta|)``
+    with ``w = |beta . g|`` (no sign where the field runs across g). A strand can then no longer
+    satisfy the loss by running back along the field: the hairpin accordions of
+    docs/strands.md (5-10 reversals per strand with the unsigned loss) have every other leg
+    wrong. Ours (not in Neural Haircut)."""
     b = F.normalize(points[:, 1:] - points[:, :-1], dim=-1)  # (N, L-1, 3)
     M = look["M"][:, :-1]
     near = (look["f_hair"][:, :-1].abs() < delta) & (look["f_bust"][:, :-1] > 0)
     if not bool(near.any()):
         return points.sum() * 0.0
     proj = torch.einsum("nli,nlij,nlj->nl", b, M, b).clamp(min=1e-8).sqrt()
-    return (1 - proj)[near.detach()].mean()
+    if growth_centre is None:
+        return (1 - proj)[near.detach()].mean()
+    g = growth_directions(points[:, :-1].detach(), growth_centre)
+    mg = torch.einsum("nlij,nlj->nli", M, g).detach()
+    w = mg.norm(dim=-1).clamp(max=1.0)
+    signed = (b * F.normalize(mg, dim=-1)).sum(-1)
+    return (w * (1 - signed) + (1 - w) * (1 - proj))[near.detach()].mean()
 
 
 def chamfer_loss(surface: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,9 @@ N(0, I) on the strand latents (the KL term's mean part; keeps the fit where the 
 trained: without it the fitted latents reach norms of 45 against about 8 for N(0, I) in 64
 dimensions).
 
-with the geometry losses of :mod:`engine.strands.geometry` against the coarse stage's volume, the
+with the geometry losses of :mod:`engine.strands.geometry` against the coarse stage's volume
+(``L_orient`` signed towards the growth side by default, ``orient_sign``: with the paper's
+unsigned loss 80-100 % of the strands folded into hairpin accordions, docs/strands.md), the
 rendering losses of :mod:`engine.strands.render` (soft rasteriser + neural renderer) on a random
 training view, and the score-distillation loss of the texture diffusion model
 (:meth:`engine.prior.diffusion.TextureDiffusion.prior_loss`) on ``T``'s latent channels.
@@ -118,6 +120,11 @@ class StrandsConfig:
                                  "coiled long straight hair on d10 and 12 waved it, see "
                                  "docs/strands.md)",
                                  unit="deg", range=(0.0, 180.0))
+    orient_sign: bool = option(True, "sign the coarse orientation field towards the growth "
+                               "side (outward from the head and down) in L_orient, so that a "
+                               "strand cannot fit the field by running back along it; off: "
+                               "the paper's unsigned loss, under which 80-100 % of the "
+                               "strands folded into hairpins (docs/strands.md)")
     orient_delta_mm: float = option(6.0, "band around the hair surface where L_orient applies",
                                     unit="mm", range=(0.1, 100.0))
     chamfer_points: int = option(2000, "hair-surface samples per step for the chamfer",
@@ -257,7 +264,8 @@ class StrandTrainer:
         terms: dict[str, torch.Tensor] = {}
         terms["vol"] = volume_loss(look, ROOT_SKIP)
         terms["bust"] = bust_loss(look, ROOT_SKIP)
-        terms["orient"] = orientation_loss(pts, look, cfg.orient_delta_mm / 1000)
+        terms["orient"] = orientation_loss(pts, look, cfg.orient_delta_mm / 1000,
+                                           sc.volume.centre if cfg.orient_sign else None)
         if cfg.lambda_kink > 0:  # off by default: no work in the step
             terms["kink"] = kink_loss(pts)
         if cfg.lambda_fold > 0:
@@ -712,6 +720,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     return out
 
 
-STAGE = Stage("strands", 5, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+STAGE = Stage("strands", 6, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
               run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

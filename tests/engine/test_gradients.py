@@ -75,6 +75,11 @@ def test_strand_losses_gradients():
     f_hair = (torch.rand(4, 6, generator=g, dtype=torch.float64) - 0.5) * 0.002
     look = {"M": M, "f_hair": f_hair, "f_bust": torch.full((4, 6), 0.01, dtype=torch.float64)}
     assert gradcheck(lambda p: orientation_loss(p, look, 0.005), (pts,), eps=1e-7, atol=1e-6)
+    # the signed loss: its sign and weight are taken without gradient (they depend on the
+    # points only through the growth side), so its gradient is the segment directions' alone
+    centre = torch.tensor([0.0, 0.1, 0.0], dtype=torch.float64)
+    (grad,) = torch.autograd.grad(orientation_loss(pts, look, 0.005, centre), pts)
+    assert torch.isfinite(grad).all() and float(grad.abs().max()) > 1e-3
 
     def vol(f):
         return volume_loss({"f_hair": f}, 1)

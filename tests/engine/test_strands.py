@@ -259,6 +259,49 @@ def test_kink_and_fold_losses_see_sharp_turns_and_u_turns_not_curls():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
+def test_signed_orientation_loss_rejects_strands_running_back_along_the_field():
+    """With a growth centre L_orient signs the unsigned field towards outward-and-down: a strand
+    hanging down along a vertical field costs nothing either way, the same strand growing up
+    costs nothing unsigned and the most signed, and an accordion along the field (legs down
+    and back up) costs nothing unsigned and about half signed. The stage's orient_sign option
+    (on by default) passes the volume's centre, off gives the paper's unsigned loss."""
+    L = 40
+    t = torch.linspace(0, 1, L, dtype=torch.float64)
+    root = torch.tensor([0.1, 0.0, 0.0], dtype=torch.float64)  # beside the centre, below it
+    down = root + torch.stack([0 * t, -0.1 * t, 0 * t], -1)
+    up = root + torch.stack([0 * t, 0.1 * t, 0 * t], -1)
+    tri = 1 - 2 * ((4 * t) % 1 - 0.5).abs()
+    accordion = root + torch.stack([0.001 * t, -0.03 * tri, 0 * t], -1)
+    beta = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # unsigned: up or down
+    M = (beta[:, None] * beta[None, :]).expand(1, L, 3, 3)
+    look = {"M": M, "f_hair": torch.zeros(1, L, dtype=torch.float64),
+            "f_bust": torch.ones(1, L, dtype=torch.float64)}
+    centre = torch.tensor([0.0, 0.1, 0.0], dtype=torch.float64)
+    unsigned = [float(G.orientation_loss(x[None], look, 0.005)) for x in (down, up, accordion)]
+    signed = [float(G.orientation_loss(x[None], look, 0.005, centre)) for x in (down, up, accordion)]
+    assert max(unsigned) < 0.05
+    assert signed[0] < 1e-3 and signed[1] > 1.2 and 0.4 < signed[2] < 1.0
+    g = G.growth_directions(root, centre)
+    assert float(g[1]) < -0.5 and float(g[0]) > 0  # down and outward
+    import engine.strands.stage as stage_mod
+
+    seen = []
+    real = stage_mod.orientation_loss
+
+    def spy(points, look_, delta, growth_centre=None):
+        seen.append(growth_centre)
+        return real(points, look_, delta, growth_centre)
+
+    stage_mod.orientation_loss = spy
+    try:
+        tr = _tiny_trainer()
+        tr.step()
+        _tiny_trainer(orient_sign=False).step()
+    finally:
+        stage_mod.orientation_loss = real
+    assert torch.equal(seen[0], tr.scene.volume.centre) and seen[1] is None
+
+
 def _turns_deg(p):
     d = torch.nn.functional.normalize(p[:, 1:] - p[:, :-1], dim=-1)
     return torch.rad2deg(torch.acos((d[:, 1:] * d[:, :-1]).sum(-1).clamp(-1, 1)))
