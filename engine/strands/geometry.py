@@ -168,7 +168,9 @@ def orientation_loss(points: torch.Tensor, look: dict, delta: float,
     ((3,) metres, the head centre) the field's direction is signed towards the growth side
     (:func:`growth_directions` g): ``beta_s = normalize(M g)`` (M = beta beta^T, so
     ``M g = (beta . g) beta``), and the loss is ``w (1 - b . beta_s) + (1 - w) (1 - |b . beta|)``
-    with ``w = |beta . g|`` (no sign where the field runs across g). A strand can then no longer
+    with ``w = |beta . g|`` (no sign where the field runs across g); ``beta_s`` and ``w`` are
+    taken without gradient, so the signed part moves the segment directions only, not where the
+    points sit in the field. A strand can then no longer
     satisfy the loss by running back along the field: the hairpin accordions of
     docs/strands.md (5-10 reversals per strand with the unsigned loss) have every other leg
     wrong. Ours (not in Neural Haircut)."""
@@ -180,7 +182,7 @@ def orientation_loss(points: torch.Tensor, look: dict, delta: float,
     proj = torch.einsum("nli,nlij,nlj->nl", b, M, b).clamp(min=1e-8).sqrt()
     if growth_centre is None:
         return (1 - proj)[near.detach()].mean()
-    g = growth_directions(points[:, :-1].detach(), growth_centre)
+    g = growth_directions(points[:, :-1], growth_centre)
     mg = torch.einsum("nlij,nlj->nli", M, g).detach()
     w = mg.norm(dim=-1).clamp(max=1.0)
     signed = (b * F.normalize(mg, dim=-1)).sum(-1)

@@ -259,7 +259,7 @@ def test_kink_and_fold_losses_see_sharp_turns_and_u_turns_not_curls():
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-def test_signed_orientation_loss_rejects_strands_running_back_along_the_field():
+def test_signed_orientation_loss_rejects_strands_running_back_along_the_field(monkeypatch):
     """With a growth centre L_orient signs the unsigned field towards outward-and-down: a strand
     hanging down along a vertical field costs nothing either way, the same strand growing up
     costs nothing unsigned and the most signed, and an accordion along the field (legs down
@@ -292,13 +292,10 @@ def test_signed_orientation_loss_rejects_strands_running_back_along_the_field():
         seen.append(growth_centre)
         return real(points, look_, delta, growth_centre)
 
-    stage_mod.orientation_loss = spy
-    try:
-        tr = _tiny_trainer()
-        tr.step()
-        _tiny_trainer(orient_sign=False).step()
-    finally:
-        stage_mod.orientation_loss = real
+    monkeypatch.setattr(stage_mod, "orientation_loss", spy)
+    tr = _tiny_trainer()
+    tr.step()
+    _tiny_trainer(orient_sign=False).step()
     assert torch.equal(seen[0], tr.scene.volume.centre) and seen[1] is None
 
 
