@@ -538,10 +538,16 @@ class HeadGeometry:
         """Approximate signed distance to the head surface, (M,) float64 metres, negative
         inside: the distance to the nearest surface sample, signed by the side of that
         sample's outward normal. Exact to the sample spacing (~1 mm) near the surface."""
+        return self.surface_query(points, workers)[0]
+
+    def surface_query(self, points: np.ndarray, workers: int = 1
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`signed_distance` (M,) float64 metres and the outward normal (M, 3) of the
+        nearest surface sample, for points (..., 3) metres."""
         p = np.asarray(points, np.float64).reshape(-1, 3)
         d, i = self._tree.query(p, k=1, workers=workers)
         side = np.einsum("mc,mc->m", p - self._points[i], self._normals[i])
-        return np.where(side < 0, -d, d)
+        return np.where(side < 0, -d, d), self._normals[i]
 
     def inside_share(self, strands, *, tolerance_m: float = 0.001, skip_root: int = 2,
                      workers: int = 1) -> float:

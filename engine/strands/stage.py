@@ -38,7 +38,13 @@ before their first point that the training views saw off the hair masks
 curtain of strands over the face, on the Blender straight orbit a skirt of strands over the
 shoulders; docs/strands.md). With ``trim`` backward jitter steps are removed too and each
 strand is also cut at its first fold. Strands still wrong after three rounds or shorter than
-``min_length_mm`` are dropped. (Cutting at the first point outside the hair
+``min_length_mm`` are dropped. Strands that no training view saw (fewer than a quarter of
+their points seen, :meth:`SilhouetteGuard.seen`; the back of a head filmed from the front) are
+not kept as fitted, since only the coarse volume holds them there: with ``complete_unseen`` (on
+by default) their roots get the shapes of trimmed, unfolded seen strands nearby, carried in the
+scalp's growth frame (:mod:`engine.strands.complete`), cut by the same guards and where they
+enter the bust (on d3 and d10 the bald back went from 19-22 % to 4-7 %; docs/strands.md).
+(Cutting at the first point outside the hair
 volume was tried and left 33-57 % of the scalp bald on a Blender orbit: the coarse volume
 misses much of the true hair near the roots, see docs/strands.md.)
 
@@ -70,11 +76,12 @@ from engine.io.export import export_groom
 from engine.io.files import file_sha256, write_json_atomic
 from engine.io.groom import Groom
 from engine.io.media import write_image
-from engine.metrics import HeadGeometry, points_over_face
+from engine.metrics import HeadGeometry, points_over_face, strand_folds
 from engine.pipeline import Stage, option
 from engine.prior.diffusion import load_diffusion
 from engine.prior.vae import load_vae
 from engine.resources import resource, resources_dir
+from engine.strands.complete import lift_out, seen_strands, transport_strands
 from engine.strands.geometry import (HairVolume, bounded_turn, bust_loss, chamfer_loss, fold_loss,
                                      kink_loss, orientation_loss, sample_visible_surface,
                                      volume_loss)
@@ -169,6 +176,11 @@ class StrandsConfig:
                                "of the face below the brow line where the hair masks show no "
                                "hair (FaceGuard); off keeps such strands whole; see "
                                "docs/strands.md")
+    complete_unseen: bool = option(True, "give the final strands at scalp roots no training "
+                                   "view saw the shapes of fitted strands nearby that a view "
+                                   "did see (engine.strands.complete); off: the fitted "
+                                   "texture there, held only by the coarse volume, see "
+                                   "docs/strands.md")
     cut_outside_masks: bool = option(True, "cut each final strand before its first point that "
                                      "the training views saw off the hair masks "
                                      "(SilhouetteGuard: visual-hull consistency); off keeps "
@@ -320,45 +332,92 @@ class StrandTrainer:
     @torch.no_grad()
     def dense_groom(self, n: int, batch: int = 8192) -> dict:
         """Decode ``n`` strands at uniformly sampled scalp UVs, drop those that leave the hair
-        volume or enter the bust and trim the rest (module docstring). Returns a dict:
-        ``strands`` (M, L, 3) float32 metres head frame, ``root_uv`` (M, 2) float32, ``kept`` =
-        M / n and ``trim`` (the counts of :func:`engine.strands.trim.trim_strands`, and
-        ``dropped_volume``)."""
+        volume or enter the bust, trim the rest, and give the strands no view saw the shapes
+        of trimmed seen ones nearby (``complete_unseen``, :mod:`engine.strands.complete`;
+        these are cut by the same guards and where they enter the bust). Returns a dict:
+        ``strands`` (M, L, 3) float32 metres head frame (the fitted strands, then the
+        completed ones), ``root_uv`` (M, 2) float32, ``kept`` = M / n and ``trim`` (the counts
+        of :func:`engine.strands.trim.trim_strands` summed over both, ``dropped_volume`` and
+        ``completed``, the roots given a seen neighbour's shape)."""
         cfg, sc = self.cfg, self.scene
         T = self.texture()
         rng = np.random.default_rng(cfg.seed + 1)
         uv = sc.scalp.sample_uv(n, rng)
         tol = cfg.outside_tolerance_mm / 1000
-        keep_s, keep_uv = [], []
+        all_s, all_ok = [], []
         for i in range(0, n, batch):
             pts, _ = self.decode(T, uv[i:i + batch])
-            N, L, _ = pts.shape
-            look = sc.volume.lookup(pts.reshape(-1, 3))
-            fh = look["f_hair"].reshape(N, L)[:, ROOT_SKIP:]
-            fb = look["f_bust"].reshape(N, L)[:, ROOT_SKIP:]
-            outside = (fh > tol).float().mean(1)
-            ok = (outside <= cfg.max_outside) & ((fb < -tol).float().mean(1) <= MAX_IN_BUST)
-            keep_s.append(pts[ok].cpu().numpy())
-            keep_uv.append(uv[i:i + batch][ok.cpu().numpy()])
-        strands = np.concatenate(keep_s)
-        kept_uv = np.concatenate(keep_uv)
-        dropped_volume = n - len(kept_uv)
+            all_s.append(pts.cpu().numpy())
+            all_ok.append(self._in_volume(pts, tol).cpu().numpy())
+        strands, ok = np.concatenate(all_s), np.concatenate(all_ok)
+        sil = SilhouetteGuard.for_scene(sc)
+        unseen = np.zeros(n, bool)
+        if cfg.complete_unseen and sil is not None and sc.head is not None and \
+                len(sc.head[0]) == len(load_head_model().vertices):
+            unseen = ~seen_strands(sil.seen(strands)[:, ROOT_SKIP:])
         guards = [g for g in (FaceGuard.for_scene(sc) if cfg.trim or cfg.cut_at_face else None,
-                              SilhouetteGuard.for_scene(sc) if cfg.cut_outside_masks else None)
-                  if g is not None]
-        if cfg.trim or guards:
-            def bad(x: np.ndarray) -> np.ndarray:
-                return np.logical_or.reduce([g(x) for g in guards])
-
-            strands, keep, stats = trim_strands(strands, bad if guards else None,
-                                                min_length_m=cfg.min_length_mm / 1000,
-                                                folds=cfg.trim)
+                              sil if cfg.cut_outside_masks else None) if g is not None]
+        stats: dict = {"dropped_volume": int((~ok & ~unseen).sum()), "completed": 0}
+        fitted = ok & ~unseen
+        out_s, out_uv = [], []
+        kept, k = self._trim(strands[fitted], guards, stats)
+        out_s.append(kept)
+        out_uv.append(uv[fitted][k])
+        flat = ~strand_folds(kept) if len(kept) else np.zeros(0, bool)  # no folds copied
+        if unseen.any() and flat.any():
+            fr = sc.scalp.frames(uv[unseen])
+            src_n = sc.scalp.frames(uv[fitted][k][flat]).normals
+            new = transport_strands(kept[flat], src_n, fr.positions, fr.normals,
+                                    sc.volume.centre.cpu().numpy(),
+                                    np.random.default_rng(cfg.seed + 2))
+            geo = HeadGeometry.from_head_model(np.asarray(sc.head[0]), samples=50_000)
+            new = lift_out(new, fr.normals, geo.surface_query)
+            kept_c, k_c = self._trim(new, guards + [self._bust_guard(tol)], stats)
+            out_s.append(kept_c)
+            out_uv.append(uv[unseen][k_c])
+            stats["completed"] = int(unseen.sum())
         else:
-            keep, stats = np.ones(len(strands), bool), {}
-        stats["dropped_volume"] = int(dropped_volume)
-        return {"strands": strands, "root_uv": kept_uv[keep].astype(np.float32),
+            stats["dropped_volume"] += int(unseen.sum())
+        strands, root_uv = np.concatenate(out_s), np.concatenate(out_uv)
+        return {"strands": strands.astype(np.float32), "root_uv": root_uv.astype(np.float32),
                 "kept": len(strands) / max(n, 1), "trim": stats}
 
+    def _trim(self, strands: np.ndarray, guards: list, stats: dict
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Strands (N, L, 3) cut before their first point any guard marks and, with ``trim``,
+        at their first fold (:func:`engine.strands.trim.trim_strands`); returns (kept (M, L, 3)
+        float32, keep (N,) bool) and adds the trim counts to ``stats``."""
+        cfg = self.cfg
+        if not (cfg.trim or guards) or len(strands) == 0:
+            return strands.astype(np.float32), np.ones(len(strands), bool)
+
+        def bad(x: np.ndarray) -> np.ndarray:
+            return np.logical_or.reduce([g(x) for g in guards])
+
+        kept, keep, st = trim_strands(strands, bad if guards else None,
+                                      min_length_m=cfg.min_length_mm / 1000, folds=cfg.trim)
+        for key, val in st.items():
+            stats[key] = stats.get(key, 0) + val
+        return kept, keep
+
+    def _in_volume(self, pts: torch.Tensor, tol: float) -> torch.Tensor:
+        """(N,) bool: strands (N, L, 3) with at most ``max_outside`` of their points farther
+        than ``tol`` outside the hair volume and at most ``MAX_IN_BUST`` deeper than ``tol``
+        inside the bust (the first ``ROOT_SKIP`` points not counted)."""
+        N, L, _ = pts.shape
+        look = self.scene.volume.lookup(pts.reshape(-1, 3))
+        fh = look["f_hair"].reshape(N, L)[:, ROOT_SKIP:]
+        fb = look["f_bust"].reshape(N, L)[:, ROOT_SKIP:]
+        return ((fh > tol).float().mean(1) <= self.cfg.max_outside) & \
+            ((fb < -tol).float().mean(1) <= MAX_IN_BUST)
+
+    def _bust_guard(self, tol: float):
+        """Points (M, L, 3) deeper than ``tol`` inside the coarse bust: (M, L) bool."""
+        def bad(x: np.ndarray) -> np.ndarray:
+            p = torch.as_tensor(np.asarray(x, np.float32).reshape(-1, 3), device=self.device)
+            fb = self.scene.volume.lookup(p)["f_bust"].reshape(x.shape[:2])
+            return (fb < -tol).cpu().numpy()
+        return bad
 
 class FaceGuard:
     """Which strand points hang in front of the face below the brow line where no hair mask
@@ -441,17 +500,28 @@ class SilhouetteGuard:
                   else scene.data.centre.cpu().numpy())
         return cls(scene.data, scene.head_depth, centre)
 
-    @torch.no_grad()
-    def __call__(self, x: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
         """(M, L) bool for strands x (M, L, 3) metres."""
+        seen, off = self.counts(x)
+        return (seen > 0) & (off >= 0.5 * seen)
+
+    def seen(self, x: np.ndarray) -> np.ndarray:
+        """(M, L) bool: the points of strands x (M, L, 3) metres that at least one view sees."""
+        return self.counts(x)[0] > 0
+
+    @torch.no_grad()
+    def counts(self, x: np.ndarray, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+        """For the points of strands x (M, L, 3) metres: how many views see each, and how many
+        of those put it off the (dilated) hair mask; two (M, L) int32 arrays."""
         d = self.data
         H, W = d.cams.height, d.cams.width
         flat = torch.as_tensor(np.asarray(x, np.float32).reshape(-1, 3), device=d.hair.device)
-        out = torch.zeros(len(flat), dtype=torch.bool)
+        seen_all = torch.zeros(len(flat), dtype=torch.int32)
+        off_all = torch.zeros(len(flat), dtype=torch.int32)
         for i in range(0, len(flat), chunk):
             p = flat[i:i + chunk]
-            seen = torch.zeros(len(p), device=p.device)
-            off = torch.zeros(len(p), device=p.device)
+            seen = torch.zeros(len(p), dtype=torch.int32, device=p.device)
+            off = torch.zeros(len(p), dtype=torch.int32, device=p.device)
             for v in range(d.hair.shape[0]):
                 K, R, t = d.cams.K[v], d.cams.R[v], d.cams.t[v]
                 q = project(p, K, R, t)
@@ -466,10 +536,12 @@ class SilhouetteGuard:
                     visible = visible & ~(on_head & (q[:, 2] > hd + self.tolerance_m))
                 centre_z = (self.centre @ R.T + t)[2]
                 visible = visible & ~(self.body[v][wc, uc] & ~on_head & (q[:, 2] > centre_z))
-                seen += visible.float()
-                off += (visible & ~self.hair[v][wc, uc]).float()
-            out[i:i + chunk] = ((seen > 0) & (off >= 0.5 * seen)).cpu()
-        return out.reshape(np.asarray(x).shape[:-1]).numpy()
+                seen += visible.int()
+                off += (visible & ~self.hair[v][wc, uc]).int()
+            seen_all[i:i + chunk] = seen.cpu()
+            off_all[i:i + chunk] = off.cpu()
+        shape = np.asarray(x).shape[:-1]
+        return seen_all.reshape(shape).numpy(), off_all.reshape(shape).numpy()
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,6 +692,11 @@ def train_and_export(trainer: StrandTrainer, out_dir: Path, ctx=None) -> Iterato
     if len(dense["strands"]) == 0:
         raise InputError("strands stage: every decoded strand left the hair volume; check the "
                          "coarse stage's hair mesh")
+    completed = dense["trim"].get("completed", 0)
+    if ctx is not None and completed:
+        yield ctx.log(f"strands: no view saw {completed} of {cfg.dense_strands} strands "
+                      f"({100 * completed / cfg.dense_strands:.0f} %, the back of the head where "
+                      "the capture did not turn); they continue the seen strands nearby")
     hv, hf = trainer.scene.head if trainer.scene.head is not None else (None, None)
     colours = None
     if trainer.scene.data is not None:
@@ -720,6 +797,6 @@ def prior_fingerprint(project=None, cfg=None) -> dict[str, str]:
     return out
 
 
-STAGE = Stage("strands", 6, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
+STAGE = Stage("strands", 7, StrandsConfig, ("keyframes", "masks", "orientation", "cameras", "coarse"),
               run_strands, prior_fingerprint, title="Hair strands", presets=PRESETS)
 STAGES = [STAGE]

@@ -454,6 +454,10 @@ def test_the_strands_stage_runs_on_a_real_coarse_result(tmp_path):
     assert np.median(np.abs(groom.strands[:, 0, 0] - neutral_roots[:, 0])) > 1e-3
     summary = done["strands"].summary
     assert summary and (out / "strands.json").is_file()
+    # the views span yaw -60..60 deg: the back of the scalp was completed from the seen sides
+    import json
+
+    assert json.loads((out / "strands.json").read_text())["trim"]["completed"] > 0
 
 
 def test_strand_colours_take_the_median_and_fill_unseen_strands_from_neighbours():
