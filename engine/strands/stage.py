@@ -215,6 +215,11 @@ class StrandScene:
     head_depth: torch.Tensor | None = None
     head: tuple | None = None
 
+    def head_in_model_topology(self) -> bool:
+        """Whether the fitted head is in the head model's topology (its landmarks and face
+        region apply): what :class:`FaceGuard` and the completion of the unseen need."""
+        return self.head is not None and len(self.head[0]) == len(load_head_model().vertices)
+
 
 class StrandTrainer:
     """Optimises the geometry texture (and the neural renderer) one step at a time.
@@ -352,8 +357,7 @@ class StrandTrainer:
         strands, ok = np.concatenate(all_s), np.concatenate(all_ok)
         sil = SilhouetteGuard.for_scene(sc)
         unseen = np.zeros(n, bool)
-        if cfg.complete_unseen and sil is not None and sc.head is not None and \
-                len(sc.head[0]) == len(load_head_model().vertices):
+        if cfg.complete_unseen and sil is not None and sc.head_in_model_topology():
             unseen = ~seen_strands(sil.seen(strands)[:, ROOT_SKIP:])
         guards = [g for g in (FaceGuard.for_scene(sc) if cfg.trim or cfg.cut_at_face else None,
                               sil if cfg.cut_outside_masks else None) if g is not None]
@@ -419,6 +423,7 @@ class StrandTrainer:
             return (fb < -tol).cpu().numpy()
         return bad
 
+
 class FaceGuard:
     """Which strand points hang in front of the face below the brow line where no hair mask
     shows hair: the face region of :meth:`engine.metrics.HeadGeometry.face_region` (the fitted
@@ -439,7 +444,7 @@ class FaceGuard:
     @classmethod
     def for_scene(cls, scene: "StrandScene") -> "FaceGuard | None":
         """The guard of a scene whose head is in the head model's topology, else None."""
-        if scene.head is None or len(scene.head[0]) != len(load_head_model().vertices):
+        if not scene.head_in_model_topology():
             return None
         return cls(np.asarray(scene.head[0]), scene.data)
 
