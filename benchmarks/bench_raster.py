@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_raster.py [--strands 10000] [--points 100] [--size 512]
-        [--device cpu|cuda|auto] [--threads 2] [--repeat 3] [--faces 16] [--bin-size 16]
+        [--device cpu|cuda|auto] [--threads 2] [--repeat 3] [--faces 16] [--bin-size 4]
         [--channels 3] [--chunk-pairs N]
 
 Synthetic hair-like strands (seeded): roots on an arc over the top of the image (a "scalp"),
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--faces", type=int, default=16)
-    p.add_argument("--bin-size", type=int, default=16)
+    p.add_argument("--bin-size", type=int, default=4)
     p.add_argument("--channels", type=int, default=3)
     p.add_argument("--chunk-pairs", type=int, default=None)
     args = p.parse_args(argv)

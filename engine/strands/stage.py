@@ -325,7 +325,7 @@ class StrandTrainer:
         idx = np.linspace(0, pts.shape[1] - 1, cfg.render_points).round().astype(int)
         sub = pts[:S][:, torch.as_tensor(idx, device=self.device)]
         H, W = data.cams.height, data.cams.width
-        rs = RasterSettings(H, W, faces_per_pixel=cfg.faces_per_pixel, bin_size=8)
+        rs = RasterSettings(H, W, faces_per_pixel=cfg.faces_per_pixel)
         occ = self.scene.head_depth[v] if self.scene.head_depth is not None else None
         feats, alpha = render_strands(sub, app[:S], data.cams.K[v], data.cams.R[v], data.cams.t[v],
                                       rs, cfg.half_width_px, occ)
