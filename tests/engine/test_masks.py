@@ -107,3 +107,86 @@ def test_refine_with_colour_adds_hair_but_not_the_neck_skin_or_clothes():
     vetoed = refine_with_colour(labels, lab, person, face, h, o, skin_like)
     assert not np.isin(vetoed[skin_like & reg["hair"]], [cv2.GC_PR_FGD, cv2.GC_FGD]).any()
     assert (vetoed[hair_rows & ~skin_like] == cv2.GC_PR_FGD).mean() > 0.9
+
+
+def test_faceless_view_tells_a_shaded_shirt_from_hair_by_texture():
+    """A back view whose shirt has the hair's colour but none of its strand texture: colour
+    alone makes the shirt hair; with the texture threshold it is sure background, and the hair
+    stays hair."""
+    from engine.preprocess.masks import texture_energy
+
+    rng = np.random.default_rng(2)
+    h, w = 96, 64
+    person = np.zeros((h, w), np.float32)
+    person[10:, 12:52] = 1.0
+    hair = np.zeros((h, w), bool)
+    hair[10:50, 12:52] = True
+    shirt = (person > 0) & ~hair
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[:] = GREY
+    stripes = np.broadcast_to((np.arange(w) % 2).astype(np.float64) * 30.0, (h, w))
+    rgb[hair] = np.clip(np.array(BROWN, np.float64) + stripes[hair][:, None] - 15, 0, 255)
+    rgb[shirt] = BROWN  # smooth, the colour of the hair
+    rgb = np.clip(rgb + rng.normal(0, 1, rgb.shape), 0, 255).astype(np.uint8)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    hm, om = HistogramColourModel(), HistogramColourModel()
+    hm.add(lab, hair)
+    om.add(lab, person == 0)
+    texture = texture_energy(rgb)
+    plain = faceless_seeds(lab, person, hm, om)
+    assert np.isin(plain[shirt], [cv2.GC_FGD, cv2.GC_PR_FGD]).mean() > 0.5  # colour is fooled
+    threshold = 0.4 * float(np.percentile(texture[hair], 10))
+    labels = faceless_seeds(lab, person, hm, om, texture, threshold)
+    lower_shirt = shirt & (np.arange(h)[:, None] > 60) & (np.abs(np.arange(w) - 32) < 14)
+    # (away from the person's outline, whose edge against the background is texture too)
+    assert (labels[lower_shirt] == cv2.GC_BGD).mean() > 0.95
+    assert np.isin(labels[hair], [cv2.GC_FGD, cv2.GC_PR_FGD]).mean() > 0.9
+
+
+def test_temporal_blend_skips_neighbours_that_turned_or_whose_landmarks_disagree():
+    """Neighbours are blended only within ``max_pose_deg`` of yaw and pitch and when the face
+    similarity between them scales by at most 10 %."""
+    from engine.preprocess.landmarks import FACE_OVAL
+    from engine.preprocess.masks import temporal_blend
+
+    rng = np.random.default_rng(3)
+    pts = np.zeros((478, 3), np.float32)
+    pts[:, :2] = rng.uniform(30, 70, (478, 2))
+    ring = np.linspace(0, 2 * np.pi, len(FACE_OVAL), endpoint=False)
+    pts[FACE_OVAL, 0] = 50 + 15 * np.cos(ring)
+    pts[FACE_OVAL, 1] = 50 + 20 * np.sin(ring)
+    masks = [np.zeros((100, 100), np.float32), np.ones((100, 100), np.float32)]
+    same = [pts, pts.copy()]
+    poses = np.array([[0.0, 0.0, 0.0], [4.0, 2.0, 0.0]])
+    blended = temporal_blend(masks, same, 0.25, poses, 10.0)
+    assert 0.2 < blended[0][50, 50] < 0.3  # close pose: a quarter of the neighbour
+    turned = np.array([[0.0, 0.0, 0.0], [15.0, 0.0, 0.0]])
+    assert temporal_blend(masks, same, 0.25, turned, 10.0)[0][50, 50] == 0.0
+    assert temporal_blend(masks, same, 0.25, np.array([[0, 0, 0], [np.nan] * 3]),
+                          10.0)[0][50, 50] == 0.0  # no pose: no blending
+    grown = pts.copy()
+    grown[:, :2] = 50 + 1.3 * (grown[:, :2] - 50)  # the same pose, a 30 % larger face
+    assert temporal_blend(masks, [pts, grown], 0.25, poses, 10.0)[0][50, 50] == 0.0
+
+
+def test_face_oval_covers_nose_and_lips_in_a_three_quarter_view():
+    """A three-quarter view folds the face-oval landmarks' outline over itself; the oval is the
+    landmarks' convex hull, so the lips and nose inside it are never hair seeds."""
+    from engine.preprocess.landmarks import FACE_OVAL
+    from engine.preprocess.masks import face_geometry
+
+    pts = np.zeros((478, 3), np.float32)
+    n = len(FACE_OVAL)
+    ring = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    # a crescent: the far half of the outline folded inside the near half
+    x = np.where(np.cos(ring) > 0, 60 + 25 * np.cos(ring), 60 + 10 * np.cos(ring))
+    pts[FACE_OVAL, 0] = np.where(np.cos(ring) > 0, x, 60 + 15 * np.cos(ring) * -1)
+    pts[FACE_OVAL, 1] = 60 + 30 * np.sin(ring)
+    others = np.setdiff1d(np.arange(478), FACE_OVAL)
+    pts[others, 0] = 50.0  # nose, lips: left of the folded outline
+    pts[others, 1] = np.linspace(40, 80, len(others))
+    pts[[61, 291, 0, 17], :2] = [[45, 75], [52, 75], [48, 72], [48, 78]]
+    pts[152, 1] = 90.0
+    geo = face_geometry(pts, (120, 120))
+    for p in ([45, 75], [52, 75], [50, 60]):
+        assert geo.oval[p[1], p[0]]
