@@ -72,15 +72,10 @@ class FaceGeometry:
 
 
 def face_geometry(points: np.ndarray, shape: tuple[int, int]) -> FaceGeometry:
-    """Face oval, skin sample region and reference rows from (478, 2+) landmark pixels.
-
-    The oval is the convex hull of all the landmarks: in a three-quarter or profile view the
-    face-oval landmarks' outline crosses itself and, filled as a polygon, leaves out the nose
-    and the lips (which then became hair on a Blender orbit)."""
+    """Face oval, skin sample region and reference rows from (478, 2+) landmark pixels."""
     h, w = shape
     oval = np.zeros((h, w), np.uint8)
-    hull = cv2.convexHull(np.round(points[:, :2]).astype(np.int32))
-    cv2.fillConvexPoly(oval, hull, 1)
+    cv2.fillPoly(oval, [np.round(points[FACE_OVAL, :2]).astype(np.int32)], 1)
     top = float(points[FACE_OVAL, 1].min())
     chin = float(points[152, 1])
     face_h = max(chin - top, 1.0)
@@ -145,13 +140,6 @@ class Seeds:
     labels: np.ndarray
 
 
-def texture_energy(rgb: np.ndarray) -> np.ndarray:
-    """(H, W) float32 local texture energy: |Laplacian| (3x3) of the grey image, blurred by a
-    Gaussian of sigma 2 px. Hair (thin strands) scores high, skin and clothes low."""
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return cv2.GaussianBlur(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3)), (0, 0), 2.0)
-
-
 def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
                   skin_max_distance: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """First-pass seeds from geometry and skin colour only.
@@ -169,7 +157,8 @@ def initial_seeds(rgb: np.ndarray, person: np.ndarray, face: FaceGeometry,
                                      else ycrcb[face.oval])
     # skin is smooth, hair is made of thin strands: a pixel is skin only if its colour fits the
     # skin model *and* its local texture energy is skin-like
-    texture = texture_energy(rgb)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    texture = cv2.GaussianBlur(np.abs(cv2.Laplacian(grey, cv2.CV_32F, ksize=3)), (0, 0), 2.0)
     sample = face.skin_sample if face.skin_sample.sum() > 50 else face.oval
     smooth = texture < 2.5 * float(np.percentile(texture[sample], 75)) + 1.0
     dist = skin_model.distance(ycrcb)
@@ -222,8 +211,7 @@ def neck_zone(face: FaceGeometry, shape: tuple[int, int]) -> np.ndarray:
 def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
                        face: FaceGeometry, hair_model: HistogramColourModel,
                        other_model: HistogramColourModel,
-                       skin_like: np.ndarray | None = None,
-                       smooth: np.ndarray | None = None) -> np.ndarray:
+                       skin_like: np.ndarray | None = None) -> np.ndarray:
     """Second-pass seeds from the clip's shared colour models (likelihood ratio
     ``r = p_hair / p_other``, histograms in Lab). Probable background on the person becomes
     probable hair
@@ -240,13 +228,8 @@ def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
     real clip above 100) becomes sure background. No pixel of the neck (:func:`neck_zone`) or
     ``skin_like`` ((H, W) bool from :func:`initial_seeds`: a bald scalp, ears) becomes hair.
     Sure-hair seeds that the hair model rejects (``r < 0.05``) become probable background
-    (hats, walls seen through the hair). ``smooth`` ((H, W) bool, texture energy below the
-    faceless views' threshold, see :func:`faceless_seeds`): those pixels never become hair,
-    first-pass probable hair from the brows down is demoted to probable background there (the
-    lips of a profile whose face oval misses them), and below the chin they become sure
-    background (a shirt in shadow measured a ratio above 4
-    on a Blender orbit, dark hair and a dark shirt differ in texture, not colour). Sure labels
-    (face below the brows, background) never change. Returns (H, W) uint8."""
+    (hats, walls seen through the hair). Sure labels (face below the brows, background) never
+    change. Returns (H, W) uint8."""
     out = labels.copy()
     ph = hair_model.likelihood(lab)
     po = other_model.likelihood(lab)
@@ -257,8 +240,6 @@ def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
     if skin_like is not None:
         free &= ~skin_like
     free &= ~neck_zone(face, (h, w))
-    if smooth is not None:
-        free &= ~smooth
     above = rows < face.brow_y - 0.05 * face.face_height
     oval_grown = cv2.dilate(face.oval.astype(np.uint8), np.ones((5, 5), np.uint8),
                             iterations=max(int(face.face_height * 0.02), 1)) > 0
@@ -269,33 +250,20 @@ def refine_with_colour(labels: np.ndarray, lab: np.ndarray, person: np.ndarray,
     # (GrabCut otherwise grows the hair into a dark shirt)
     low = rows > face.chin_y + 0.3 * face.face_height
     out[(person > 0.5) & (labels == cv2.GC_PR_BGD) & low & (ratio < 2.5)] = cv2.GC_BGD
-    if smooth is not None:
-        out[(person > 0.5) & (labels == cv2.GC_PR_BGD) & low & smooth] = cv2.GC_BGD
-        out[(labels == cv2.GC_PR_FGD) & ~above & smooth] = cv2.GC_PR_BGD
     out[(labels == cv2.GC_FGD) & (ratio < 0.05)] = cv2.GC_PR_BGD
     return out
 
 
 def faceless_seeds(lab: np.ndarray, person: np.ndarray, hair_model: HistogramColourModel,
-                   other_model: HistogramColourModel, texture: np.ndarray | None = None,
-                   smooth_below: float | None = None) -> np.ndarray | None:
+                   other_model: HistogramColourModel) -> np.ndarray | None:
     """GrabCut seeds (H, W) uint8 for a keyframe without a face (the back of the head), from
     the clip's shared colour models learned on the face views: on the person, probable hair
     where the hair model explains the colour 4x better than the clothing/background model,
     sure hair where 8x better in the upper half of the person's bounding box (the head;
     rendered brown hair on a Blender orbit measured 10-17x), sure background in the lower half
     where under 2.5x (the clothes: a dark shirt measured 0.6-2), probable background elsewhere
-    on the person; sure background off it.
-
-    Colour alone cannot tell dark hair from a shirt in shadow (a shaded blue shirt measured
-    11x on a Blender orbit's back view). With ``texture`` ((H, W) float32,
-    :func:`texture_energy` of this frame) and ``smooth_below`` (a texture energy; the stage
-    passes 0.4x the 10th percentile of the face views' sure hair), smooth pixels are never
-    hair seeds: sure background in the lower half (the shaded shirt measured 12-14 against
-    hair's 10th percentile 54), probable background in the upper half.
-
-    None when the colour models are empty (no view had a face) or no pixel looks like
-    hair."""
+    on the person; sure background off it. None when the colour models are empty (no view had
+    a face) or no pixel looks like hair."""
     if hair_model.count <= 0 or other_model.count <= 0:
         return None
     ratio = (hair_model.likelihood(lab) + 1e-7) / (other_model.likelihood(lab) + 1e-7)
@@ -309,10 +277,6 @@ def faceless_seeds(lab: np.ndarray, person: np.ndarray, hair_model: HistogramCol
     labels[inside & (ratio > 4.0)] = cv2.GC_PR_FGD
     labels[inside & upper & (ratio > 8.0)] = cv2.GC_FGD
     labels[inside & ~upper & (ratio < 2.5)] = cv2.GC_BGD  # clothes, as in refine_with_colour
-    if texture is not None and smooth_below is not None:
-        smooth = inside & (texture < smooth_below)
-        labels[smooth & upper] = cv2.GC_PR_BGD
-        labels[smooth & ~upper] = cv2.GC_BGD
     if not (labels == cv2.GC_FGD).any():
         return None
     return labels
@@ -371,29 +335,12 @@ def align_to(points_src: np.ndarray, points_dst: np.ndarray) -> np.ndarray:
 
 
 def temporal_blend(masks: list[np.ndarray], points: list[np.ndarray | None],
-                   weight: float, poses: np.ndarray | None = None,
-                   max_pose_deg: float = 10.0) -> list[np.ndarray]:
+                   weight: float) -> list[np.ndarray]:
     """Blend each mask with its neighbours in the keyframe list (previous and next), warped
     onto it by the face similarity transform: m_i' = (1 - w) m_i + w * mean(warped
-    neighbours). Frames without landmarks are left as they are. ``weight`` in [0, 1).
-
-    A 2D similarity only relates two views of a head that has barely turned: with ``poses``
-    ((N, 3) yaw, pitch, roll in degrees, :func:`engine.preprocess.landmarks.head_pose`; NaN
-    where no face), a neighbour whose yaw or pitch differs by more than ``max_pose_deg`` is
-    not blended (on a Blender orbit, keyframes 10-16 degrees apart put a halo of the
-    neighbour's hair round the head and hair over a profile's temple). Nor is one whose
-    similarity scales by more than 10 %: between keyframes of one clip the head's size
-    barely changes, and a larger scale (0.69 and 1.15 between near-profile views of a Blender
-    orbit; 0.97-1.07 on a real talking-head clip) means misplaced landmarks."""
+    neighbours). Frames without landmarks are left as they are. ``weight`` in [0, 1)."""
     if weight <= 0 or len(masks) < 2:
         return masks
-
-    def close(i: int, j: int) -> bool:
-        if poses is None:
-            return True
-        d = np.abs(np.asarray(poses[i][:2], np.float64) - np.asarray(poses[j][:2], np.float64))
-        return bool(np.all(d <= max_pose_deg))  # NaN (no pose) compares False
-
     out = []
     for i, m in enumerate(masks):
         if points[i] is None:
@@ -402,12 +349,8 @@ def temporal_blend(masks: list[np.ndarray], points: list[np.ndarray | None],
         h, w = m.shape
         warped = []
         for j in (i - 1, i + 1):
-            if (0 <= j < len(masks) and points[j] is not None and masks[j].shape == m.shape
-                    and close(i, j)):
+            if 0 <= j < len(masks) and points[j] is not None and masks[j].shape == m.shape:
                 a = align_to(points[j], points[i])
-                scale = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
-                if abs(np.log(max(scale, 1e-6))) > np.log(1.1):
-                    continue  # landmarks misplaced on one of them (a profile): no alignment
                 warped.append(cv2.warpAffine(masks[j], a, (w, h), flags=cv2.INTER_LINEAR,
                                              borderValue=0))
         if warped:

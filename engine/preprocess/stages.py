@@ -22,8 +22,7 @@ from engine.preprocess.keyframes import Candidate, resize_long_side, select_keyf
 from engine.preprocess.landmarks import N_LANDMARKS, FaceLandmarker, head_pose
 from engine.preprocess.masks import (HistogramColourModel, PersonSegmenter, apply_user_edit,
                                      clean_mask, face_geometry, faceless_seeds, grabcut_hair,
-                                     initial_seeds, refine_with_colour, temporal_blend,
-                                     texture_energy)
+                                     initial_seeds, refine_with_colour, temporal_blend)
 from engine.preprocess.orientation import GaborParams, orientation_map
 
 PREVIEW_EVERY = 3  # yield an image preview for every n-th keyframe
@@ -172,12 +171,6 @@ class MasksConfig:
         3.0, "Mahalanobis distance in YCrCb below which a pixel is skin", range=(0.5, 10.0))
     temporal_weight: float = option(
         0.25, "weight of the neighbouring keyframes' aligned masks", range=(0.0, 0.9))
-    temporal_max_pose_deg: float = option(
-        10.0, "neighbouring keyframes whose head yaw or pitch differs by more are not blended",
-        unit="deg", range=(0.0, 180.0))
-    smooth_share: float = option(
-        0.4, "pixels smoother than this share of the face views' sure-hair texture (10th "
-        "percentile) are not hair seeds, and below the chin not hair", range=(0.0, 1.0))
     feather_px: float = option(1.5, "soft border of the masks", unit="px", range=(0.0, 20.0))
 
 
@@ -193,7 +186,6 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
     n = len(names)
     frames, persons, seeds, faces, skins = [], [], [], [], []
     hair_model, other_model = HistogramColourModel(), HistogramColourModel()
-    hair_texture = []  # texture energy at the face views' sure hair (for the faceless views)
     # pass 1: person masks, face geometry, first seeds and the clip's shared colour models
     with PersonSegmenter() as segment:
         for i, name in enumerate(names):
@@ -207,7 +199,6 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
                 labels, skin_like = initial_seeds(rgb, person, face, cfg.skin_max_distance)
                 lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
                 hair_model.add(lab, labels == cv2.GC_FGD)
-                hair_texture.append(texture_energy(rgb)[labels == cv2.GC_FGD])
                 other_model.add(lab, (labels == cv2.GC_BGD) | (
                     (labels == cv2.GC_PR_BGD) & (np.arange(person.shape[0])[:, None]
                                                  > face.chin_y + 0.6 * face.face_height)))
@@ -218,16 +209,12 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
             skins.append(skin_like)
             yield ctx.progress(i + 1, 2 * n, f"segmenting {name}")
     # pass 2: colour-refined seeds, GrabCut, clean-up
-    hair_texture = np.concatenate(hair_texture) if hair_texture else np.zeros(0, np.float32)
-    smooth_below = (cfg.smooth_share * float(np.percentile(hair_texture, 10))
-                    if hair_texture.size else None)
     hairs = []
     for i, name in enumerate(names):
         ctx.check()
         if seeds[i] is None:  # no face: seeds from the colour models of the face views
             lab = cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB)
-            labels = faceless_seeds(lab, persons[i], hair_model, other_model,
-                                    texture_energy(frames[i]), smooth_below)
+            labels = faceless_seeds(lab, persons[i], hair_model, other_model)
             if labels is None:  # nothing looks like hair: the user can paint this frame
                 hairs.append(np.zeros_like(persons[i]))
             else:
@@ -235,16 +222,13 @@ def run_masks(cfg: MasksConfig, inputs: Mapping[str, Artifact],
                 hairs.append(clean_mask(hair, persons[i], cfg.feather_px))
         else:
             lab = cv2.cvtColor(frames[i], cv2.COLOR_RGB2LAB)
-            smooth = (texture_energy(frames[i]) < smooth_below if smooth_below is not None
-                      else None)
             labels = refine_with_colour(seeds[i], lab, persons[i], faces[i], hair_model,
-                                        other_model, skins[i], smooth)
+                                        other_model, skins[i])
             hair = grabcut_hair(frames[i], labels, cfg.grabcut_iterations, cfg.grabcut_side)
             hairs.append(clean_mask(hair, persons[i], cfg.feather_px))
         yield ctx.progress(n + i + 1, 2 * n, f"hair mask {name}")
     points = [lms["points"][i] if lms["found"][i] else None for i in range(n)]
-    hairs = temporal_blend(hairs, points, cfg.temporal_weight, lms["pose"],
-                           cfg.temporal_max_pose_deg)
+    hairs = temporal_blend(hairs, points, cfg.temporal_weight)
     areas, edited, sheet = [], 0, []
     for i, name in enumerate(names):
         edit = art.load_mask_edit(ctx.project.mask_edits_dir, name)
@@ -311,7 +295,7 @@ STAGES = [
                                          "max_side": 1024}}),
     Stage("landmarks", 2, LandmarksConfig, ("keyframes",), run_landmarks, None,
           "Face landmarks"),
-    Stage("masks", 7, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
+    Stage("masks", 6, MasksConfig, ("keyframes", "landmarks"), run_masks, _masks_fingerprint,
           "Hair and bust masks", presets={"preview": {"grabcut_iterations": 2,
                                                       "grabcut_side": 256},
                                           "high": {"grabcut_iterations": 5,
